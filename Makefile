@@ -1,0 +1,23 @@
+# Two entry points for a newcomer; both set up .venv first (scripts/setup.sh, idempotent).
+PY := .venv/bin/python
+
+.PHONY: setup demo test test-all lint synthetic clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(PY) tools/demo.py
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+test-all: setup
+	$(PY) -m pytest -m ""
+
+synthetic: setup
+	$(PY) tools/make_synthetic.py --out data/synthetic --scenes 10 --samples 40 --seed 0
+
+clean:
+	rm -rf demo_out data/demo
