@@ -1,0 +1,31 @@
+"""Shared model builder: a function of the grid/camera settings, so tiny.py and base.py differ in numbers only."""
+
+from perception.models.encoders import CameraEncoder, LidarEncoder, RadarEncoder
+from perception.models.fusion import BEVCrossAttentionFusion
+from perception.models.heads import CenterHead
+from perception.models.model import FusionModel
+from perception.ops.voxelize import VoxelGrid
+
+
+def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_channels=(16, 32),
+                 camera_widths=(32, 64, 128), layers=2, head_channels=32):
+    grid = VoxelGrid(tuple(pc_range), tuple(voxel_size))
+    W, H, _ = grid.shape_xyz
+    xy_range = (pc_range[0], pc_range[1], pc_range[3], pc_range[4])
+    return dict(
+        type=FusionModel,
+        encoders=dict(
+            camera=dict(type=CameraEncoder, widths=camera_widths, out_channels=dim),
+            lidar=dict(type=LidarEncoder, grid=grid, pillar_channels=lidar_channels[0],
+                       out_channels=lidar_channels[1]),
+            radar=dict(type=RadarEncoder, grid=grid, pillar_channels=radar_channels[0],
+                       out_channels=radar_channels[1]),
+        ),
+        fuser=dict(type=BEVCrossAttentionFusion, dim=dim,
+                   channels=dict(camera=dim, lidar=lidar_channels[1], radar=radar_channels[1]),
+                   bev_hw=(H // 2, W // 2), xy_range=xy_range, layers=layers),
+        head=dict(type=CenterHead, in_channels=head_channels, xy_range=xy_range, out_hw=(H, W),
+                  head_channels=head_channels),
+        fused_channels=dim,
+        skip_channels=lidar_channels[0],
+    )

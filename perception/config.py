@@ -1,0 +1,70 @@
+"""Pure-Python configs: a config is a Python file whose dicts use ``type=`` with the class object itself.
+
+``load_config(path)`` runs the file and returns its public names; ``build(spec)`` instantiates nested
+``dict(type=Class, **kwargs)`` bottom-up and names the closest valid argument when a key is wrong.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import runpy
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    ns = runpy.run_path(str(path))
+    cfg = {k: v for k, v in ns.items() if not k.startswith("_") and not inspect.ismodule(v)
+           and not inspect.isclass(v) and not inspect.isfunction(v)}
+    cfg["_path"] = str(path)
+    return cfg
+
+
+def build(spec):
+    """Instantiate ``dict(type=Class, **kwargs)`` recursively (lists and plain dicts are walked too)."""
+    if isinstance(spec, dict):
+        if "type" in spec:
+            kwargs = {k: build(v) for k, v in spec.items() if k != "type"}
+            cls = spec["type"]
+            if not callable(cls):
+                raise ConfigError(f"type={cls!r} is not a class or function (configs use the object, not a name)")
+            check_kwargs(cls, kwargs)
+            return cls(**kwargs)
+        return {k: build(v) for k, v in spec.items()}
+    if isinstance(spec, (list, tuple)) and any(isinstance(v, dict) for v in spec):
+        return type(spec)(build(v) for v in spec)
+    return spec
+
+
+def check_kwargs(cls, kwargs: dict, where: str | None = None) -> None:
+    """Raise ConfigError for keys ``cls`` does not take, naming the closest valid one."""
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return
+    params = sig.parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for k in kwargs:
+        if k not in valid:
+            close = difflib.get_close_matches(k, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {valid}"
+            raise ConfigError(f"{where or getattr(cls, '__name__', cls)}: unknown config key {k!r}{hint}")
+
+
+def check_section(name: str, given: dict, valid: dict) -> dict:
+    """Merge a plain config section over its defaults, rejecting unknown keys with the closest valid name."""
+    for k in given:
+        if k not in valid:
+            close = difflib.get_close_matches(k, list(valid), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {sorted(valid)}"
+            raise ConfigError(f"{name}: unknown config key {k!r}{hint}")
+    return {**valid, **given}

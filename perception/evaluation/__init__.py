@@ -1,0 +1,1 @@
+"""Evaluation: the official nuScenes detection eval on our outputs."""

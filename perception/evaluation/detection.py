@@ -1,0 +1,77 @@
+"""Detections -> nuScenes submission JSON -> the devkit's official DetectionEval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from perception.geometry import yaw_to_quat
+from perception.types import ATTRIBUTES, CLASS_ATTRIBUTES, DETECTION_CLASSES, Detections
+
+# The devkit's default attribute per class when a model gives none (most common one in nuScenes).
+DEFAULT_ATTRIBUTE = {"car": "vehicle.parked", "truck": "vehicle.parked", "construction_vehicle": "vehicle.parked",
+                     "bus": "vehicle.moving", "trailer": "vehicle.parked", "motorcycle": "cycle.without_rider",
+                     "bicycle": "cycle.without_rider", "pedestrian": "pedestrian.moving", "barrier": "",
+                     "traffic_cone": ""}
+
+
+def to_nuscenes_boxes(sample_token: str, det: Detections, T_global_ego: np.ndarray, max_boxes: int = 500) -> list:
+    """One sample's detections (ego frame) as nuScenes result dicts (global frame)."""
+    det = det.topk(max_boxes)
+    glob = det.boxes.transform(T_global_ego)
+    out = []
+    attrs = det.boxes.attributes if det.boxes.attributes is not None else np.full(len(det), -1)
+    for k in range(len(det)):
+        name = DETECTION_CLASSES[det.labels[k]]
+        a = int(attrs[k])
+        attr = ATTRIBUTES[a] if a >= 0 and ATTRIBUTES[a] in CLASS_ATTRIBUTES[name] else DEFAULT_ATTRIBUTE[name]
+        x, y, z, l, w, h, yaw, vx, vy = glob.data[k]
+        out.append({
+            "sample_token": sample_token, "translation": [float(x), float(y), float(z)],
+            "size": [float(w), float(l), float(h)],
+            "rotation": [float(v) for v in yaw_to_quat(float(yaw))],
+            "velocity": [float(np.nan_to_num(vx)), float(np.nan_to_num(vy))],
+            "detection_name": name, "detection_score": float(det.scores[k]), "attribute_name": attr,
+        })
+    return out
+
+
+def write_submission(path, results: dict[str, list], modalities=("camera", "lidar", "radar")) -> None:
+    sub = {"meta": {"use_camera": "camera" in modalities, "use_lidar": "lidar" in modalities,
+                    "use_radar": "radar" in modalities, "use_map": False, "use_external": False},
+           "results": results}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(sub, f)
+
+
+def run_detection_eval(dataroot, version: str, eval_set: str, result_path, output_dir, verbose=False) -> dict:
+    """The devkit's DetectionEval (detection_cvpr_2019). Returns its summary dict (mean_ap, nd_score, ...)."""
+    import contextlib
+    import io
+
+    from nuscenes import NuScenes
+    from nuscenes.eval.common.config import config_factory
+    from nuscenes.eval.detection.evaluate import DetectionEval
+
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink) if not verbose else contextlib.nullcontext():
+        nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
+        ev = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(result_path), eval_set,
+                           str(output_dir), verbose=verbose)
+        metrics, _ = ev.evaluate()
+    return metrics.serialize()
+
+
+def format_table(summary: dict) -> str:
+    """Per-class AP and TP errors as the devkit prints them, plus the final line."""
+    lines = [f"{'class':22s} {'AP':>6s} {'ATE':>6s} {'ASE':>6s} {'AOE':>6s} {'AVE':>6s} {'AAE':>6s}"]
+    tp = summary["label_tp_errors"]
+    for c in DETECTION_CLASSES:
+        e = tp[c]
+        lines.append(f"{c:22s} {summary['mean_dist_aps'][c]:6.3f} {e['trans_err']:6.3f} {e['scale_err']:6.3f} "
+                     f"{e['orient_err']:6.3f} {e['vel_err']:6.3f} {e['attr_err']:6.3f}")
+    lines.append(f"mAP: {summary['mean_ap']:.3f} NDS: {summary['nd_score']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Model parts (encoders, fusion, heads) and FusionModel, which receives them already built."""

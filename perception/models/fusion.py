@@ -1,0 +1,179 @@
+"""BEV cross-attention fusion.
+
+A grid of learned BEV queries (one per cell of the fused BEV map). Each query
+- attends to the camera features through its 3D reference points (a pillar of heights at the cell's
+  centre) projected into every camera that sees them, with learned sampling offsets around each
+  projection; samples outside an image or behind a camera are masked out;
+- attends to the lidar and the radar BEV maps around its own cell with learned offsets;
+- mixes the modalities with per-query weights computed only over the modalities present in the frame
+  (a missing modality is masked out of the softmax, never zero-filled);
+- then runs deformable self-attention among queries (sampling the query map itself around each cell),
+  which scales linearly with the grid size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+MODALITIES = ("camera", "lidar", "radar")
+
+
+def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    logits = logits.masked_fill(~mask, -1e4)
+    w = torch.softmax(logits, dim=dim) * mask
+    return w / w.sum(dim=dim, keepdim=True).clamp(min=1e-6)
+
+
+class BEVSampler(nn.Module):
+    """Deformable attention of each query into one BEV map aligned with the query grid."""
+
+    def __init__(self, dim: int, in_channels: int, n_points: int = 4, max_offset: float = 3.0):
+        super().__init__()
+        self.n_points = n_points
+        self.max_offset = max_offset
+        self.offsets = nn.Linear(dim, n_points * 2)
+        self.weights = nn.Linear(dim, n_points)
+        self.value = nn.Conv2d(in_channels, dim, 1)
+        nn.init.zeros_(self.offsets.weight)
+        with torch.no_grad():  # start from a ring of points around the cell
+            ang = torch.arange(n_points) * (2 * torch.pi / n_points)
+            self.offsets.bias.copy_(torch.stack([ang.cos(), ang.sin()], -1).flatten() * 0.5)
+
+    def forward(self, q: torch.Tensor, feat: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """q (B, Q, D); feat (B, C, H, W); base (Q, 2) normalized [-1, 1] (x, y) of each query on feat."""
+        B, Q, _ = q.shape
+        H, W = feat.shape[-2:]
+        v = self.value(feat)
+        off = torch.tanh(self.offsets(q)).view(B, Q, self.n_points, 2) * self.max_offset
+        off = off * torch.tensor([2.0 / W, 2.0 / H], device=q.device, dtype=q.dtype)
+        grid = base.view(1, Q, 1, 2) + off
+        s = F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # B, D, Q, P
+        w = torch.softmax(self.weights(q), -1)
+        return (s * w.unsqueeze(1)).sum(-1).permute(0, 2, 1)
+
+
+class CameraCrossAttention(nn.Module):
+    """Each query samples camera features at its reference points' projections (+ learned offsets)."""
+
+    def __init__(self, dim: int, in_channels: int, heights=(0.0, 1.0, 2.5), n_points: int = 2,
+                 max_offset_px: float = 4.0, value_dim: int = 32):
+        super().__init__()
+        self.register_buffer("heights", torch.tensor(heights, dtype=torch.float32), persistent=False)
+        self.n_points = n_points
+        self.max_offset_px = max_offset_px
+        Z = len(heights)
+        self.offsets = nn.Linear(dim, Z * n_points * 2)
+        self.weights = nn.Linear(dim, Z * n_points)
+        self.value = nn.Conv2d(in_channels, value_dim, 1)
+        self.out = nn.Linear(value_dim, dim)
+        nn.init.zeros_(self.offsets.weight)
+        nn.init.zeros_(self.offsets.bias)
+
+    def forward(self, q, feats, lidar2img, img_hw, xy):
+        """q (B, Q, D); feats (B, N, C, h, w); lidar2img (B, N, 4, 4) ego -> feature-image pixels of the
+        *input* image; img_hw (H_in, W_in); xy (Q, 2) metric cell centres. Returns (B, Q, D), (B, Q) any-hit."""
+        B, Q, _ = q.shape
+        N = feats.shape[1]
+        Z, P = len(self.heights), self.n_points
+        v = self.value(feats.flatten(0, 1))  # B*N, Dv, h, w
+        pts = torch.cat([xy.unsqueeze(1).expand(Q, Z, 2), self.heights.view(1, Z, 1).expand(Q, Z, 1),
+                         torch.ones(Q, Z, 1, device=q.device)], -1)  # Q, Z, 4
+        proj = torch.einsum("bnij,qzj->bnqzi", lidar2img, pts)  # B, N, Q, Z, 4
+        depth = proj[..., 2]
+        uv = proj[..., :2] / depth.clamp(min=1e-3).unsqueeze(-1)
+        Hin, Win = img_hw
+        off = torch.tanh(self.offsets(q)).view(B, 1, Q, Z, P, 2) * self.max_offset_px * 8.0
+        uvp = uv.unsqueeze(4) + off  # B, N, Q, Z, P, 2 in input-image pixels
+        norm = torch.stack([uvp[..., 0] / Win * 2 - 1, uvp[..., 1] / Hin * 2 - 1], -1)
+        inside = (depth.unsqueeze(-1) > 0.5) & (norm.abs() <= 1).all(-1)  # B, N, Q, Z, P
+        s = F.grid_sample(v, norm.reshape(B * N, Q, Z * P, 2), mode="bilinear", padding_mode="zeros",
+                          align_corners=False)  # B*N, Dv, Q, Z*P
+        Dv = s.shape[1]
+        logits = self.weights(q).view(B, Q, 1, Z * P).expand(B, Q, N, Z * P)
+        mask = inside.permute(0, 2, 1, 3, 4).reshape(B, Q, N, Z * P)
+        w = _masked_softmax(logits.reshape(B, Q, -1), mask.reshape(B, Q, -1), -1).view(B, Q, N, Z * P)
+        out = torch.einsum("bndqk,bqnk->bqd", s.view(B, N, Dv, Q, Z * P), w)
+        return self.out(out), mask.flatten(2).any(-1)
+
+
+class FusionLayer(nn.Module):
+    def __init__(self, dim: int, channels: dict[str, int], ffn: int = 128):
+        super().__init__()
+        self.cross = nn.ModuleDict()
+        if "camera" in channels:
+            self.cross["camera"] = CameraCrossAttention(dim, channels["camera"])
+        for m in ("lidar", "radar"):
+            if m in channels:
+                self.cross[m] = BEVSampler(dim, channels[m])
+        self.mix = nn.Linear(dim, len(MODALITIES))
+        self.proj = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.self_attn = BEVSampler(dim, dim, n_points=8, max_offset=4.0)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(True), nn.Linear(ffn, dim))
+        self.norm3 = nn.LayerNorm(dim)
+
+    def forward(self, q, inputs, present, geom):
+        B, Q, D = q.shape
+        outs, masks = [], []
+        for i, m in enumerate(MODALITIES):
+            if m not in self.cross:
+                outs.append(q.new_zeros(B, Q, D))
+                masks.append(torch.zeros(B, Q, dtype=torch.bool, device=q.device))
+                continue
+            if m == "camera":
+                if inputs.get("camera") is None:
+                    o, hit = q.new_zeros(B, Q, D), torch.zeros(B, Q, dtype=torch.bool, device=q.device)
+                else:
+                    o, hit = self.cross[m](q, inputs["camera"], geom["lidar2img"], geom["img_hw"], geom["xy"])
+            else:
+                if inputs.get(m) is None:
+                    o, hit = q.new_zeros(B, Q, D), torch.zeros(B, Q, dtype=torch.bool, device=q.device)
+                else:
+                    o = self.cross[m](q, inputs[m], geom["base"])
+                    hit = torch.ones(B, Q, dtype=torch.bool, device=q.device)
+            outs.append(o)
+            masks.append(hit & present[:, i : i + 1])
+        mask = torch.stack(masks, -1)  # B, Q, 3
+        w = _masked_softmax(self.mix(q), mask, -1)
+        fused = (torch.stack(outs, -1) * w.unsqueeze(2)).sum(-1)
+        q = self.norm1(q + self.proj(fused))
+        H, W = geom["hw"]
+        qmap = q.transpose(1, 2).reshape(B, D, H, W)
+        q = self.norm2(q + self.self_attn(q, qmap, geom["base"]))
+        return self.norm3(q + self.ffn(q))
+
+
+class BEVCrossAttentionFusion(nn.Module):
+    """Learned BEV queries over ``bev_hw`` cells covering ``pc_range`` (x0, y0, x1, y1) -> (B, D, H, W)."""
+
+    def __init__(self, dim: int, channels: dict[str, int], bev_hw: tuple[int, int], xy_range, layers: int = 2):
+        super().__init__()
+        H, W = bev_hw
+        self.hw = bev_hw
+        self.query = nn.Parameter(torch.randn(1, H * W, dim) * 0.02)
+        self.pos = nn.Sequential(nn.Linear(2, dim), nn.ReLU(True), nn.Linear(dim, dim))
+        self.layers = nn.ModuleList(FusionLayer(dim, channels) for _ in range(layers))
+        x0, y0, x1, y1 = xy_range
+        xs = x0 + (torch.arange(W) + 0.5) * (x1 - x0) / W
+        ys = y0 + (torch.arange(H) + 0.5) * (y1 - y0) / H
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        self.register_buffer("xy", torch.stack([gx, gy], -1).view(-1, 2), persistent=False)
+        bx = (torch.arange(W) + 0.5) / W * 2 - 1
+        by = (torch.arange(H) + 0.5) / H * 2 - 1
+        gby, gbx = torch.meshgrid(by, bx, indexing="ij")
+        self.register_buffer("base", torch.stack([gbx, gby], -1).view(-1, 2), persistent=False)
+        self.register_buffer("xy_scale", torch.tensor([1.0 / max(abs(x0), x1), 1.0 / max(abs(y0), y1)]),
+                             persistent=False)
+        self.dim = dim
+
+    def forward(self, inputs: dict, present: torch.Tensor, lidar2img=None, img_hw=None) -> torch.Tensor:
+        B = present.shape[0]
+        q = self.query.expand(B, -1, -1) + self.pos(self.xy * self.xy_scale).unsqueeze(0)
+        geom = {"xy": self.xy, "base": self.base, "hw": self.hw, "lidar2img": lidar2img, "img_hw": img_hw}
+        for layer in self.layers:
+            q = layer(q, inputs, present, geom)
+        H, W = self.hw
+        return q.transpose(1, 2).reshape(B, self.dim, H, W)

@@ -1,0 +1,3 @@
+from perception.models.heads.detection import CenterHead
+
+__all__ = ["CenterHead"]

@@ -1,0 +1,53 @@
+"""FusionModel: built from already-built parts; encoders live in a ModuleDict keyed by modality."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from perception.models.fusion import MODALITIES
+
+
+class FusionModel(nn.Module):
+    """encoders: {"camera"?, "lidar"?, "radar"?} -> fuser (BEV queries) -> neck (x2 up) -> head.
+
+    ``inputs`` (see perception.pipeline.Preprocessor.collate): "present" (B, 3) bool over MODALITIES and,
+    per modality that the batch carries, its tensors. A modality missing from a frame is absent from the
+    attention (mask), not zero-filled.
+    """
+
+    def __init__(self, encoders: dict[str, nn.Module], fuser: nn.Module, head: nn.Module, fused_channels: int,
+                 skip_channels: int | None = None):
+        super().__init__()
+        unknown = set(encoders) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"FusionModel.encoders: unknown modalities {sorted(unknown)}; valid: {MODALITIES}")
+        self.encoders = nn.ModuleDict(encoders)
+        self.fuser = fuser
+        head_in = head.shared[0].in_channels
+        self.up = nn.Sequential(nn.ConvTranspose2d(fused_channels, head_in, 2, 2, bias=False),
+                                nn.BatchNorm2d(head_in), nn.ReLU(True))
+        self.skip = nn.Conv2d(skip_channels, head_in, 1) if skip_channels and "lidar" in encoders else None
+        self.head = head
+
+    def forward(self, inputs: dict) -> dict[str, torch.Tensor]:
+        present = inputs["present"]
+        B = present.shape[0]
+        feats, hr = {}, None
+        for m in ("lidar", "radar"):
+            if m in self.encoders and inputs.get(m) is not None:
+                x = inputs[m]
+                out = self.encoders[m](x["voxels"], x["num_points"], x["coords"], B)
+                feats[m] = out["bev"]
+                if m == "lidar":
+                    hr = out["bev_hr"] * present[:, 1].to(out["bev_hr"].dtype).view(B, 1, 1, 1)
+        lidar2img = img_hw = None
+        if "camera" in self.encoders and inputs.get("camera") is not None:
+            cam = inputs["camera"]
+            feats["camera"] = self.encoders["camera"](cam["images"])
+            lidar2img, img_hw = cam["lidar2img"], tuple(cam["images"].shape[-2:])
+        fused = self.fuser(feats, present, lidar2img=lidar2img, img_hw=img_hw)
+        x = self.up(fused)
+        if self.skip is not None and hr is not None:
+            x = x + self.skip(hr)
+        return self.head(x)

@@ -1,0 +1,150 @@
+"""Voxelization with mmcv's semantics, on the CPU (numba) and on any torch device, with identical results.
+
+Hard mode: voxels are numbered in order of their first point; a point whose voxel would be number
+``max_voxels`` or later is dropped, and so is a point beyond ``max_points`` in its voxel. Returns
+(voxels (M, max_points, C) zero-padded, coords (M, 3) as (z, y, x) grid indices, num_points (M,)).
+Dynamic mode: the (z, y, x) voxel of every point, -1 for points outside the range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numba import njit
+
+
+@dataclass(frozen=True)
+class VoxelGrid:
+    """Point-cloud range (x0, y0, z0, x1, y1, z1) in metres and voxel size (dx, dy, dz)."""
+
+    pc_range: tuple[float, float, float, float, float, float]
+    voxel_size: tuple[float, float, float]
+
+    @property
+    def shape_xyz(self) -> tuple[int, int, int]:
+        r, v = self.pc_range, self.voxel_size
+        return tuple(int(round((r[i + 3] - r[i]) / v[i])) for i in range(3))
+
+
+@njit(cache=True)
+def _coords_numba(points, lo, size, shape):
+    n = points.shape[0]
+    out = np.full((n, 3), -1, np.int32)
+    for i in range(n):
+        ok = True
+        c = np.empty(3, np.int32)
+        for a in range(3):
+            v = points[i, a]
+            if not (v == v):  # NaN
+                ok = False
+                break
+            f = np.floor((v - lo[a]) / size[a])
+            if f < 0 or f >= shape[a]:
+                ok = False
+                break
+            c[a] = np.int32(f)
+        if ok:
+            out[i, 0], out[i, 1], out[i, 2] = c[2], c[1], c[0]
+    return out
+
+
+@njit(cache=True)
+def _hard_numba(points, coords, shape, max_points, max_voxels):
+    n, C = points.shape
+    grid = np.full(shape[0] * shape[1] * shape[2], -1, np.int64)
+    voxels = np.zeros((max_voxels, max_points, C), points.dtype)
+    vcoords = np.zeros((max_voxels, 3), np.int32)
+    npts = np.zeros(max_voxels, np.int32)
+    m = 0
+    for i in range(n):
+        if coords[i, 0] < 0:
+            continue
+        lin = (coords[i, 0] * shape[1] + coords[i, 1]) * shape[0] + coords[i, 2]
+        v = grid[lin]
+        if v < 0:
+            if m >= max_voxels:
+                continue
+            v = m
+            grid[lin] = v
+            vcoords[v] = coords[i]
+            m += 1
+        k = npts[v]
+        if k < max_points:
+            voxels[v, k] = points[i]
+            npts[v] = k + 1
+    return voxels[:m], vcoords[:m], npts[:m]
+
+
+def _grid_arrays(grid: VoxelGrid):
+    lo = np.asarray(grid.pc_range[:3], np.float64)
+    size = np.asarray(grid.voxel_size, np.float64)
+    shape = np.asarray(grid.shape_xyz, np.int64)
+    return lo, size, shape
+
+
+def voxelize_dynamic(points, grid: VoxelGrid):
+    """(N, 3) int32 (z, y, x) voxel index per point, -1 rows outside the range (numpy or torch in, same out)."""
+    if isinstance(points, torch.Tensor):
+        return _dynamic_torch(points, grid)
+    lo, size, shape = _grid_arrays(grid)
+    return _coords_numba(np.ascontiguousarray(points[:, :3], dtype=np.float32), lo, size, shape)
+
+
+def voxelize_hard(points, grid: VoxelGrid, max_points: int, max_voxels: int):
+    """Hard voxelization; numpy in -> numba, torch in -> torch on the tensor's device."""
+    if isinstance(points, torch.Tensor):
+        return _hard_torch(points, grid, max_points, max_voxels)
+    pts = np.ascontiguousarray(points, dtype=np.float32)
+    lo, size, shape = _grid_arrays(grid)
+    coords = _coords_numba(pts[:, :3].copy(), lo, size, shape)
+    return _hard_numba(pts, coords, shape, max_points, max_voxels)
+
+
+def _dynamic_torch(points: torch.Tensor, grid: VoxelGrid) -> torch.Tensor:
+    lo = torch.tensor(grid.pc_range[:3], dtype=torch.float64, device=points.device)
+    size = torch.tensor(grid.voxel_size, dtype=torch.float64, device=points.device)
+    shape = torch.tensor(grid.shape_xyz, device=points.device)
+    # float32 subtraction/division in float64, then floor: the same arithmetic as the numba kernel
+    f = torch.floor((points[:, :3].to(torch.float32).to(torch.float64) - lo) / size)
+    ok = torch.isfinite(f).all(dim=1) & (f >= 0).all(dim=1) & (f < shape).all(dim=1)
+    c = torch.where(ok[:, None], f, torch.full_like(f, -1)).to(torch.int32)
+    return c.flip(1)  # (z, y, x)
+
+
+def _hard_torch(points: torch.Tensor, grid: VoxelGrid, max_points: int, max_voxels: int):
+    dev = points.device
+    coords = _dynamic_torch(points, grid)
+    sx, sy, _ = grid.shape_xyz
+    valid = torch.nonzero(coords[:, 0] >= 0).squeeze(1)
+    c = coords[valid].long()
+    lin = (c[:, 0] * sy + c[:, 1]) * sx + c[:, 2]
+    if len(lin) == 0:
+        C = points.shape[1]
+        return (points.new_zeros((0, max_points, C)), coords.new_zeros((0, 3)),
+                torch.zeros(0, dtype=torch.int32, device=dev))
+    uniq, inv = torch.unique(lin, return_inverse=True)
+    order_pts = torch.arange(len(lin), device=dev)
+    first = torch.full((len(uniq),), len(lin), device=dev, dtype=torch.long).scatter_reduce(
+        0, inv, order_pts, reduce="amin")
+    rank = torch.empty_like(first)
+    rank[torch.argsort(first)] = torch.arange(len(uniq), device=dev)
+    vid = rank[inv]  # voxel number of every valid point, by first appearance
+    # position of each point within its voxel (stable: order of appearance)
+    srt = torch.sort(vid * len(lin) + order_pts).indices
+    vs = vid[srt]
+    starts = torch.zeros(len(uniq), dtype=torch.long, device=dev).scatter_reduce(
+        0, vs, torch.arange(len(vs), device=dev), reduce="amin", include_self=False)
+    pos = torch.empty_like(vid)
+    pos[srt] = torch.arange(len(vs), device=dev) - starts[vs]
+    keep = (vid < max_voxels) & (pos < max_points)
+    m = int(min(len(uniq), max_voxels))
+    voxels = points.new_zeros((m, max_points, points.shape[1]))
+    voxels[vid[keep], pos[keep]] = points[valid[keep]]
+    npts = torch.zeros(m, dtype=torch.int32, device=dev).scatter_add_(
+        0, vid[keep], torch.ones(int(keep.sum()), dtype=torch.int32, device=dev))
+    vcoords = torch.zeros((m, 3), dtype=torch.int32, device=dev)
+    firsts = first[torch.argsort(first)][:m]
+    vcoords[:] = coords[valid[firsts]]
+    return voxels, vcoords, npts

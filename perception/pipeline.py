@@ -1,0 +1,185 @@
+"""Pipeline: SensorFrame (+ prompts) -> Detections, with the pre/post-processing saved in the checkpoint.
+
+``Preprocessor`` is the one place that turns frames into model inputs: training, evaluation, replay and
+the ROS node all call it, so deployment runs exactly the training transforms.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from perception.config import ConfigError, build, check_section, load_config
+from perception.geometry import invert_transform
+from perception.models.fusion import MODALITIES
+from perception.ops.voxelize import VoxelGrid, voxelize_hard
+from perception.types import CAMERAS, Boxes3D, Detections, SensorFrame
+
+PREPROCESS_DEFAULTS = {
+    "modalities": ("camera", "lidar", "radar"),
+    "lidar": {"pc_range": (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), "voxel_size": (0.8, 0.8, 8.0),
+              "max_points": 20, "max_voxels": 30000, "columns": ("x", "y", "z", "intensity", "time_lag")},
+    "radar": {"pc_range": (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), "voxel_size": (0.8, 0.8, 8.0),
+              "max_points": 6, "max_voxels": 4000,
+              "columns": ("x", "y", "z", "vx_comp", "vy_comp", "rcs", "time_lag")},
+    "camera": {"channels": CAMERAS, "size": (128, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
+    "max_points": 2_000_000,
+}
+
+
+def _section(name, given, defaults):
+    return check_section(f"preprocess.{name}", given or {}, defaults)
+
+
+class Preprocessor:
+    """frame -> per-sample numpy inputs (``prepare``) -> batched tensors (``collate``)."""
+
+    def __init__(self, spec: dict | None = None):
+        spec = check_section("preprocess", dict(spec or {}), PREPROCESS_DEFAULTS)
+        self.spec = {"modalities": tuple(spec["modalities"]), "max_points": int(spec["max_points"])}
+        for m in ("lidar", "radar", "camera"):
+            self.spec[m] = _section(m, spec.get(m), PREPROCESS_DEFAULTS[m])
+        bad = set(self.spec["modalities"]) - set(MODALITIES)
+        if bad:
+            raise ConfigError(f"preprocess.modalities: unknown {sorted(bad)}; valid: {MODALITIES}")
+        self.grids = {m: VoxelGrid(tuple(self.spec[m]["pc_range"]), tuple(self.spec[m]["voxel_size"]))
+                      for m in ("lidar", "radar")}
+
+    def to_dict(self) -> dict:
+        """Plain, JSON/weights_only-safe description (saved with the checkpoint)."""
+        def plain(v):
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            if isinstance(v, (tuple, list)):
+                return [plain(x) for x in v]
+            return v
+        return plain(self.spec)
+
+    def prepare(self, frame: SensorFrame, modalities=None) -> dict:
+        """Numpy inputs of one frame; ``modalities`` restricts what is used (for dropout / ablations)."""
+        use = set(self.spec["modalities"] if modalities is None else modalities) & set(self.spec["modalities"])
+        out: dict = {"present": np.zeros(len(MODALITIES), bool)}
+        for m in ("lidar", "radar"):
+            cloud = getattr(frame, m)
+            if m not in use or cloud is None:
+                continue
+            cloud, _ = cloud.finite()
+            if len(cloud) > self.spec["max_points"]:
+                raise ValueError(f"{m}: {len(cloud)} points exceed preprocess.max_points={self.spec['max_points']}")
+            cols = [c for c in self.spec[m]["columns"]]
+            missing = [c for c in cols if c not in cloud.columns]
+            if missing:
+                raise ValueError(f"{m} point cloud lacks columns {missing} (has {list(cloud.columns)})")
+            pts = cloud.to_array(cols)
+            s = self.spec[m]
+            vox, coords, npts = voxelize_hard(pts, self.grids[m], s["max_points"], s["max_voxels"])
+            out[m] = {"voxels": vox, "coords": coords, "num_points": npts}
+            out["present"][MODALITIES.index(m)] = True
+        if "camera" in use and frame.cameras:
+            cs = self.spec["camera"]
+            H, W = cs["size"]
+            chans = list(cs["channels"])
+            imgs = np.zeros((len(chans), H, W, 3), np.uint8)
+            l2i = np.zeros((len(chans), 4, 4), np.float32)
+            for i, ch in enumerate(chans):
+                view = frame.cameras.get(ch)
+                if view is None:
+                    continue
+                h0, w0 = view.hw
+                imgs[i] = cv2.resize(view.image, (W, H), interpolation=cv2.INTER_AREA)
+                S = np.diag([W / w0, H / h0, 1.0])
+                K = np.eye(4)
+                K[:3, :3] = S @ view.intrinsics
+                l2i[i] = K @ invert_transform(view.T_ego_cam)
+            if np.any(l2i):
+                out["camera"] = {"images": imgs, "lidar2img": l2i}
+                out["present"][0] = True
+        return out
+
+    def collate(self, items: list[dict], device="cpu") -> dict:
+        B = len(items)
+        batch: dict = {"present": torch.as_tensor(np.stack([it["present"] for it in items]), device=device)}
+        for m in ("lidar", "radar"):
+            if not any(m in it for it in items):
+                continue
+            vox, coords, npts = [], [], []
+            for b, it in enumerate(items):
+                if m in it:
+                    x = it[m]
+                    vox.append(torch.as_tensor(x["voxels"]))
+                    c = torch.as_tensor(x["coords"], dtype=torch.int32)
+                    coords.append(torch.cat([torch.full((len(c), 1), b, dtype=torch.int32), c], 1))
+                    npts.append(torch.as_tensor(x["num_points"]))
+            batch[m] = {"voxels": torch.cat(vox).to(device), "coords": torch.cat(coords).to(device),
+                        "num_points": torch.cat(npts).to(device)}
+        if any("camera" in it for it in items):
+            cs = self.spec["camera"]
+            N, (H, W) = len(cs["channels"]), cs["size"]
+            imgs = torch.zeros((B, N, H, W, 3), dtype=torch.uint8)
+            l2i = torch.zeros((B, N, 4, 4))
+            for b, it in enumerate(items):
+                if "camera" in it:
+                    imgs[b] = torch.as_tensor(it["camera"]["images"])
+                    l2i[b] = torch.as_tensor(it["camera"]["lidar2img"])
+            mean = torch.tensor(cs["mean"]).view(1, 1, 3, 1, 1) * 255
+            std = torch.tensor(cs["std"]).view(1, 1, 3, 1, 1) * 255
+            x = (imgs.to(device).permute(0, 1, 4, 2, 3).float() - mean.to(device)) / std.to(device)
+            batch["camera"] = {"images": x, "lidar2img": l2i.to(device)}
+        return batch
+
+
+def detections_from_decoded(d: dict, prompts=()) -> Detections:
+    boxes = Boxes3D(d["boxes"], d["labels"], attributes=d["attributes"])
+    g = np.zeros((len(boxes), len(prompts)), np.float32) if prompts else None
+    return Detections(boxes, d["scores"], g, prompts)
+
+
+def load_checkpoint(path) -> dict:
+    """A deploy checkpoint: {"state_dict", "meta": {"preprocess", ...}}; loaded with weights_only=True."""
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {path}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a PromptFusion checkpoint (no state_dict)")
+    sd = ckpt["state_dict"]
+    if any(k.startswith("net.") for k in sd):  # saved from the training wrapper
+        sd = {k[4:]: v for k, v in sd.items() if k.startswith("net.")}
+    ckpt["state_dict"] = sd
+    return ckpt
+
+
+class Pipeline:
+    """Pipeline(config, checkpoint, device): ``pipeline(frame) -> Detections`` (ego frame of the frame)."""
+
+    def __init__(self, config, checkpoint=None, device: str = "cpu", modalities=None):
+        cfg = load_config(config) if isinstance(config, (str, Path)) else dict(config)
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.model = build(cfg["model"]).to(self.device).eval()
+        preprocess = cfg.get("preprocess", {})
+        if checkpoint is not None:
+            ckpt = load_checkpoint(checkpoint)
+            missing, unexpected = self.model.load_state_dict(ckpt["state_dict"], strict=False)
+            if missing or unexpected:
+                raise ValueError(f"{checkpoint} does not match the config: missing keys {missing[:20]}, "
+                                 f"unexpected keys {unexpected[:20]}")
+            preprocess = ckpt.get("meta", {}).get("preprocess", preprocess)
+        self.pre = Preprocessor(preprocess)
+        self.modalities = modalities
+
+    @torch.no_grad()
+    def __call__(self, frame: SensorFrame, prompts=()) -> Detections:
+        return self.run_batch([frame], prompts)[0]
+
+    @torch.no_grad()
+    def run_batch(self, frames: list[SensorFrame], prompts=()) -> list[Detections]:
+        items = [self.pre.prepare(f, self.modalities) for f in frames]
+        if not any(it["present"].any() for it in items):
+            return [Detections.empty(prompts) for _ in frames]
+        out = self.model(self.pre.collate(items, self.device))
+        return [detections_from_decoded(d, prompts) if it["present"].any() else Detections.empty(prompts)
+                for d, it in zip(self.model.head.decode(out), items)]

@@ -1,0 +1,1 @@
+"""The mmengine side: model wrapper, dataset adapter, nuScenes metric."""

@@ -1,0 +1,134 @@
+"""The fusion network on CPU: shapes, gradients, missing modalities, bad input, overfitting, voxelization."""
+
+import numpy as np
+import pytest
+import torch
+
+from perception.config import ConfigError, build, load_config
+from perception.models.fusion import MODALITIES
+from perception.ops import VoxelGrid, voxelize_dynamic, voxelize_hard
+from perception.pipeline import Pipeline, Preprocessor
+from perception.types import Detections, PointCloud, SensorFrame
+
+
+@pytest.fixture(scope="module")
+def frames(synthetic_root):
+    from perception.sources.nuscenes import NuScenesSource
+
+    src = NuScenesSource(synthetic_root, "v1.0-mini", "mini_train", lidar_sweeps=3)
+    return [src[1], src[2]]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return Pipeline("configs/tiny.py")
+
+
+def test_voxelization_numba_and_torch_agree(frames):
+    g = VoxelGrid((-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), (0.4, 0.4, 8.0))
+    pts = frames[0].lidar.to_array(("x", "y", "z", "intensity", "time_lag"))
+    pts[::97, 0] = np.nan  # NaN rows are dropped by both
+    for max_pts, max_vox in ((5, 2000), (32, 60000)):
+        a = voxelize_hard(pts, g, max_pts, max_vox)
+        b = voxelize_hard(torch.from_numpy(pts), g, max_pts, max_vox)
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y.numpy())
+    assert len(a[0]) > 1000 and a[2].max() == 32 or a[2].max() <= 32
+    np.testing.assert_array_equal(voxelize_dynamic(pts, g), voxelize_dynamic(torch.from_numpy(pts), g).numpy())
+    empty = voxelize_hard(np.zeros((0, 5), np.float32), g, 5, 10)
+    assert len(empty[0]) == 0 and len(voxelize_hard(torch.zeros(0, 5), g, 5, 10)[0]) == 0
+
+
+def test_output_shapes_and_gradients_reach_every_encoder(tiny, frames):
+    model = tiny.model.train()
+    batch = tiny.pre.collate([tiny.pre.prepare(f) for f in frames])
+    assert batch["present"].all()
+    out = model(batch)
+    H, W = model.head.out_hw
+    assert out["heatmap"].shape == (2, 10, H, W) and out["attr"].shape == (2, 8, H, W)
+    losses = model.head.loss(out, model.head.targets([f.gt for f in frames], "cpu"))
+    model.zero_grad()
+    sum(losses.values()).backward()
+    for m in MODALITIES:
+        grads = [p.grad for p in model.encoders[m].parameters() if p.requires_grad]
+        assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0, m
+    model.eval()
+
+
+def _strip(frame, **kw):
+    d = dict(stamp_ns=frame.stamp_ns, T_global_ego=frame.T_global_ego, cameras=frame.cameras, lidar=frame.lidar,
+             radar=frame.radar, sample_token=frame.sample_token)
+    d.update(kw)
+    return SensorFrame(**d)
+
+
+def test_degraded_inputs_run(tiny, frames):
+    f = frames[0]
+    nan_lidar = PointCloud(np.concatenate([f.lidar.xyz, [[np.nan, 0, 0], [np.inf, 1, 1]]]),
+                           {k: np.concatenate([v, [0, 0]]) for k, v in f.lidar.features.items()})
+    cases = {
+        "empty lidar": _strip(f, lidar=PointCloud.empty(f.lidar.features)),
+        "nan/inf points": _strip(f, lidar=nan_lidar),
+        "no cameras": _strip(f, cameras={}),
+        "radar only": _strip(f, cameras={}, lidar=None),
+        "camera only": _strip(f, lidar=None, radar=None),
+        "one camera": _strip(f, cameras={"CAM_FRONT": f.cameras["CAM_FRONT"]}),
+        "nothing": _strip(f, cameras={}, lidar=None, radar=None),
+    }
+    for name, frame in cases.items():
+        det = tiny(frame)
+        assert isinstance(det, Detections), name
+        assert np.all(np.isfinite(det.boxes.data[:, :7])), name
+    assert len(tiny(cases["nothing"])) == 0
+
+
+def test_config_errors_name_the_key():
+    cfg = load_config("configs/tiny.py")
+    bad = dict(cfg["model"])
+    bad["head"] = dict(bad["head"], score_treshold=0.1)
+    with pytest.raises(ConfigError, match="score_treshold.*score_threshold"):
+        build(bad)
+    with pytest.raises(ConfigError, match="max_voxel.*max_voxels"):
+        Preprocessor({"lidar": {"max_voxel": 10}})
+
+
+def test_overfit_one_sample(frames):
+    torch.manual_seed(0)
+    pipe = Pipeline("configs/tiny.py")
+    model = pipe.model.train()
+    batch = pipe.pre.collate([pipe.pre.prepare(frames[0])])
+    targets = model.head.targets([frames[0].gt], "cpu")
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss = sum(model.head.loss(model(batch), targets).values())
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < first / 5, (first, float(loss))
+
+
+@pytest.mark.parametrize("config", ["configs/tiny.py", "configs/base.py"])
+def test_two_iteration_training_smoke(synthetic_root, tmp_path, config):
+    from tools.train import main as train_main
+
+    assert train_main([config, "--data-root", str(synthetic_root), "--work-dir", str(tmp_path), "--max-iters", "2",
+                       "--no-val", "--override-data", "version=v1.0-mini,train_split=mini_train,lidar_sweeps=1"]) == 0
+    ckpt = torch.load(tmp_path / "final.pth", weights_only=True)
+    assert "preprocess" in ckpt["meta"]
+    pipe = Pipeline(config, tmp_path / "final.pth")
+    assert isinstance(pipe(_first_frame(synthetic_root)), Detections)
+
+
+def _first_frame(root):
+    from perception.sources.nuscenes import NuScenesSource
+
+    return NuScenesSource(root, "v1.0-mini", "mini_val", lidar_sweeps=1)[0]
+
+
+def test_checkpoint_mismatch_lists_keys(tmp_path):
+    torch.save({"state_dict": {"bogus.weight": torch.zeros(1)}, "meta": {}}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="bogus.weight"):
+        Pipeline("configs/tiny.py", tmp_path / "bad.pth")

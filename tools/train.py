@@ -1,0 +1,107 @@
+"""Train a PromptFusion config with the mmengine Runner.
+
+    python tools/train.py configs/tiny.py --data-root data/synthetic --work-dir work_dirs/tiny \\
+        [--max-iters N] [--resume]
+
+Multi-GPU: torchrun --nproc-per-node 8 tools/train.py configs/base.py --data-root ... --work-dir ... --launcher pytorch
+Writes mmengine checkpoints (iter_*.pth, resumable) and, at the end, ``final.pth``: weights plus the
+preprocessing, loadable with torch.load(weights_only=True) by perception.pipeline.Pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--work-dir", required=True)
+    p.add_argument("--max-iters", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
+    p.add_argument("--no-val", action="store_true", help="skip validation with the nuScenes metric")
+    p.add_argument("--launcher", default="none", choices=["none", "pytorch"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--override-data", default="", help="k=v,... over the config's data section")
+    p.add_argument("--batch-size", type=int, default=None)
+    a = p.parse_args(argv)
+
+    from mmengine.evaluator import Evaluator
+    from mmengine.optim import CosineAnnealingLR, LinearLR
+    from mmengine.runner import Runner
+    from torch.utils.data import DataLoader
+
+    from perception.config import build, check_section, load_config
+    from perception.pipeline import Preprocessor
+    from perception.sources.nuscenes import NuScenesSource
+    from perception.training.data import FrameDataset, collate
+    from perception.training.metric import NuScenesDetectionMetric
+    from perception.training.wrapper import FusionDetector
+
+    if a.resume:
+        # mmengine's training state (optimizer, message hub) holds objects that torch.load(weights_only=True)
+        # refuses; it is the state this tool wrote into --work-dir itself. The deploy checkpoint (final.pth)
+        # and everything the Pipeline loads stay weights-only.
+        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    cfg = load_config(a.config)
+    train_defaults = dict(max_iters=1000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=1000,
+                          checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200)
+    tc = check_section("train", cfg.get("train", {}), train_defaults)
+    dc = check_section("data", cfg.get("data", {}), dict(version="v1.0-mini", train_split="mini_train",
+                                                         val_split="mini_val", lidar_sweeps=9, radar_sweeps=3))
+    for kv in filter(None, a.override_data.split(",")):
+        k, _, v = kv.partition("=")
+        dc = check_section("data", {k: int(v) if v.isdigit() else v}, dc)
+    if a.batch_size:
+        tc["batch_size"] = a.batch_size
+    max_iters = a.max_iters or tc["max_iters"]
+    pre = Preprocessor(cfg.get("preprocess", {}))
+    cams = pre.spec["camera"]["channels"] if "camera" in pre.spec["modalities"] else ()
+    src_kw = dict(version=dc["version"], lidar_sweeps=dc["lidar_sweeps"], radar_sweeps=dc["radar_sweeps"],
+                  cameras=cams)
+    train_set = FrameDataset(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre,
+                             modality_dropout=tc["modality_dropout"])
+    train_loader = DataLoader(train_set, batch_size=tc["batch_size"], shuffle=True, collate_fn=collate,
+                              num_workers=tc["num_workers"], drop_last=True, persistent_workers=tc["num_workers"] > 0)
+    model = FusionDetector(build(cfg["model"]), pre.to_dict())
+    val_kw = {}
+    if not a.no_val:
+        val_set = FrameDataset(NuScenesSource(a.data_root, split=dc["val_split"], **src_kw), pre)
+        val_kw = dict(val_dataloader=DataLoader(val_set, batch_size=tc["batch_size"], shuffle=False,
+                                                collate_fn=collate),
+                      val_cfg=dict(),
+                      val_evaluator=Evaluator([NuScenesDetectionMetric(a.data_root, dc["version"], dc["val_split"],
+                                                                       a.work_dir)]))
+    warm = min(tc["warmup"], max(1, max_iters // 5))
+    runner = Runner(
+        model=model, work_dir=a.work_dir, train_dataloader=train_loader,
+        train_cfg=dict(by_epoch=False, max_iters=max_iters,
+                       val_interval=tc["val_interval"] if not a.no_val else max_iters + 1),
+        optim_wrapper=dict(optimizer=dict(type=torch.optim.AdamW, lr=tc["lr"], weight_decay=tc["weight_decay"]),
+                           clip_grad=dict(max_norm=10.0)),
+        param_scheduler=[dict(type=LinearLR, start_factor=0.1, by_epoch=False, begin=0, end=warm),
+                         dict(type=CosineAnnealingLR, by_epoch=False, begin=warm, end=max_iters,
+                              T_max=max_iters - warm, eta_min=tc["lr"] * 0.02)],
+        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=tc["checkpoint_interval"],
+                                           by_epoch=False, max_keep_ckpts=2),
+                           logger=dict(type="LoggerHook", interval=tc["log_interval"])),
+        resume=a.resume, launcher=a.launcher, randomness=dict(seed=a.seed),
+        default_scope=None, log_processor=dict(by_epoch=False), **val_kw,
+    )
+    t = time.time()
+    runner.train()
+    final = Path(a.work_dir) / "final.pth"
+    model.deploy_checkpoint(final, config=str(a.config), iters=max_iters, data_root=str(a.data_root))
+    print(f"training done in {time.time() - t:.0f} s; deploy checkpoint: {final}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
