@@ -6,6 +6,7 @@ the ROS node all call it, so deployment runs exactly the training transforms.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -170,6 +171,7 @@ class Pipeline:
             preprocess = ckpt.get("meta", {}).get("preprocess", preprocess)
         self.pre = Preprocessor(preprocess)
         self.modalities = modalities
+        self.last_timing: dict[str, float] = {}
 
     @torch.no_grad()
     def __call__(self, frame: SensorFrame, prompts=()) -> Detections:
@@ -177,9 +179,19 @@ class Pipeline:
 
     @torch.no_grad()
     def run_batch(self, frames: list[SensorFrame], prompts=()) -> list[Detections]:
+        """Detections per frame; per-stage seconds of this call in ``self.last_timing``."""
+        t0 = time.perf_counter()
         items = [self.pre.prepare(f, self.modalities) for f in frames]
         if not any(it["present"].any() for it in items):
+            self.last_timing = {"preprocess": time.perf_counter() - t0, "inference": 0.0, "postprocess": 0.0}
             return [Detections.empty(prompts) for _ in frames]
-        out = self.model(self.pre.collate(items, self.device))
-        return [detections_from_decoded(d, prompts) if it["present"].any() else Detections.empty(prompts)
+        batch = self.pre.collate(items, self.device)
+        t1 = time.perf_counter()
+        out = self.model(batch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        dets = [detections_from_decoded(d, prompts) if it["present"].any() else Detections.empty(prompts)
                 for d, it in zip(self.model.head.decode(out), items)]
+        self.last_timing = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": time.perf_counter() - t2}
+        return dets

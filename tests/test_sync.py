@@ -1,23 +1,32 @@
 import pytest
 
-from ros_nodes.sync import FrameSynchronizer
+from perception.sources.sync import FrameSynchronizer
 
 MS = 1_000_000
 
 
 def test_matches_within_slop_and_removes_only_matched():
-    s = FrameSynchronizer(["lidar", "cam"], "lidar", queue_size=5, slop_s=0.05, timeout_s=1.0)
+    s = FrameSynchronizer(["lidar", "cam"], "lidar", queue_size=5, slop_s=0.05, timeout_s=1.0, consume=True)
     assert s.add("cam", 100 * MS, "c1", 0) == []
     assert s.add("cam", 140 * MS, "c2", 0) == []
     out = s.add("lidar", 130 * MS, "l1", 0)
     assert len(out) == 1 and out[0].messages == {"lidar": "l1", "cam": "c2"} and not out[0].missing
     assert s.queue_lengths()["cam"] == 1  # c1 stays (it may still match another reference within slop)
-    # strict slop: exactly 50 ms apart does not match
+    # strict slop: exactly 50 ms from the reference does not match
     assert s.add("lidar", 190 * MS, "l2", 10) == []
     out = s.add("cam", 240 * MS, "c3", 20)
     assert out == []
     out = s.add("cam", 191 * MS, "c4", 20)
     assert len(out) == 1 and out[0].messages["cam"] == "c4"
+
+
+def test_each_input_within_slop_of_the_reference():
+    s = FrameSynchronizer(["lidar", "cam", "radar"], "lidar", slop_s=0.05, timeout_s=1.0)
+    s.add("cam", 145 * MS, "c", 0)  # +45 ms
+    s.add("radar", 62 * MS, "r", 0)  # -38 ms: 83 ms from the camera, still a match for the reference
+    out = s.add("lidar", 100 * MS, "l", 0)
+    assert len(out) == 1 and not out[0].missing and out[0].stamps == {"lidar": 100 * MS, "cam": 145 * MS,
+                                                                       "radar": 62 * MS}
 
 
 def test_stopped_sensor_times_out_instead_of_stalling():
@@ -34,8 +43,19 @@ def test_stopped_sensor_times_out_instead_of_stalling():
     assert [m.messages["lidar"] for m in out] == ["l1", "l2"] and all(m.missing == ["cam", "radar"] for m in out)
 
 
+def test_latest_image_is_shared_between_references():
+    s = FrameSynchronizer(["lidar", "cam"], "lidar", slop_s=0.05, timeout_s=1.0)
+    s.add("cam", 20 * MS, "c", 0)
+    a = s.add("lidar", 0, "l0", 0)
+    b = s.add("lidar", 50 * MS, "l1", 0)
+    assert a[0].messages["cam"] == "c" and b[0].messages["cam"] == "c"
+    s.add("lidar", 200 * MS, "l2", 0)
+    (late,) = s.poll(2000 * MS)
+    assert late.missing == ["cam"] and s.queue_lengths()["cam"] == 0  # too old for any reference: dropped
+
+
 def test_queue_overflow_and_same_stamp_overwrite():
-    s = FrameSynchronizer(["lidar", "cam"], "lidar", queue_size=2, slop_s=0.01, timeout_s=10)
+    s = FrameSynchronizer(["lidar", "cam"], "lidar", queue_size=2, slop_s=0.01, timeout_s=10, consume=True)
     for i in range(4):
         s.add("cam", i * 1000 * MS, f"c{i}", 0)
     assert s.queue_lengths()["cam"] == 2 and s.evicted["cam"] == 2

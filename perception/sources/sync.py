@@ -2,13 +2,20 @@
 
 Semantics follow message_filters' ApproximateTimeSynchronizer where they apply: every input keeps a queue
 of at most ``queue_size`` messages keyed by stamp (the oldest is evicted, a repeated stamp overwrites);
-a set matches when all its stamps lie within ``slop`` of each other (max - min < slop, strict); only
-matched messages leave their queues. Unlike message_filters, the reference input (the lidar) drives
-emission and a sensor that stops does not stall the pipeline: a reference message that has waited
-``timeout`` is emitted with whatever matched, and the match says which inputs are missing (Autoware's
-fusion nodes do the same with a 0.1 s default).
+``slop`` is strict. Unlike message_filters, the reference input (the lidar) drives emission: each other
+input contributes its message closest to the reference stamp, if it lies within ``slop`` of it
+(message_filters asks max - min < slop over the whole set, which a 6-camera + 5-radar rig with staggered
+triggers rarely meets). With ``consume=False`` (the default, Autoware's "latest image" behaviour) a
+matched camera/radar message stays available to the next reference too, so a 20 Hz lidar does not steal
+the 12 Hz images from the sweep they belong to; ``consume=True`` removes matched messages as
+message_filters does. Messages older than every pending reference by more than ``slop`` are dropped.
 
-Used by the live node and by offline replay, so both make the same frames from the same messages.
+A sensor that stops does not stall the pipeline: a reference message that has waited ``timeout`` (on
+the clock the caller passes: wall time live, log time in replay) is emitted with whatever matched, and
+the match names the missing inputs (Autoware's fusion nodes do the same with a 0.1 s default).
+
+Pure Python, no rclpy: the live node and offline replay use this same class, so both make the same
+frames from the same messages.
 """
 
 from __future__ import annotations
@@ -27,13 +34,15 @@ class Match:
 
 
 class FrameSynchronizer:
-    def __init__(self, inputs, reference: str, queue_size: int = 10, slop_s: float = 0.1, timeout_s: float = 0.1):
+    def __init__(self, inputs, reference: str, queue_size: int = 10, slop_s: float = 0.1, timeout_s: float = 0.1,
+                 consume: bool = False):
         inputs = list(inputs)
         if reference not in inputs:
             raise ValueError(f"reference {reference!r} is not one of the inputs {inputs}")
         if queue_size < 1 or slop_s <= 0 or timeout_s < 0:
             raise ValueError("queue_size must be >= 1, slop_s > 0, timeout_s >= 0")
         self.inputs, self.reference = inputs, reference
+        self.consume = consume
         self.queue_size = queue_size
         self.slop = int(slop_s * 1e9)
         self.timeout = int(timeout_s * 1e9)
@@ -63,8 +72,7 @@ class FrameSynchronizer:
         out = []
         for ref_stamp in sorted(self.queues[self.reference]):
             chosen = self._candidates(ref_stamp)
-            complete = all(c is not None for c in chosen.values())
-            if complete and max(chosen.values()) - min(chosen.values()) < self.slop:
+            if all(c is not None for c in chosen.values()):
                 out.append(self._emit(ref_stamp, chosen, timed_out=False))
                 continue
             waited = now_ns - self.arrival.get(ref_stamp, now_ns)
@@ -91,7 +99,8 @@ class FrameSynchronizer:
         return chosen
 
     def _emit(self, ref_stamp: int, chosen: dict[str, int], timed_out: bool) -> Match:
-        msgs = {k: self.queues[k].pop(s) for k, s in chosen.items() if s is not None}
+        msgs = {k: (self.queues[k].pop(s) if (self.consume or k == self.reference) else self.queues[k][s])
+                for k, s in chosen.items() if s is not None}
         self.arrival.pop(ref_stamp, None)
         # messages older than an emitted frame can never match a later reference: drop them
         for name in self.inputs:

@@ -1,0 +1,118 @@
+"""Detections -> visualization_msgs/MarkerArray and a JSON std_msgs/String, for rclpy AND rosbags.
+
+Message classes come from a ``types`` lookup: ``rosbags`` typestore ``.types`` (dataclasses that need every
+field) or ``RclpyTypes()`` (rclpy classes with defaults). ``make`` fills the fields a caller leaves out, so
+one builder serves the live node and offline replay. No algorithm lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import re
+
+import numpy as np
+
+from perception.geometry import yaw_to_quat
+from perception.types import DETECTION_CLASSES, Detections
+from perception.viz import CLASS_COLORS
+
+
+class RclpyTypes:
+    """``types["pkg/msg/Name"]`` -> the rclpy message class (imported on first use)."""
+
+    def __getitem__(self, name: str):
+        pkg, _, cls = name.split("/")
+        return getattr(importlib.import_module(f"{pkg}.msg"), cls)
+
+
+_ARRAY = re.compile(r"np\.ndarray.*np\.dtype\[np\.(\w+)\]")
+
+
+def make(types, name: str, **given):
+    cls = types[name]
+    if not dataclasses.is_dataclass(cls):
+        return cls(**given)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in given:
+            kwargs[f.name] = given[f.name]
+            continue
+        t = str(f.type)
+        if t.startswith("ClassVar"):
+            continue
+        if t in ("int",):
+            kwargs[f.name] = 0
+        elif t == "float":
+            kwargs[f.name] = 0.0
+        elif t == "bool":
+            kwargs[f.name] = False
+        elif t == "str":
+            kwargs[f.name] = ""
+        elif t.startswith("list["):
+            kwargs[f.name] = []
+        elif (m := _ARRAY.search(t)) is not None:
+            kwargs[f.name] = np.zeros(0, getattr(np, m.group(1)))
+        elif "__msg__" in t:
+            kwargs[f.name] = make(types, t.replace("__", "/"))
+        else:
+            raise TypeError(f"make({name}): cannot default field {f.name} of type {t}")
+    return cls(**kwargs)
+
+
+def _stamp(types, ns: int):
+    return make(types, "builtin_interfaces/msg/Time", sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def detections_to_markers(types, det: Detections, stamp_ns: int, frame_id: str = "base_link",
+                          lifetime_s: float = 0.2, min_score: float = 0.0):
+    """One CUBE (class colour, alpha = score) and one TEXT marker per detection, plus DELETEALL first."""
+    header = make(types, "std_msgs/msg/Header", stamp=_stamp(types, stamp_ns), frame_id=frame_id)
+    life = make(types, "builtin_interfaces/msg/Duration", sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
+    markers = [make(types, "visualization_msgs/msg/Marker", header=header, ns="detections", id=0, action=3)]
+    det = det.filter(min_score)
+    for k in range(len(det)):
+        x, y, z, l, w, h, yaw = (float(v) for v in det.boxes.data[k, :7])
+        qw, qx, qy, qz = (float(v) for v in yaw_to_quat(yaw))
+        pose = make(types, "geometry_msgs/msg/Pose",
+                    position=make(types, "geometry_msgs/msg/Point", x=x, y=y, z=z),
+                    orientation=make(types, "geometry_msgs/msg/Quaternion", x=qx, y=qy, z=qz, w=qw))
+        name = DETECTION_CLASSES[det.labels[k]]
+        r, g, b = (c / 255.0 for c in CLASS_COLORS[name])
+        color = make(types, "std_msgs/msg/ColorRGBA", r=r, g=g, b=b, a=float(max(0.2, min(1.0, det.scores[k]))))
+        markers.append(make(types, "visualization_msgs/msg/Marker", header=header, ns="boxes", id=k + 1, type=1,
+                            action=0, pose=pose, scale=make(types, "geometry_msgs/msg/Vector3", x=l, y=w, z=h),
+                            color=color, lifetime=life))
+        text_pose = make(types, "geometry_msgs/msg/Pose",
+                         position=make(types, "geometry_msgs/msg/Point", x=x, y=y, z=z + h / 2 + 0.5),
+                         orientation=make(types, "geometry_msgs/msg/Quaternion", w=1.0))
+        markers.append(make(types, "visualization_msgs/msg/Marker", header=header, ns="labels", id=k + 1, type=9,
+                            action=0, pose=text_pose, scale=make(types, "geometry_msgs/msg/Vector3", z=0.8),
+                            color=make(types, "std_msgs/msg/ColorRGBA", r=1.0, g=1.0, b=1.0, a=1.0),
+                            lifetime=life, text=f"{name} {det.scores[k]:.2f}"))
+    return make(types, "visualization_msgs/msg/MarkerArray", markers=markers)
+
+
+def detections_to_json(det: Detections, stamp_ns: int, frame_id: str = "base_link", modalities=(), extra=None) -> str:
+    """The /perception/objects payload: boxes, scores, labels, grounding per prompt, stamp, frame."""
+    objs = []
+    attrs = det.boxes.attribute_names
+    for k in range(len(det)):
+        d = det.boxes.data[k]
+        o = {"label": DETECTION_CLASSES[det.labels[k]], "score": round(float(det.scores[k]), 4),
+             "center": [round(float(v), 3) for v in d[:3]], "size_lwh": [round(float(v), 3) for v in d[3:6]],
+             "yaw": round(float(d[6]), 4), "velocity": [round(float(np.nan_to_num(v)), 3) for v in d[7:9]],
+             "attribute": attrs[k]}
+        if det.grounding_scores is not None:
+            o["grounding"] = {p: round(float(s), 4) for p, s in zip(det.prompts, det.grounding_scores[k])}
+        objs.append(o)
+    payload = {"stamp_ns": int(stamp_ns), "frame_id": frame_id, "modalities": list(modalities),
+               "prompts": list(det.prompts), "objects": objs}
+    if extra:
+        payload.update(extra)
+    return json.dumps(payload)
+
+
+def json_to_string_msg(types, text: str):
+    return make(types, "std_msgs/msg/String", data=text)
