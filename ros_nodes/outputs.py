@@ -100,12 +100,12 @@ def detections_to_json(det: Detections, stamp_ns: int, frame_id: str = "base_lin
     attrs = det.boxes.attribute_names
     for k in range(len(det)):
         d = det.boxes.data[k]
-        o = {"label": DETECTION_CLASSES[det.labels[k]], "score": round(float(det.scores[k]), 4),
-             "center": [round(float(v), 3) for v in d[:3]], "size_lwh": [round(float(v), 3) for v in d[3:6]],
-             "yaw": round(float(d[6]), 4), "velocity": [round(float(np.nan_to_num(v)), 3) for v in d[7:9]],
+        o = {"label": DETECTION_CLASSES[det.labels[k]], "score": round(float(det.scores[k]), 6),
+             "center": [round(float(v), 5) for v in d[:3]], "size_lwh": [round(float(v), 5) for v in d[3:6]],
+             "yaw": round(float(d[6]), 6), "velocity": [round(float(np.nan_to_num(v)), 5) for v in d[7:9]],
              "attribute": attrs[k]}
         if det.grounding_scores is not None:
-            o["grounding"] = {p: round(float(s), 4) for p, s in zip(det.prompts, det.grounding_scores[k])}
+            o["grounding"] = {p: round(float(s), 6) for p, s in zip(det.prompts, det.grounding_scores[k])}
         objs.append(o)
     payload = {"stamp_ns": int(stamp_ns), "frame_id": frame_id, "modalities": list(modalities),
                "prompts": list(det.prompts), "objects": objs}

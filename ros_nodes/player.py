@@ -28,13 +28,17 @@ def main(argv=None) -> int:
     p.add_argument("log")
     p.add_argument("--rate", type=float, default=1.0)
     p.add_argument("--loop", action="store_true")
-    p.add_argument("--start-delay", type=float, default=1.0, help="seconds to wait for subscribers")
+    p.add_argument("--start-delay", type=float, default=5.0,
+                   help="wait at most this long for subscribers on the sensor topics before playing")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this much wall time")
     a, ros_args = p.parse_known_args(argv)
 
+    from ros_nodes import dds
+
+    dds.configure()
     import rclpy
     from geometry_msgs.msg import PoseStamped
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rosbags.highlevel import AnyReader
     from std_msgs.msg import String
 
@@ -46,8 +50,8 @@ def main(argv=None) -> int:
     extr_pub = node.create_publisher(String, "/sensor_extrinsics", latched)
     t_wall0 = time.monotonic()
     published = 0
+    waited = False
     try:
-        time.sleep(a.start_delay)
         while True:
             with AnyReader([Path(a.log)]) as reader:
                 for c in reader.connections:
@@ -56,10 +60,19 @@ def main(argv=None) -> int:
                     try:
                         cls = _msg_class(c.msgtype)
                     except (ImportError, AttributeError):
-                        node.get_logger().warn(f"no rclpy class for {c.msgtype} ({c.topic}); not published")
+                        node.get_logger().warning(f"no rclpy class for {c.msgtype} ({c.topic}); not published")
                         continue
-                    qos = qos_profile_sensor_data if "PointCloud2" in c.msgtype or "Image" in c.msgtype else 10
+                    # reliable publishers match best-effort (sensor-data) and reliable subscribers alike
+                    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
                     pubs[c.topic] = node.create_publisher(cls, c.topic, qos)
+                if not waited:  # wait (up to --start-delay) until the sensors and /ego_pose have a subscriber
+                    waited = True
+                    until = time.monotonic() + a.start_delay
+                    sensors = ("/LIDAR", "/CAM", "/RADAR")
+                    main_pubs = [pose_pub] + [pb for tp, pb in pubs.items() if tp.startswith(sensors)]
+                    while time.monotonic() < until and any(pb.get_subscription_count() == 0 for pb in main_pubs):
+                        time.sleep(0.05)
+                    time.sleep(0.3)  # let the matched endpoints finish their handshakes
                 t_log0, t_start = None, time.monotonic()
                 for c, t, raw in reader.messages():
                     if t_log0 is None:

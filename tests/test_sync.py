@@ -12,19 +12,18 @@ def test_matches_within_slop_and_removes_only_matched():
     out = s.add("lidar", 130 * MS, "l1", 0)
     assert len(out) == 1 and out[0].messages == {"lidar": "l1", "cam": "c2"} and not out[0].missing
     assert s.queue_lengths()["cam"] == 1  # c1 stays (it may still match another reference within slop)
-    # strict slop: exactly 50 ms from the reference does not match
+    # strict slop: exactly 50 ms from the reference does not match; a camera past the reference settles it
     assert s.add("lidar", 190 * MS, "l2", 10) == []
     out = s.add("cam", 240 * MS, "c3", 20)
-    assert out == []
-    out = s.add("cam", 191 * MS, "c4", 20)
-    assert len(out) == 1 and out[0].messages["cam"] == "c4"
+    assert len(out) == 1 and out[0].missing == ["cam"] and not out[0].timed_out
 
 
 def test_each_input_within_slop_of_the_reference():
     s = FrameSynchronizer(["lidar", "cam", "radar"], "lidar", slop_s=0.05, timeout_s=1.0)
     s.add("cam", 145 * MS, "c", 0)  # +45 ms
     s.add("radar", 62 * MS, "r", 0)  # -38 ms: 83 ms from the camera, still a match for the reference
-    out = s.add("lidar", 100 * MS, "l", 0)
+    assert s.add("lidar", 100 * MS, "l", 0) == []  # the radar may still send one closer to 100 ms
+    out = s.add("radar", 139 * MS, "r2", 0)  # +39 ms: farther than -38 ms, and it settles the radar
     assert len(out) == 1 and not out[0].missing and out[0].stamps == {"lidar": 100 * MS, "cam": 145 * MS,
                                                                        "radar": 62 * MS}
 
@@ -47,7 +46,8 @@ def test_latest_image_is_shared_between_references():
     s = FrameSynchronizer(["lidar", "cam"], "lidar", slop_s=0.05, timeout_s=1.0)
     s.add("cam", 20 * MS, "c", 0)
     a = s.add("lidar", 0, "l0", 0)
-    b = s.add("lidar", 50 * MS, "l1", 0)
+    assert s.add("lidar", 50 * MS, "l1", 0) == []  # a later image could be closer to 50 ms
+    b = s.add("cam", 95 * MS, "c2", 0)
     assert a[0].messages["cam"] == "c" and b[0].messages["cam"] == "c"
     s.add("lidar", 200 * MS, "l2", 0)
     (late,) = s.poll(2000 * MS)

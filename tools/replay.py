@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--version", default="v1.0-mini")
     p.add_argument("--keyframes-only", action="store_true", help="only frames where every camera matched")
     p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--min-score", type=float, default=0.0, help="detections below are left out of the outputs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
                 if c.msgtype in store.types:
                     w.write(conn_for(c.topic, c.msgtype), t, data)
             t_frame = time.perf_counter()
-            det = pipe(frame, tuple(a.prompt))
+            det = pipe(frame, tuple(a.prompt)).filter(a.min_score)
             timing = pipe.last_timing
             stages["source"].append(t_frame - t_src)
             for k in ("preprocess", "inference", "postprocess"):
@@ -112,7 +113,10 @@ def main(argv=None) -> int:
             w.write(conn_for("/perception/detections", "visualization_msgs/msg/MarkerArray"), stamp,
                     store.serialize_cdr(detections_to_markers(store.types, det, stamp, "base_link"),
                                         "visualization_msgs/msg/MarkerArray"))
-            text = detections_to_json(det, stamp, "base_link", mods, extra={"missing": match.missing})
+            text = detections_to_json(det, stamp, "base_link", mods, extra={
+                "missing": match.missing, "inputs": match.stamps,
+                "points": {"lidar": len(frame.lidar) if frame.lidar is not None else 0,
+                           "radar": len(frame.radar) if frame.radar is not None else 0}})
             w.write(conn_for("/perception/objects", "std_msgs/msg/String"), stamp,
                     store.serialize_cdr(json_to_string_msg(store.types, text), "std_msgs/msg/String"))
             if stamp in samples:

@@ -3,7 +3,9 @@
 Semantics follow message_filters' ApproximateTimeSynchronizer where they apply: every input keeps a queue
 of at most ``queue_size`` messages keyed by stamp (the oldest is evicted, a repeated stamp overwrites);
 ``slop`` is strict. Unlike message_filters, the reference input (the lidar) drives emission: each other
-input contributes its message closest to the reference stamp, if it lies within ``slop`` of it
+input contributes its message closest to the reference stamp, if it lies within ``slop`` of it; a frame
+is complete once every input has delivered a message at or after the reference stamp (so the choice does
+not depend on the order in which topics arrive: replay and the live node pick the same messages)
 (message_filters asks max - min < slop over the whole set, which a 6-camera + 5-radar rig with staggered
 triggers rarely meets). With ``consume=False`` (the default, Autoware's "latest image" behaviour) a
 matched camera/radar message stays available to the next reference too, so a 20 Hz lidar does not steal
@@ -49,6 +51,7 @@ class FrameSynchronizer:
         self.queues: dict[str, OrderedDict[int, object]] = {k: OrderedDict() for k in inputs}
         self.arrival: dict[int, int] = {}     # reference stamp -> arrival time
         self.evicted = {k: 0 for k in inputs}  # dropped by queue overflow, per input
+        self.latest: dict[str, int] = {}       # newest stamp seen per input
 
     def add(self, name: str, stamp_ns: int, msg, now_ns: int) -> list[Match]:
         """Queue one message; return the frames that are complete (or timed out) now."""
@@ -56,6 +59,7 @@ class FrameSynchronizer:
             raise KeyError(f"unknown input {name!r}; inputs are {self.inputs}")
         q = self.queues[name]
         stamp_ns = int(stamp_ns)
+        self.latest[name] = max(self.latest.get(name, stamp_ns), stamp_ns)
         if stamp_ns in q:
             del q[stamp_ns]
         q[stamp_ns] = msg
@@ -72,8 +76,11 @@ class FrameSynchronizer:
         out = []
         for ref_stamp in sorted(self.queues[self.reference]):
             chosen = self._candidates(ref_stamp)
-            if all(c is not None for c in chosen.values()):
-                out.append(self._emit(ref_stamp, chosen, timed_out=False))
+            # an input's choice is final once it has delivered a message at or after the reference stamp
+            # (later ones can only be farther): the match then no longer depends on arrival order
+            if all(self.latest.get(k, -1) >= ref_stamp for k in self.inputs if k != self.reference):
+                out.append(self._emit(ref_stamp, {k: v for k, v in chosen.items() if v is not None},
+                                      timed_out=False))
                 continue
             waited = now_ns - self.arrival.get(ref_stamp, now_ns)
             if waited >= self.timeout:

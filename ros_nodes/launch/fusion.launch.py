@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def generate_launch_description():
-    params = ROOT / "ros_nodes" / "params" / "fusion_node.yaml"
+    params = ROOT / "ros_nodes" / "params" / "fusion.yaml"
     return LaunchDescription([
         ExecuteProcess(cmd=["python3", "-m", "ros_nodes.fusion_node", "--ros-args", "--params-file", str(params)],
                        cwd=str(ROOT), output="screen"),
