@@ -51,6 +51,18 @@ def test_scene_to_bag_roundtrip(synthetic_root, nusc, tmp_path, storage):
                 assert {tr.child_frame_id for tr in msg.transforms} >= {"LIDAR_TOP", "CAM_FRONT", "RADAR_FRONT"}
                 seen["tf_static"] += 1
     assert seen == {"lidar": n_lidar, "radar": 1, "camera": 1, "tf_static": 1}
+    if storage == "mcap":  # the MCAP file itself, read with the mcap library (Foxglove's format tooling)
+        from mcap.reader import make_reader
+
+        (path,) = out.glob("*.mcap")
+        with open(path, "rb") as f:
+            reader = make_reader(f)
+            summary = reader.get_summary()
+            per_topic = {summary.channels[cid].topic: n for cid, n in summary.statistics.channel_message_counts.items()}
+            schemas = {summary.schemas[c.schema_id].name for c in summary.channels.values()}
+        assert per_topic == info["messages"]
+        assert {"sensor_msgs/msg/PointCloud2", "tf2_msgs/msg/TFMessage", "sensor_msgs/msg/CompressedImage"} <= schemas
+        assert per_topic["/CAM_FRONT/image_rect_compressed"] == 4 and per_topic["/tf_static"] == 1
     assert not (tmp_path / f"log_{storage}.partial").exists()
     with pytest.raises(FileExistsError):
         scene_to_bag(synthetic_root, "scene-0103", out, progress=False)

@@ -42,7 +42,7 @@ def _points(n=1000, seed=0):
 
 
 def test_packed_xyzi_is_zero_copy():
-    p = _points()
+    p = _points(35_000)
     rec = np.zeros(len(p), np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4")]))
     for i, c in enumerate(("x", "y", "z", "intensity")):
         rec[c] = p[:, i]

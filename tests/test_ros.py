@@ -90,6 +90,7 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
             "/CAM_FRONT/image_rect": listener.create_publisher(Image, "/CAM_FRONT/image_rect", 10),
             "/CAM_FRONT/image_rect_compressed": listener.create_publisher(
                 CompressedImage, "/CAM_FRONT/image_rect_compressed", 10)}
+    prompt_pub = listener.create_publisher(String, "/perception/prompt", 10)
     node = subprocess.Popen([sys.executable, "-m", "ros_nodes.fusion_node", "--ros-args", "--params-file", str(params)],
                             env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     player = None
@@ -107,11 +108,13 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
         player = subprocess.Popen([sys.executable, "-m", "ros_nodes.player", str(log), "--start-delay", "10",
                                    "--rate", "0.5"], env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)
-        spin(3.0)
+        while time.monotonic() < deadline and len(objects) < 2:  # the stream is flowing
+            spin(0.1)
         for topic, msg in _bad_messages():  # broken input mid-stream
             pubs[topic].publish(msg)
             spin(0.1)
         n_before = len(objects)
+        prompt_pub.publish(String(data='["pedestrians on the left", "trucks"]'))  # change prompts live
         while time.monotonic() < deadline and player.poll() is None:
             spin(0.2)
         spin(1.5)
@@ -136,6 +139,8 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
         rclpy.try_shutdown()
 
     assert len(objects) >= 5, out[-3000:]
+    assert objects[0]["prompts"] == ["cars ahead"]
+    assert objects[-1]["prompts"] == ["pedestrians on the left", "trucks"]
     assert n_after > n_before, "the node stopped publishing after the broken messages"
     # every frame the node processed equals replay's frame at the same lidar stamp
     compared = 0
