@@ -1,22 +1,14 @@
 """Base: the GPU configuration. nuScenes-size BEV (180x180 cells of 0.6 m, fused at 90x90), images 256x704."""
 
-from configs._base_.model import fusion_model
-from perception.types import CAMERAS
+from configs._base_.model import fusion_model, preprocess_spec
 
 pc_range = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 voxel_size = (0.6, 0.6, 8.0)
 
 model = fusion_model(pc_range, voxel_size, dim=128, lidar_channels=(64, 128), radar_channels=(32, 64),
                      camera_widths=(64, 128, 256), layers=3, head_channels=64)
-
-preprocess = dict(
-    modalities=("camera", "lidar", "radar"),
-    lidar=dict(pc_range=pc_range, voxel_size=voxel_size, max_points=32, max_voxels=40000,
-               columns=("x", "y", "z", "intensity", "time_lag")),
-    radar=dict(pc_range=pc_range, voxel_size=voxel_size, max_points=8, max_voxels=6000,
-               columns=("x", "y", "z", "vx_comp", "vy_comp", "rcs", "time_lag")),
-    camera=dict(channels=CAMERAS, size=(256, 704)),
-)
+preprocess = preprocess_spec(pc_range, voxel_size, image_size=(256, 704), lidar_points=(32, 40000),
+                             radar_points=(8, 6000))
 
 data = dict(version="v1.0-trainval", train_split="train", val_split="val", lidar_sweeps=9, radar_sweeps=3)
 

@@ -1,21 +1,13 @@
 """Tiny: trains and runs on a 2-core CPU. BEV 128x128 cells of 0.8 m (fused at 64x64), images 128x224."""
 
-from configs._base_.model import fusion_model
-from perception.types import CAMERAS
+from configs._base_.model import fusion_model, preprocess_spec
 
 pc_range = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
 voxel_size = (0.8, 0.8, 8.0)
 
 model = fusion_model(pc_range, voxel_size, dim=64, layers=2)
-
-preprocess = dict(
-    modalities=("camera", "lidar", "radar"),
-    lidar=dict(pc_range=pc_range, voxel_size=voxel_size, max_points=20, max_voxels=16000,
-               columns=("x", "y", "z", "intensity", "time_lag")),
-    radar=dict(pc_range=pc_range, voxel_size=voxel_size, max_points=6, max_voxels=3000,
-               columns=("x", "y", "z", "vx_comp", "vy_comp", "rcs", "time_lag")),
-    camera=dict(channels=CAMERAS, size=(128, 224)),
-)
+preprocess = preprocess_spec(pc_range, voxel_size, image_size=(128, 224), lidar_points=(20, 16000),
+                             radar_points=(6, 3000))
 
 data = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val", lidar_sweeps=4, radar_sweeps=3)
 

@@ -132,3 +132,18 @@ def test_checkpoint_mismatch_lists_keys(tmp_path):
     torch.save({"state_dict": {"bogus.weight": torch.zeros(1)}, "meta": {}}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="bogus.weight"):
         Pipeline("configs/tiny.py", tmp_path / "bad.pth")
+
+
+def test_training_resumes_to_the_same_final_iteration(synthetic_root, tmp_path):
+    from tools.train import main as train_main
+
+    args = ["configs/tiny.py", "--data-root", str(synthetic_root), "--work-dir", str(tmp_path), "--no-val",
+            "--override-data", "lidar_sweeps=1"]
+    assert train_main([*args, "--max-iters", "2"]) == 0
+    assert (tmp_path / "iter_2.pth").exists()
+    assert train_main([*args, "--max-iters", "4", "--resume"]) == 0
+    logs = "".join(f.read_text() for f in tmp_path.glob("*/*.log"))
+    assert "resumed epoch: 0, iter: 2" in logs
+    assert (tmp_path / "iter_4.pth").exists() and (tmp_path / "last_checkpoint").read_text().strip().endswith(
+        "iter_4.pth")
+    assert torch.load(tmp_path / "final.pth", weights_only=True)["meta"]["iters"] == 4

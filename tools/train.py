@@ -45,11 +45,6 @@ def main(argv=None) -> int:
     from perception.training.metric import NuScenesDetectionMetric
     from perception.training.wrapper import FusionDetector
 
-    if a.resume:
-        # mmengine's training state (optimizer, message hub) holds objects that torch.load(weights_only=True)
-        # refuses; it is the state this tool wrote into --work-dir itself. The deploy checkpoint (final.pth)
-        # and everything the Pipeline loads stay weights-only.
-        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     cfg = load_config(a.config)
     train_defaults = dict(max_iters=1000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=1000,
                           checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200)
@@ -96,7 +91,19 @@ def main(argv=None) -> int:
         default_scope=None, log_processor=dict(by_epoch=False), **val_kw,
     )
     t = time.time()
-    runner.train()
+    saved = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    if a.resume:
+        # mmengine's training state (optimizer, message hub) holds objects that torch.load(weights_only=True)
+        # refuses; it is the state this tool wrote into --work-dir itself. Only for this resume; the deploy
+        # checkpoint (final.pth) and everything the Pipeline loads stay weights-only.
+        os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        runner.train()
+    finally:
+        if saved is None:
+            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = saved
     final = Path(a.work_dir) / "final.pth"
     model.deploy_checkpoint(final, config=str(a.config), iters=max_iters, data_root=str(a.data_root))
     print(f"training done in {time.time() - t:.0f} s; deploy checkpoint: {final}")

@@ -29,3 +29,17 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
         fused_channels=dim,
         skip_channels=lidar_channels[0],
     )
+
+
+def preprocess_spec(pc_range, voxel_size, image_size, lidar_points=(20, 16000), radar_points=(6, 3000)):
+    """The preprocessing saved with the checkpoint: voxelization caps per modality and the camera input size."""
+    from perception.types import CAMERAS
+
+    return dict(
+        modalities=("camera", "lidar", "radar"),
+        lidar=dict(pc_range=pc_range, voxel_size=voxel_size, max_points=lidar_points[0], max_voxels=lidar_points[1],
+                   columns=("x", "y", "z", "intensity", "time_lag")),
+        radar=dict(pc_range=pc_range, voxel_size=voxel_size, max_points=radar_points[0], max_voxels=radar_points[1],
+                   columns=("x", "y", "z", "vx_comp", "vy_comp", "rcs", "time_lag")),
+        camera=dict(channels=CAMERAS, size=image_size),
+    )
