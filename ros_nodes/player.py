@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     p.add_argument("--start-delay", type=float, default=5.0,
                    help="wait at most this long for subscribers on the sensor topics before playing")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this much wall time")
+    p.add_argument("--faults", default="",
+                   help="fault spec (see perception.faults), e.g. drop:CAM_FRONT@2-5,corrupt:5%%")
     a, ros_args = p.parse_known_args(argv)
 
     from ros_nodes import dds
@@ -41,6 +43,15 @@ def main(argv=None) -> int:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rosbags.highlevel import AnyReader
     from std_msgs.msg import String
+
+    from perception.faults import FaultSpecError, parse_faults
+    from perception.sources.bag import faulted_messages
+
+    try:
+        faults = parse_faults(a.faults)
+    except FaultSpecError as e:
+        p.error(str(e))
+    fault_counts: dict = {}
 
     rclpy.init(args=ros_args)
     node = rclpy.create_node("promptfusion_player")
@@ -74,7 +85,7 @@ def main(argv=None) -> int:
                         time.sleep(0.05)
                     time.sleep(0.3)  # let the matched endpoints finish their handshakes
                 t_log0, t_start = None, time.monotonic()
-                for c, t, raw in reader.messages():
+                for _topic, t, raw, c in faulted_messages(reader, faults, 0, fault_counts):
                     if t_log0 is None:
                         t_log0 = t
                     wait = (t - t_log0) / 1e9 / a.rate - (time.monotonic() - t_start)
@@ -111,7 +122,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        node.get_logger().info(f"published {published} messages")
+        node.get_logger().info(f"published {published} messages" + (f"; faults {fault_counts}" if faults else ""))
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--keyframes-only", action="store_true", help="only frames where every camera matched")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--min-score", type=float, default=0.0, help="detections below are left out of the outputs")
+    p.add_argument("--faults", default="", help="fault spec (perception.faults), e.g. drop:CAM_FRONT@2-5,corrupt:5%%")
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
@@ -55,10 +56,15 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from perception.evaluation.detection import to_nuscenes_boxes, write_submission
+    from perception.faults import FaultSpecError, parse_faults
     from perception.pipeline import Pipeline
     from perception.sources.bag import BagSource
     from ros_nodes.outputs import detections_to_json, detections_to_markers, json_to_string_msg
 
+    try:
+        parse_faults(a.faults)
+    except FaultSpecError as e:
+        p.error(str(e))
     out = Path(a.out)
     if out.exists():
         if not a.overwrite:
@@ -71,7 +77,7 @@ def main(argv=None) -> int:
 
     cfg_data = load_config(a.config).get("data", {})
     src = BagSource(a.log, lidar_sweeps=cfg_data.get("lidar_sweeps", 9), radar_sweeps=cfg_data.get("radar_sweeps", 3),
-                    cameras=pipe.pre.spec["camera"]["channels"], keyframes_only=a.keyframes_only)
+                    cameras=pipe.pre.spec["camera"]["channels"], keyframes_only=a.keyframes_only, faults=a.faults)
     store = get_typestore(Stores.ROS2_KILTED)
     samples = _stamp_to_sample(a.data_root, a.version) if a.data_root else {}
     results: dict[str, list] = {}
@@ -142,6 +148,8 @@ def main(argv=None) -> int:
             print(f"{k:12s} {1000 * np.percentile(v, 50):8.1f} {1000 * np.percentile(v, 95):8.1f}")
     print(f"modalities used: {json.dumps(modality_counts)}; skipped frames: {src.skipped_frames}; "
           f"rejected messages: {json.dumps(src.rejected)}")
+    if src.faults:
+        print(f"faults injected ({a.faults}): {json.dumps(src.fault_counts)}")
     print(f"output: {out}" + (f"; nuScenes results ({len(results)} samples): {a.results}" if a.results else ""))
     return 130 if stop["flag"] else 0
 

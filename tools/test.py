@@ -1,10 +1,14 @@
 """Evaluate a checkpoint with the official nuScenes DetectionEval.
 
-    python tools/test.py configs/tiny.py work_dirs/tiny/final.pth --data-root data/synthetic \\
-        [--modalities camera,lidar,radar] [--split mini_val] --out results.json
+    python tools/test.py configs/tiny.py checkpoints/tiny.pth --data-root data/synthetic \\
+        [--modalities camera,lidar,radar] [--faults SPEC] [--split mini_val] --out results.json
+    python tools/test.py configs/tiny.py checkpoints/tiny.pth --data-root data/synthetic --failure-table
 
 Writes the nuScenes detection submission JSON, prints the per-class AP / TP-error table and one final
-line ``mAP: 0.xxx NDS: 0.xxx``.
+line ``mAP: 0.xxx NDS: 0.xxx``. ``--faults`` applies frame-level sensor faults (perception.faults: drop,
+beams, dark; times in seconds from each scene's start). ``--failure-table`` evaluates all sensors, no lidar,
+no cameras, no radar, one front camera missing, lidar with 50% of its beams and low-light cameras in one
+run and prints mAP / NDS and their ratio to all sensors.
 """
 
 from __future__ import annotations
@@ -18,6 +22,41 @@ from pathlib import Path
 
 import numpy as np
 
+FAILURE_TABLE = (
+    ("all sensors", "camera,lidar,radar", ""),
+    ("no lidar", "camera,radar", ""),
+    ("no cameras", "lidar,radar", ""),
+    ("no radar", "camera,lidar", ""),
+    ("one front camera missing", "camera,lidar,radar", "drop:CAM_FRONT"),
+    ("lidar 50% beams", "camera,lidar,radar", "beams:LIDAR_TOP=50%"),
+    ("low light cameras", "camera,lidar,radar", "dark:CAM_*=0.3"),
+)
+
+
+def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quiet=False) -> dict:
+    from tqdm import tqdm
+
+    from perception.evaluation.detection import run_detection_eval, to_nuscenes_boxes, write_submission
+    from perception.faults import apply_to_frame
+
+    pipe.modalities = mods
+    results, times = {}, []
+    first: dict[str, int] = {}
+    rng = np.random.default_rng(0)
+    desc = f"inference ({'+'.join(mods)}{' | ' + faults.spec if faults else ''})"
+    for frame in tqdm(src, total=len(src), desc=desc, unit="frame", disable=quiet):
+        if faults:
+            t = (frame.stamp_ns - first.setdefault(frame.scene, frame.stamp_ns)) / 1e9
+            frame = apply_to_frame(frame, faults, t, rng)
+        t0 = time.perf_counter()
+        det = pipe(frame)
+        times.append(time.perf_counter() - t0)
+        results[frame.sample_token] = to_nuscenes_boxes(frame.sample_token, det, frame.T_global_ego)
+    write_submission(out, results, mods)
+    summary = run_detection_eval(data_root, version, split, out, out.parent / "eval")
+    summary["p50_ms"] = 1000 * float(np.median(times))
+    return summary
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,45 +65,62 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", required=True)
     p.add_argument("--split", default=None, help="default: the config's data.val_split")
     p.add_argument("--modalities", default="camera,lidar,radar", help="comma-separated subset to use")
+    p.add_argument("--faults", default="", help="frame-level fault spec, e.g. drop:CAM_FRONT,beams:LIDAR_TOP=50%%")
+    p.add_argument("--failure-table", action="store_true", help="evaluate the standard sensor-failure set")
     p.add_argument("--out", default=None, help="submission JSON path (default: a temporary file)")
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
 
-    from tqdm import tqdm
-
     from perception.config import load_config
-    from perception.evaluation.detection import format_table, run_detection_eval, to_nuscenes_boxes, write_submission
+    from perception.evaluation.detection import format_table
+    from perception.faults import FaultSpecError, parse_faults
     from perception.models.fusion import MODALITIES
     from perception.pipeline import Pipeline
     from perception.sources.nuscenes import NuScenesSource
 
-    mods = tuple(m for m in a.modalities.split(",") if m)
-    bad = set(mods) - set(MODALITIES)
-    if bad or not mods:
-        p.error(f"--modalities: unknown {sorted(bad)}; choose from {MODALITIES}")
+    runs = FAILURE_TABLE if a.failure_table else (("run", a.modalities, a.faults),)
+    for _, m, f in runs:
+        mods = tuple(x for x in m.split(",") if x)
+        bad = set(mods) - set(MODALITIES)
+        if bad or not mods:
+            p.error(f"--modalities: unknown {sorted(bad)}; choose from {MODALITIES}")
+        try:
+            parse_faults(f)
+        except FaultSpecError as e:
+            p.error(str(e))
     cfg = load_config(a.config)
     data = cfg.get("data", {})
     split = a.split or data.get("val_split", "mini_val")
     version = data.get("version", "v1.0-mini")
-    pipe = Pipeline(cfg, a.checkpoint, device=a.device, modalities=mods)
-    src = NuScenesSource(a.data_root, version=version, split=split, lidar_sweeps=data.get("lidar_sweeps", 9),
-                         radar_sweeps=data.get("radar_sweeps", 3),
-                         cameras=pipe.pre.spec["camera"]["channels"] if "camera" in mods else ())
-    results, times = {}, []
-    for frame in tqdm(src, total=len(src), desc=f"inference ({'+'.join(mods)})", unit="frame"):
-        t = time.perf_counter()
-        det = pipe(frame)
-        times.append(time.perf_counter() - t)
-        results[frame.sample_token] = to_nuscenes_boxes(frame.sample_token, det, frame.T_global_ego)
-    out = Path(a.out) if a.out else Path(tempfile.mkdtemp()) / "results_nusc.json"
-    write_submission(out, results, mods)
-    summary = run_detection_eval(a.data_root, version, split, out, out.parent / "eval")
-    print(f"{len(src)} frames, split {split}, modalities {'+'.join(mods)}, "
-          f"p50 {1000 * np.median(times):.0f} ms / frame (preprocessing included)")
-    print(f"submission: {out}")
-    print(format_table(summary))
-    (out.parent / "metrics_summary_short.json").write_text(json.dumps(
-        {"mAP": summary["mean_ap"], "NDS": summary["nd_score"], "modalities": mods, "split": split}))
+    pipe = Pipeline(cfg, a.checkpoint, device=a.device)
+    out_dir = Path(a.out).parent if a.out else Path(tempfile.mkdtemp())
+    table = []
+    for name, m, f in runs:
+        mods = tuple(x for x in m.split(",") if x)
+        src = NuScenesSource(a.data_root, version=version, split=split, lidar_sweeps=data.get("lidar_sweeps", 9),
+                             radar_sweeps=data.get("radar_sweeps", 3),
+                             cameras=pipe.pre.spec["camera"]["channels"] if "camera" in mods else ())
+        slug = name.replace(" ", "_").replace("%", "pct")
+        out = Path(a.out) if (a.out and not a.failure_table) else out_dir / slug / "results_nusc.json"
+        summary = evaluate(pipe, src, mods, parse_faults(f), out, a.data_root, version, split)
+        table.append((name, m, f, summary))
+        if not a.failure_table:
+            print(f"{len(src)} frames, split {split}, modalities {'+'.join(mods)}" + (f", faults {f}" if f else "")
+                  + f", p50 {summary['p50_ms']:.0f} ms / frame (preprocessing included)")
+            print(f"submission: {out}")
+            print(format_table(summary))
+    if a.failure_table:
+        base = table[0][3]
+        print(f"\nsensor failure table - split {split}, {a.checkpoint}")
+        print(f"{'condition':26s} {'mAP':>6s} {'NDS':>6s} {'mAP/all':>8s} {'NDS/all':>8s}")
+        for name, _m, _f, s in table:
+            r_map = s["mean_ap"] / max(base["mean_ap"], 1e-9)
+            r_nds = s["nd_score"] / max(base["nd_score"], 1e-9)
+            print(f"{name:26s} {s['mean_ap']:6.3f} {s['nd_score']:6.3f} {r_map:8.3f} {r_nds:8.3f}")
+        (out_dir / "failure_table.json").write_text(json.dumps(
+            [{"condition": n, "modalities": m, "faults": f, "mAP": s["mean_ap"], "NDS": s["nd_score"]}
+             for n, m, f, s in table], indent=1))
+        print(f"mAP: {base['mean_ap']:.3f} NDS: {base['nd_score']:.3f}")
     return 0
 
 

@@ -173,6 +173,28 @@ def _ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+def faulted_messages(reader, faults, seed: int = 0, counts: dict | None = None):
+    """(topic, log time, raw CDR, connection) of an open AnyReader, in delivery order, with the
+    message-level faults of ``faults`` (perception.faults) applied; shared by replay and the player."""
+    from perception.faults import apply_to_stream
+
+    stream = ((c.topic, t, raw, c) for c, t, raw in reader.messages())
+    if not faults:
+        yield from stream
+        return
+    store = getattr(reader, "typestore", None)
+
+    def restamp(raw, conn, delta):
+        msg = reader.deserialize(raw, conn.msgtype)
+        if store is None or not hasattr(msg, "header"):
+            return raw
+        ns = _ns(msg.header) + delta
+        msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+        return bytes(store.serialize_cdr(msg, conn.msgtype))
+
+    yield from apply_to_stream(stream, faults, np.random.default_rng(seed), restamp, counts)
+
+
 class BagSource:
     """Replays a rosbag2 log (MCAP or sqlite3) into SensorFrames, with the live node's code path:
     decode (perception.sources.messages) -> FrameSynchronizer (lidar reference, slop, timeout on log
@@ -185,7 +207,8 @@ class BagSource:
 
     def __init__(self, path, lidar_sweeps: int = 9, radar_sweeps: int = 3, cameras=CAMERAS, slop_s: float = 0.05,
                  timeout_s: float = 0.1, queue_size: int = 10, keyframes_only: bool = False, remove_close: float = 1.0,
-                 radar_filters="default"):
+                 radar_filters="default", faults=None, seed: int = 0):
+        from perception.faults import parse_faults
         from perception.sources.assembler import FrameAssembler
         from perception.sources.nuscenes import DEFAULT_RADAR_FILTERS
         from perception.sources.sync import FrameSynchronizer
@@ -202,6 +225,9 @@ class BagSource:
         self.rejected: dict[str, int] = {}
         self.counts: dict[str, int] = {}
         self.skipped_frames = 0
+        self.faults = parse_faults(faults) if isinstance(faults, (str, type(None))) else faults
+        self.fault_counts: dict = {}
+        self.seed = seed
 
     def _reject(self, topic: str) -> None:
         self.rejected[topic] = self.rejected.get(topic, 0) + 1
@@ -212,21 +238,16 @@ class BagSource:
         from perception.sources.assembler import PoseError
         from perception.sources.messages import MessageError, camera_info, compressed_to_rgb, pointcloud2_to_cloud
 
-        try:
-            from rosbags.serde import SerdeError
-        except ImportError:  # pragma: no cover - older rosbags
-            SerdeError = ValueError  # noqa: N806
-
         a = self.assembler
         raw_since: list = []
         with AnyReader([self.path]) as reader:
-            for conn, t, rawdata in reader.messages():
+            for _topic, t, rawdata, conn in faulted_messages(reader, self.faults, self.seed, self.fault_counts):
                 raw_since.append((conn, t, rawdata))
                 topic = conn.topic
                 self.counts[topic] = self.counts.get(topic, 0) + 1
                 try:
                     msg = reader.deserialize(rawdata, conn.msgtype)
-                except (SerdeError, ValueError, KeyError, IndexError, AssertionError):
+                except Exception:  # noqa: BLE001 - any undecodable bytes (SerdeError, AnyReaderError, ...)
                     self._reject(topic)
                     continue
                 matches = []
@@ -263,7 +284,7 @@ class BagSource:
                             matches = self.sync.add(ch, stamp, (stamp, rgb), t)
                     else:
                         matches = self.sync.poll(t)
-                except (MessageError, ValueError, TypeError, AttributeError):
+                except (MessageError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError):
                     self._reject(topic)
                     continue
                 for m in matches:
