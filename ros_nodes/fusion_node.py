@@ -34,8 +34,14 @@ PARAMS = {  # name -> rclpy parameter type; the values live in params/fusion.yam
 }
 
 
+MAX_PROMPTS, MAX_PROMPT_CHARS = 16, 256
+
+
 def parse_prompts(text: str) -> tuple[str, ...]:
-    """/perception/prompt payload: "" (none), a JSON list of strings, or one prompt."""
+    """/perception/prompt payload: "" (none), a JSON list of strings, or one prompt (at most MAX_PROMPTS
+    prompts of MAX_PROMPT_CHARS characters; JSON only, nothing is evaluated)."""
+    if len(text) > MAX_PROMPTS * (MAX_PROMPT_CHARS + 4) + 2:
+        raise ValueError(f"prompt message of {len(text)} characters is too long")
     text = text.strip()
     if not text:
         return ()
@@ -43,8 +49,12 @@ def parse_prompts(text: str) -> tuple[str, ...]:
         items = json.loads(text)
         if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
             raise ValueError("prompt list must be a JSON list of strings")
-        return tuple(x for x in items if x.strip())
-    return (text,)
+        out = tuple(x for x in items if x.strip())
+    else:
+        out = (text,)
+    if len(out) > MAX_PROMPTS or any(len(x) > MAX_PROMPT_CHARS for x in out):
+        raise ValueError(f"at most {MAX_PROMPTS} prompts of {MAX_PROMPT_CHARS} characters")
+    return out
 
 
 def main(argv=None) -> int:

@@ -23,6 +23,19 @@ def _msg_class(msgtype: str):
     return getattr(importlib.import_module(f"{pkg}.msg"), name)
 
 
+def _shift_stamps(reader, store, raw, conn, shift_ns: int) -> bytes:
+    """Re-serialize a message with its header stamps (and /tf transforms' stamps) moved by ``shift_ns``."""
+    msg = reader.deserialize(raw, conn.msgtype)
+    headers = [msg.header] if hasattr(msg, "header") else []
+    headers += [tr.header for tr in getattr(msg, "transforms", [])]
+    if not headers:
+        return raw
+    for h in headers:
+        ns = h.stamp.sec * 1_000_000_000 + h.stamp.nanosec + shift_ns
+        h.stamp.sec, h.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+    return bytes(store.serialize_cdr(msg, conn.msgtype))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("log")
@@ -62,6 +75,7 @@ def main(argv=None) -> int:
     t_wall0 = time.monotonic()
     published = 0
     waited = False
+    loop_index, loop_span = 0, 0
     try:
         while True:
             with AnyReader([Path(a.log)]) as reader:
@@ -85,7 +99,11 @@ def main(argv=None) -> int:
                         time.sleep(0.05)
                     time.sleep(0.3)  # let the matched endpoints finish their handshakes
                 t_log0, t_start = None, time.monotonic()
-                for _topic, t, raw, c in faulted_messages(reader, faults, 0, fault_counts):
+                shift = loop_index * loop_span  # each loop continues the clock instead of repeating stamps
+                store = getattr(reader, "typestore", None)
+                for _topic, t, raw, c in faulted_messages(reader, faults, loop_index, fault_counts):
+                    if shift and store is not None:
+                        raw = _shift_stamps(reader, store, raw, c, shift)
                     if t_log0 is None:
                         t_log0 = t
                     wait = (t - t_log0) / 1e9 / a.rate - (time.monotonic() - t_start)
@@ -119,6 +137,10 @@ def main(argv=None) -> int:
                     published += 1
             if not a.loop:
                 break
+            if loop_span == 0:
+                with AnyReader([Path(a.log)]) as r:
+                    loop_span = r.end_time - r.start_time + 50_000_000
+            loop_index += 1
     except KeyboardInterrupt:
         pass
     finally:

@@ -48,6 +48,21 @@ def _ray_box(ox, oy, oz, dx, dy, dz, hx, hy, hz):
     return tmin, face
 
 
+@njit(cache=True, inline="always")
+def _hit_box(R, c, h, o, dx, dy, dz):
+    """The ray (world origin o, direction d) in the frame of the box (rotation R, centre c, half sizes h)."""
+    px = o[0] - c[0]
+    py = o[1] - c[1]
+    pz = o[2] - c[2]
+    lox = R[0, 0] * px + R[1, 0] * py + R[2, 0] * pz
+    loy = R[0, 1] * px + R[1, 1] * py + R[2, 1] * pz
+    loz = R[0, 2] * px + R[1, 2] * py + R[2, 2] * pz
+    ldx = R[0, 0] * dx + R[1, 0] * dy + R[2, 0] * dz
+    ldy = R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz
+    ldz = R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz
+    return _ray_box(lox, loy, loz, ldx, ldy, ldz, h[0], h[1], h[2])
+
+
 @njit(cache=True)
 def cast_rays(origin, dirs, ray_az, R_boxes, centers, halves, az_c, az_hw, max_range, eps_inside):
     """Cast rays from one origin (world frame). dirs: (N, 3) unit directions in the world frame; ray_az their
@@ -71,17 +86,7 @@ def cast_rays(origin, dirs, ray_az, R_boxes, centers, halves, az_c, az_hw, max_r
             da = (da + math.pi) % (2 * math.pi) - math.pi
             if abs(da) > az_hw[b]:
                 continue
-            R = R_boxes[b]
-            px = origin[0] - centers[b, 0]
-            py = origin[1] - centers[b, 1]
-            pz = origin[2] - centers[b, 2]
-            lox = R[0, 0] * px + R[1, 0] * py + R[2, 0] * pz
-            loy = R[0, 1] * px + R[1, 1] * py + R[2, 1] * pz
-            loz = R[0, 2] * px + R[1, 2] * py + R[2, 2] * pz
-            ldx = R[0, 0] * dx + R[1, 0] * dy + R[2, 0] * dz
-            ldy = R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz
-            ldz = R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz
-            t, f = _ray_box(lox, loy, loz, ldx, ldy, ldz, halves[b, 0], halves[b, 1], halves[b, 2])
+            t, f = _hit_box(R_boxes[b], centers[b], halves[b], origin, dx, dy, dz)
             if f >= 0 and t < best:
                 best = t
                 bid = b
@@ -174,17 +179,7 @@ def render_camera(H, W, fx, fy, cx, cy, R_wc, o_wc, R_boxes, centers, halves, co
                 b = col_idx[k]
                 if v < vrange[b, 0] or v > vrange[b, 1]:
                     continue
-                R = R_boxes[b]
-                px = o_wc[0] - centers[b, 0]
-                py = o_wc[1] - centers[b, 1]
-                pz = o_wc[2] - centers[b, 2]
-                lox = R[0, 0] * px + R[1, 0] * py + R[2, 0] * pz
-                loy = R[0, 1] * px + R[1, 1] * py + R[2, 1] * pz
-                loz = R[0, 2] * px + R[1, 2] * py + R[2, 2] * pz
-                ldx = R[0, 0] * dx + R[1, 0] * dy + R[2, 0] * dz
-                ldy = R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz
-                ldz = R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz
-                t, f = _ray_box(lox, loy, loz, ldx, ldy, ldz, halves[b, 0], halves[b, 1], halves[b, 2])
+                t, f = _hit_box(R_boxes[b], centers[b], halves[b], o_wc, dx, dy, dz)
                 if f >= 0:
                     silhouette[b] += 1
                     if t < best:
