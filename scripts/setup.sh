@@ -25,8 +25,11 @@ STAMP="$VENV/.promptfusion-setup"
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup.sh ]; then
   exit 0
 fi
-# torch first, pinned, so nothing later resolves a newer (multi-GB) build.
-quiet $PIP install "torch==2.13.0"
+# torch first, pinned, so nothing later resolves a newer (multi-GB) build; a torch already in the venv
+# (e.g. a CUDA build installed on purpose) is kept.
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  quiet $PIP install "torch==2.13.0"
+fi
 # nuscenes-devkit pins numpy<2 and an old shapely; its real needs are in pyproject.toml.
 quiet $PIP install --no-deps "nuscenes-devkit==1.2.0"
 quiet $PIP install -e ".[ros,dev]"
