@@ -1,7 +1,7 @@
 # Two entry points for a newcomer; both set up .venv first (scripts/setup.sh, idempotent).
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-all lint synthetic clean
+.PHONY: setup demo test test-all bench lint synthetic clean
 
 setup:
 	@bash scripts/setup.sh
@@ -15,6 +15,10 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -m ""
+
+bench: setup
+	$(PY) -m pip install -q -e ".[bench]" && $(PY) -m pip install -q --no-deps ros2-numpy
+	$(PY) benchmarks/run.py --quick
 
 synthetic: setup
 	$(PY) tools/make_synthetic.py --out data/synthetic --scenes 10 --samples 40 --seed 0

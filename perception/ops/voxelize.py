@@ -28,7 +28,7 @@ class VoxelGrid:
         return tuple(int(round((r[i + 3] - r[i]) / v[i])) for i in range(3))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _coords_numba(points, lo, size, shape):
     n = points.shape[0]
     out = np.full((n, 3), -1, np.int32)
@@ -50,11 +50,12 @@ def _coords_numba(points, lo, size, shape):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _hard_numba(points, coords, shape, max_points, max_voxels):
     n, C = points.shape
-    grid = np.full(shape[0] * shape[1] * shape[2], -1, np.int64)
-    voxels = np.zeros((max_voxels, max_points, C), points.dtype)
+    grid = np.full(shape[0] * shape[1] * shape[2], -1, np.int32)
+    # uninitialised: each voxel's slab is zeroed when the voxel is created, not the whole max_voxels block
+    voxels = np.empty((max_voxels, max_points, C), points.dtype)
     vcoords = np.zeros((max_voxels, 3), np.int32)
     npts = np.zeros(max_voxels, np.int32)
     m = 0
@@ -69,6 +70,7 @@ def _hard_numba(points, coords, shape, max_points, max_voxels):
             v = m
             grid[lin] = v
             vcoords[v] = coords[i]
+            voxels[v] = 0
             m += 1
         k = npts[v]
         if k < max_points:

@@ -1,0 +1,228 @@
+"""Side-by-side benchmarks: our figure, the peer's in the same run, the ratio, and the floor where one exists.
+
+    python benchmarks/run.py [--quick] [--device cpu|cuda] [--data-root data/demo]
+
+Inputs are real sweeps of the synthetic world (made if missing). Peers (benchmark-only dependencies,
+`pip install -e .[bench]`): spconv's PointToVoxel, `pointcloud2`, `ros2-numpy` (installed --no-deps; its
+package __init__ imports nav_msgs, so its point_cloud2 module is loaded on its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+
+def timeit(fn, repeat: int, warmup: int = 2) -> float:
+    """Median seconds of ``fn()``."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def _load_ros2_numpy():
+    spec = importlib.util.find_spec("ros2_numpy")
+    if spec is None:
+        return None
+    pkg = types.ModuleType("ros2_numpy")
+    pkg.__path__ = list(spec.submodule_search_locations)
+    sys.modules.setdefault("ros2_numpy", pkg)
+    try:
+        return importlib.import_module("ros2_numpy.point_cloud2")
+    except Exception:  # noqa: BLE001 - a peer that cannot load is reported, not fatal
+        return None
+
+
+ROWS: list[tuple] = []
+
+
+def row(what, ours_s, peer_s=None, peer="", floor=None, goal=""):
+    ratio = (peer_s / ours_s) if (peer_s and ours_s) else None
+    ROWS.append((what, ours_s, peer, peer_s, ratio, floor, goal))
+
+
+def bench_voxelization(sweeps35k, sweeps300k, repeat):
+    import torch
+
+    from perception.ops import VoxelGrid, voxelize_hard
+
+    grid = VoxelGrid((-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), (0.2, 0.2, 8.0))
+    try:
+        from spconv.pytorch.utils import PointToVoxel
+    except ImportError:
+        PointToVoxel = None  # noqa: N806
+    for name, pts in (("35k", sweeps35k), ("300k", sweeps300k)):
+        ours = timeit(lambda pts=pts: voxelize_hard(pts, grid, 20, 40000), repeat)
+        peer_s, same = None, ""
+        if PointToVoxel is not None:
+            gen = PointToVoxel(vsize_xyz=[0.2, 0.2, 8.0], coors_range_xyz=list(grid.pc_range),
+                               num_point_features=pts.shape[1], max_num_voxels=40000, max_num_points_per_voxel=20)
+            tp = torch.from_numpy(pts)
+            peer_s = timeit(lambda gen=gen, tp=tp: gen(tp), repeat)
+            v, c, n = voxelize_hard(pts, grid, 20, 40000)
+            _, pc, pn = gen(tp)
+            a = {tuple(x) for x in c.tolist()}
+            b = {tuple(x) for x in pc.numpy().tolist()}
+            same = "identical voxel sets" if a == b and int(n.sum()) == int(pn.sum()) else \
+                f"voxel sets differ ({len(a ^ b)} voxels)"
+        row(f"voxelization {name} ({len(pts)} pts) [{same}]", ours, peer_s, "spconv PointToVoxel",
+            goal=">= 3x" if name == "35k" else ">= 2x")
+
+
+def _cloud_msg(pts: np.ndarray, pad: int):
+    from rosbags.typesys import Stores, get_typestore
+
+    T = get_typestore(Stores.ROS2_KILTED).types
+    n = len(pts)
+    step = 16 + pad
+    buf = np.zeros((n, step), np.uint8)
+    buf[:, :16] = pts[:, :4].astype(np.float32).view(np.uint8).reshape(n, 16)
+    PF = T["sensor_msgs/msg/PointField"]
+    hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="LIDAR_TOP")
+    return T["sensor_msgs/msg/PointCloud2"](
+        header=hdr, height=1, width=n, fields=[PF(name=c, offset=4 * i, datatype=7, count=1)
+                                               for i, c in enumerate(("x", "y", "z", "intensity"))],
+        is_bigendian=False, point_step=step, row_step=step * n, data=buf.reshape(-1), is_dense=True)
+
+
+def bench_pointcloud2(sweeps35k, sweeps300k, repeat):
+    from perception.sources.messages import pointcloud2_to_cloud
+
+    r2n = _load_ros2_numpy()
+    try:
+        import pointcloud2 as pc2
+    except ImportError:
+        pc2 = None
+    for name, pts in (("35k", sweeps35k), ("300k", sweeps300k)):
+        for pad in (0, 16):
+            msg = _cloud_msg(pts, pad)
+            ours = timeit(lambda msg=msg: pointcloud2_to_cloud(msg, columns=("intensity",)), repeat)
+            cloud, _ = pointcloud2_to_cloud(msg, columns=("intensity",))
+            zero = np.shares_memory(cloud.xyz, msg.data)
+            src = np.asarray(msg.data)
+            dst = np.empty_like(src)
+            floor = timeit(lambda src=src, dst=dst: np.copyto(dst, src), repeat)
+            layout = "packed" if pad == 0 else f"padded +{pad} B"
+            if r2n is not None:
+                from sensor_msgs.msg import PointCloud2, PointField
+
+                rm = PointCloud2(height=1, width=len(pts), point_step=msg.point_step, row_step=msg.row_step,
+                                 is_bigendian=False, is_dense=True,
+                                 fields=[PointField(name=f.name, offset=f.offset, datatype=7, count=1)
+                                         for f in msg.fields])
+                rm.data = src.tobytes()
+                peer = timeit(lambda rm=rm: r2n.point_cloud2_to_array(rm), repeat)
+                row(f"PointCloud2 {name} {layout}{' (zero-copy)' if zero else ''}", ours, peer, "ros2-numpy",
+                    floor=floor, goal=">= 10x peers; copy at >= 50% memcpy")
+            if pc2 is not None:
+                from sensor_msgs.msg import PointCloud2, PointField
+
+                rm2 = PointCloud2(height=1, width=len(pts), point_step=msg.point_step, row_step=msg.row_step,
+                                  is_bigendian=False, is_dense=True,
+                                  fields=[PointField(name=f.name, offset=f.offset, datatype=7, count=1)
+                                          for f in msg.fields])
+                rm2.data = src.tobytes()
+                try:
+                    peer2 = timeit(lambda rm2=rm2: pc2.read_points(rm2), repeat)
+                    row(f"PointCloud2 {name} {layout}", ours, peer2, "pointcloud2", floor=floor,
+                        goal=">= 10x peers")
+                except Exception as e:  # noqa: BLE001
+                    row(f"PointCloud2 {name} {layout} (pointcloud2 failed: {type(e).__name__})", ours)
+
+
+def bench_camera(dataroot, repeat):
+    import cv2
+
+    from perception.pipeline import Preprocessor
+
+    jpgs = sorted(Path(dataroot, "samples", "CAM_FRONT").glob("*.jpg"))[:1]
+    chans = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
+    blobs = [np.frombuffer(Path(next(Path(dataroot, "samples", c).glob("*.jpg"))).read_bytes(), np.uint8)
+             for c in chans]
+    pre = Preprocessor({})
+    H, W = pre.spec["camera"]["size"]
+
+    def ours():
+        for b in blobs:
+            img = cv2.imdecode(b, cv2.IMREAD_COLOR)
+            cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA)
+
+    def serial():
+        for b in blobs:
+            img = cv2.cvtColor(cv2.imdecode(b, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            x = cv2.resize(img, (W, H)).astype(np.float32) / 255.0
+            (x - 0.45) / 0.225
+
+    single = timeit(lambda: cv2.imdecode(blobs[0], cv2.IMREAD_COLOR), repeat)
+    row("camera preprocessing, 6 JPEGs 1600x900 -> 128x224", timeit(ours, repeat), timeit(serial, repeat),
+        "serial OpenCV loop", floor=single * 6 / (os.cpu_count() or 1), goal="within 1.3x of the floor")
+    del jpgs
+
+
+def bench_end_to_end(dataroot, repeat, device):
+    from perception.pipeline import Pipeline
+    from perception.sources.nuscenes import NuScenesSource
+
+    src = NuScenesSource(dataroot, "v1.0-mini", None, lidar_sweeps=9)
+    pipe = Pipeline("configs/tiny.py", "checkpoints/tiny.pth", device=device)
+    frames = [src[i] for i in range(min(len(src), 2 + repeat))]
+    stages = {k: [] for k in ("preprocess", "inference", "postprocess", "total")}
+    for f in frames[:2]:
+        pipe(f)
+    for f in frames[2:]:
+        t = time.perf_counter()
+        pipe(f)
+        stages["total"].append(time.perf_counter() - t)
+        for k, v in pipe.last_timing.items():
+            stages[k].append(v)
+    for k, v in stages.items():
+        ROWS.append((f"end-to-end tiny ({device}), 6 cams + 10-sweep lidar + radar: {k} p50 / p95 ms",
+                     float(np.median(v)), "", float(np.percentile(v, 95)), None, None,
+                     "p50 <= 150 ms" if k == "total" else ""))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--data-root", default="data/demo")
+    a = p.parse_args(argv)
+    repeat = 5 if a.quick else 20
+    root = Path(a.data_root)
+    if not (root / "v1.0-mini").is_dir():
+        from perception.sources.synthetic import WorldConfig, generate
+
+        generate(root, WorldConfig(scenes=2, samples=8, seed=0))
+    from perception.sources.nuscenes import NuScenesSource
+
+    frame = NuScenesSource(root, "v1.0-mini", None, lidar_sweeps=9, cameras=())[3]
+    pts300k = frame.lidar.to_array(("x", "y", "z", "intensity", "time_lag"))
+    pts35k = pts300k[frame.lidar.features["time_lag"] == 0]
+    bench_voxelization(pts35k, pts300k, repeat)
+    bench_pointcloud2(pts35k, pts300k, repeat)
+    bench_camera(root, repeat)
+    bench_end_to_end(root, repeat, a.device)
+    print(f"\nPromptFusion benchmarks ({os.cpu_count()} CPUs, device {a.device}); times in ms, ratio = peer / ours")
+    print(f"{'what':78s} {'ours':>9s} {'peer':>22s} {'peer ms':>9s} {'ratio':>7s} {'floor':>8s}  goal")
+    for what, ours, peer, peer_s, ratio, floor, goal in ROWS:
+        ps = f"{1000 * peer_s:9.2f}" if peer_s is not None else f"{'':9s}"
+        rs = f"{ratio:7.2f}" if ratio is not None else f"{'':7s}"
+        fs = f"{1000 * floor:8.2f}" if floor is not None else f"{'':8s}"
+        print(f"{what:78s} {1000 * ours:9.2f} {peer:>22s} {ps} {rs} {fs}  {goal}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
