@@ -115,31 +115,25 @@ def bench_pointcloud2(sweeps35k, sweeps300k, repeat):
             dst = np.empty_like(src)
             floor = timeit(lambda src=src, dst=dst: np.copyto(dst, src), repeat)
             layout = "packed" if pad == 0 else f"padded +{pad} B"
+            if r2n is None and pc2 is None:
+                continue
+            from sensor_msgs.msg import PointCloud2, PointField
+
+            rm = PointCloud2(height=1, width=len(pts), point_step=msg.point_step, row_step=msg.row_step,
+                             is_bigendian=False, is_dense=True,
+                             fields=[PointField(name=f.name, offset=f.offset, datatype=7, count=1)
+                                     for f in msg.fields])
+            rm.data = src.tobytes()
+            label = f"PointCloud2 {name} {layout}{' (zero-copy)' if zero else ''}"
             if r2n is not None:
-                from sensor_msgs.msg import PointCloud2, PointField
-
-                rm = PointCloud2(height=1, width=len(pts), point_step=msg.point_step, row_step=msg.row_step,
-                                 is_bigendian=False, is_dense=True,
-                                 fields=[PointField(name=f.name, offset=f.offset, datatype=7, count=1)
-                                         for f in msg.fields])
-                rm.data = src.tobytes()
                 peer = timeit(lambda rm=rm: r2n.point_cloud2_to_array(rm), repeat)
-                row(f"PointCloud2 {name} {layout}{' (zero-copy)' if zero else ''}", ours, peer, "ros2-numpy",
-                    floor=floor, goal=">= 10x peers; copy at >= 50% memcpy")
+                row(label, ours, peer, "ros2-numpy", floor=floor, goal=">= 10x peers; copy at >= 50% memcpy")
             if pc2 is not None:
-                from sensor_msgs.msg import PointCloud2, PointField
-
-                rm2 = PointCloud2(height=1, width=len(pts), point_step=msg.point_step, row_step=msg.row_step,
-                                  is_bigendian=False, is_dense=True,
-                                  fields=[PointField(name=f.name, offset=f.offset, datatype=7, count=1)
-                                          for f in msg.fields])
-                rm2.data = src.tobytes()
                 try:
-                    peer2 = timeit(lambda rm2=rm2: pc2.read_points(rm2), repeat)
-                    row(f"PointCloud2 {name} {layout}", ours, peer2, "pointcloud2", floor=floor,
-                        goal=">= 10x peers")
+                    peer2 = timeit(lambda rm=rm: pc2.read_points(rm), repeat)
+                    row(label, ours, peer2, "pointcloud2", floor=floor, goal=">= 10x peers")
                 except Exception as e:  # noqa: BLE001
-                    row(f"PointCloud2 {name} {layout} (pointcloud2 failed: {type(e).__name__})", ours)
+                    row(f"{label} (pointcloud2 failed: {type(e).__name__})", ours)
 
 
 def bench_camera(dataroot, repeat):
@@ -147,7 +141,6 @@ def bench_camera(dataroot, repeat):
 
     from perception.pipeline import Preprocessor
 
-    jpgs = sorted(Path(dataroot, "samples", "CAM_FRONT").glob("*.jpg"))[:1]
     chans = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
     blobs = [np.frombuffer(Path(next(Path(dataroot, "samples", c).glob("*.jpg"))).read_bytes(), np.uint8)
              for c in chans]
@@ -168,7 +161,6 @@ def bench_camera(dataroot, repeat):
     single = timeit(lambda: cv2.imdecode(blobs[0], cv2.IMREAD_COLOR), repeat)
     row("camera preprocessing, 6 JPEGs 1600x900 -> 128x224", timeit(ours, repeat), timeit(serial, repeat),
         "serial OpenCV loop", floor=single * 6 / (os.cpu_count() or 1), goal="within 1.3x of the floor")
-    del jpgs
 
 
 def bench_end_to_end(dataroot, repeat, device):

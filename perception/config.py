@@ -53,18 +53,18 @@ def check_kwargs(cls, kwargs: dict, where: str | None = None) -> None:
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
         return
     valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    for k in kwargs:
-        if k not in valid:
-            close = difflib.get_close_matches(k, valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {valid}"
-            raise ConfigError(f"{where or getattr(cls, '__name__', cls)}: unknown config key {k!r}{hint}")
+    _reject_unknown(where or getattr(cls, "__name__", str(cls)), kwargs, valid)
 
 
-def check_section(name: str, given: dict, valid: dict) -> dict:
-    """Merge a plain config section over its defaults, rejecting unknown keys with the closest valid name."""
+def _reject_unknown(where: str, given, valid) -> None:
     for k in given:
         if k not in valid:
             close = difflib.get_close_matches(k, list(valid), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {sorted(valid)}"
-            raise ConfigError(f"{name}: unknown config key {k!r}{hint}")
+            raise ConfigError(f"{where}: unknown config key {k!r}{hint}")
+
+
+def check_section(name: str, given: dict, valid: dict) -> dict:
+    """Merge a plain config section over its defaults, rejecting unknown keys with the closest valid name."""
+    _reject_unknown(name, given, valid)
     return {**valid, **given}

@@ -80,6 +80,7 @@ def main(argv=None) -> int:
         compressed_to_rgb,
         image_to_rgb,
         pointcloud2_to_cloud,
+        stamp_ns,
     )
     from perception.types import LIDAR
     from ros_nodes.outputs import RclpyTypes, detections_to_json, detections_to_markers
@@ -162,10 +163,6 @@ def main(argv=None) -> int:
             self.pub_status.publish(String(data=json.dumps({"event": "rejected", "input": what, "reason": str(err),
                                                             "rejected": self.stats["rejected"]})))
 
-        @staticmethod
-        def _ns(h):
-            return h.stamp.sec * 1_000_000_000 + h.stamp.nanosec
-
         def on_lidar(self, msg):
             t = time.monotonic()
             try:
@@ -174,7 +171,7 @@ def main(argv=None) -> int:
                     raise MessageError(f"all {stats.received} points are NaN/inf")
             except MessageError as e:
                 return self._reject(LIDAR, e)
-            stamp = self._ns(msg.header)
+            stamp = stamp_ns(msg.header)
             self.last_seen[LIDAR] = t
             with self.lock:
                 self.asm.add_lidar(stamp, cloud)
@@ -189,7 +186,7 @@ def main(argv=None) -> int:
                 cloud, _ = pointcloud2_to_cloud(msg, columns=RADAR_COLUMNS)
             except MessageError as e:
                 return self._reject(ch, e)
-            stamp = self._ns(msg.header)
+            stamp = stamp_ns(msg.header)
             self.last_seen[ch] = time.monotonic()
             with self.lock:
                 self.asm.add_radar(ch, stamp, cloud)
@@ -201,7 +198,7 @@ def main(argv=None) -> int:
                 rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
             except MessageError as e:
                 return self._reject(ch, e)
-            stamp = self._ns(msg.header)
+            stamp = stamp_ns(msg.header)
             self.last_seen[ch] = time.monotonic()
             with self.lock:
                 matches = self.sync.add(ch, stamp, (stamp, rgb), time.monotonic_ns())
@@ -221,7 +218,7 @@ def main(argv=None) -> int:
             if not np.all(np.isfinite(vals)) or not any(vals[:4]):
                 return self._reject("ego_pose", "non-finite values or zero quaternion")
             with self.lock:
-                self.asm.add_pose(self._ns(msg.header), (v.x, v.y, v.z), (q.w, q.x, q.y, q.z))
+                self.asm.add_pose(stamp_ns(msg.header), (v.x, v.y, v.z), (q.w, q.x, q.y, q.z))
 
         def on_extrinsics(self, msg):
             try:  # JSON only: nothing received is ever unpickled or evaluated
@@ -281,11 +278,9 @@ def main(argv=None) -> int:
 
         def process(self, m, t_ready):
             t0 = time.monotonic()
-            radar = {ch: m.stamps[ch] for ch in self.p["radar_channels"] if ch in m.stamps}
-            images = {ch: m.messages[ch] for ch in self.p["camera_channels"] if ch in m.messages}
             try:
                 with self.lock:
-                    frame = self.asm.build(m.stamp_ns, radar, images)
+                    frame = self.asm.build_match(m)
                     arrived = self.arrival.pop(m.stamp_ns, t_ready)
             except (PoseError, KeyError) as e:
                 self.stats["skipped"] += 1

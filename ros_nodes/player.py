@@ -23,19 +23,6 @@ def _msg_class(msgtype: str):
     return getattr(importlib.import_module(f"{pkg}.msg"), name)
 
 
-def _shift_stamps(reader, store, raw, conn, shift_ns: int) -> bytes:
-    """Re-serialize a message with its header stamps (and /tf transforms' stamps) moved by ``shift_ns``."""
-    msg = reader.deserialize(raw, conn.msgtype)
-    headers = [msg.header] if hasattr(msg, "header") else []
-    headers += [tr.header for tr in getattr(msg, "transforms", [])]
-    if not headers:
-        return raw
-    for h in headers:
-        ns = h.stamp.sec * 1_000_000_000 + h.stamp.nanosec + shift_ns
-        h.stamp.sec, h.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
-    return bytes(store.serialize_cdr(msg, conn.msgtype))
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("log")
@@ -58,7 +45,7 @@ def main(argv=None) -> int:
     from std_msgs.msg import String
 
     from perception.faults import FaultSpecError, parse_faults
-    from perception.sources.bag import faulted_messages
+    from perception.sources.bag import faulted_messages, shift_stamps
 
     try:
         faults = parse_faults(a.faults)
@@ -103,7 +90,7 @@ def main(argv=None) -> int:
                 store = getattr(reader, "typestore", None)
                 for _topic, t, raw, c in faulted_messages(reader, faults, loop_index, fault_counts):
                     if shift and store is not None:
-                        raw = _shift_stamps(reader, store, raw, c, shift)
+                        raw = shift_stamps(reader, store, raw, c, shift)
                     if t_log0 is None:
                         t_log0 = t
                     wait = (t - t_log0) / 1e9 / a.rate - (time.monotonic() - t_start)

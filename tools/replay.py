@@ -71,11 +71,8 @@ def main(argv=None) -> int:
             print(f"error: {out} exists (use --overwrite)", file=sys.stderr)
             return 2
         shutil.rmtree(out)
-    cfg_data = {}
     pipe = Pipeline(a.config, a.checkpoint, device=a.device)
-    from perception.config import load_config
-
-    cfg_data = load_config(a.config).get("data", {})
+    cfg_data = pipe.cfg.get("data", {})
     src = BagSource(a.log, lidar_sweeps=cfg_data.get("lidar_sweeps", 9), radar_sweeps=cfg_data.get("radar_sweeps", 3),
                     cameras=pipe.pre.spec["camera"]["channels"], keyframes_only=a.keyframes_only, faults=a.faults)
     store = get_typestore(Stores.ROS2_KILTED)

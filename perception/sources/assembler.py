@@ -15,8 +15,9 @@ from collections import deque
 
 import numpy as np
 
-from perception.geometry import invert_transform, make_transform, matrix_to_quat, quat_to_matrix, transform_points
+from perception.geometry import invert_transform, make_transform, matrix_to_quat, quat_to_matrix
 from perception.sources.nuscenes import DEFAULT_RADAR_FILTERS
+from perception.sources.sweeps import sweep_in_reference
 from perception.types import CAMERAS, LIDAR, RADARS, CameraView, PointCloud, SensorFrame
 
 
@@ -116,9 +117,11 @@ class FrameAssembler:
         return self.static[channel]
 
     # -- frames -----------------------------------------------------------------------------------------
-    def _not_close(self, xyz):
-        r = self.remove_close
-        return ~((np.abs(xyz[:, 0]) < r) & (np.abs(xyz[:, 1]) < r)) if r > 0 else np.ones(len(xyz), bool)
+    def build_match(self, m) -> SensorFrame:
+        """The frame of a synchronizer Match: its radar stamps and its camera (stamp, RGB) messages."""
+        radar_stamps = {ch: m.stamps[ch] for ch in RADARS if ch in m.stamps}
+        images = {ch: m.messages[ch] for ch in self.cameras if ch in m.messages}
+        return self.build(m.stamp_ns, radar_stamps, images)
 
     def build(self, ref_stamp: int, radar_stamps: dict[str, int] | None = None,
               images: dict[str, tuple[int, np.ndarray]] | None = None, lidar: bool = True) -> SensorFrame:
@@ -126,22 +129,23 @@ class FrameAssembler:
         ``images``: channel -> (stamp, RGB). Missing pieces are left out of the frame."""
         T_ref = self.pose_at(ref_stamp)
         T_ego_global = invert_transform(T_ref)
+
+        def in_reference(channel, stamp, c, filters=None):
+            try:
+                T = T_ego_global @ self.pose_at(stamp) @ self.extrinsic(channel)
+            except PoseError:
+                return None
+            return sweep_in_reference(c, T, (ref_stamp - stamp) * 1e-9, self.remove_close, filters)
+
         cloud = None
         if lidar:
             sweeps = [x for x in self.lidar if x[0] <= ref_stamp][-(self.lidar_sweeps + 1):][::-1]
             if not sweeps or sweeps[0][0] != ref_stamp:
                 raise KeyError(f"no lidar sweep at the reference stamp {ref_stamp}")
-            parts = []
-            for stamp, c in sweeps:
-                try:
-                    T = T_ego_global @ self.pose_at(stamp) @ self.extrinsic(LIDAR)
-                except PoseError:
-                    continue
-                c = c[self._not_close(c.xyz)]
-                feats = {k: v for k, v in c.features.items() if k in ("intensity", "ring")}
-                feats["time_lag"] = np.full(len(c), (ref_stamp - stamp) * 1e-9, np.float32)
-                parts.append(PointCloud(transform_points(T, c.xyz.astype(np.float64)), feats))
-            cloud, _ = PointCloud.concatenate(parts).finite()
+            parts = [in_reference(LIDAR, stamp, PointCloud(c.xyz, {k: v for k, v in c.features.items()
+                                                                    if k in ("intensity", "ring")}))
+                     for stamp, c in sweeps]
+            cloud, _ = PointCloud.concatenate([p for p in parts if p is not None]).finite()
         radar = None
         if radar_stamps:
             parts = []
@@ -149,19 +153,8 @@ class FrameAssembler:
                 if ch not in radar_stamps:
                     continue
                 hist = [x for x in self.radar[ch] if x[0] <= radar_stamps[ch]][-self.radar_sweeps:][::-1]
-                for stamp, c in hist:
-                    try:
-                        T = T_ego_global @ self.pose_at(stamp) @ self.extrinsic(ch)
-                    except PoseError:
-                        continue
-                    keep = self._not_close(c.xyz)
-                    for f, allowed in (self.radar_filters or {}).items():
-                        if f in c.features:
-                            keep &= np.isin(c.features[f], allowed)
-                    c2 = c[keep]
-                    feats = dict(c2.features)
-                    feats["time_lag"] = np.full(len(c2), (ref_stamp - stamp) * 1e-9, np.float32)
-                    parts.append(PointCloud(c2.xyz, feats).transform(T))
+                parts += [in_reference(ch, stamp, c, self.radar_filters) for stamp, c in hist]
+            parts = [p for p in parts if p is not None]
             if parts:
                 radar, _ = PointCloud.concatenate(parts).finite()
         cams = {}

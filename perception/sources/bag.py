@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from perception.sources.assembler import PoseError
 from perception.sources.files import RADAR_DTYPE, SourceDataError, read_lidar_bin, read_radar_pcd
+from perception.sources.messages import stamp_ns
 from perception.types import CAMERAS, LIDAR, RADARS
 
 LIDAR_FIELDS = ("x", "y", "z", "intensity", "ring")
@@ -169,8 +171,17 @@ def scene_to_bag(dataroot, scene: str, out, version: str = "v1.0-mini", storage:
 RADAR_COLUMNS = tuple(n for n in RADAR_DTYPE.names if n not in ("x", "y", "z"))
 
 
-def _ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+def shift_stamps(reader, store, raw, conn, shift_ns: int) -> bytes:
+    """Re-serialize a message with its header stamp (and /tf transforms' stamps) moved by ``shift_ns``;
+    used for clock skew faults and by the player to continue the clock when it loops."""
+    msg = reader.deserialize(raw, conn.msgtype)
+    headers = ([msg.header] if hasattr(msg, "header") else []) + [tr.header for tr in getattr(msg, "transforms", [])]
+    if store is None or not headers:
+        return raw
+    for h in headers:
+        ns = stamp_ns(h) + shift_ns
+        h.stamp.sec, h.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+    return bytes(store.serialize_cdr(msg, conn.msgtype))
 
 
 def faulted_messages(reader, faults, seed: int = 0, counts: dict | None = None):
@@ -185,12 +196,7 @@ def faulted_messages(reader, faults, seed: int = 0, counts: dict | None = None):
     store = getattr(reader, "typestore", None)
 
     def restamp(raw, conn, delta):
-        msg = reader.deserialize(raw, conn.msgtype)
-        if store is None or not hasattr(msg, "header"):
-            return raw
-        ns = _ns(msg.header) + delta
-        msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
-        return bytes(store.serialize_cdr(msg, conn.msgtype))
+        return shift_stamps(reader, store, raw, conn, delta)
 
     yield from apply_to_stream(stream, faults, np.random.default_rng(seed), restamp, counts)
 
@@ -235,7 +241,6 @@ class BagSource:
     def __iter__(self):
         from rosbags.highlevel import AnyReader
 
-        from perception.sources.assembler import PoseError
         from perception.sources.messages import MessageError, camera_info, compressed_to_rgb, pointcloud2_to_cloud
 
         a = self.assembler
@@ -258,16 +263,16 @@ class BagSource:
                             if topic == "/tf_static":
                                 a.add_static(tr.child_frame_id, (p.x, p.y, p.z), (q.w, q.x, q.y, q.z))
                             elif tr.child_frame_id == "base_link":
-                                a.add_pose(_ns(tr.header), (p.x, p.y, p.z), (q.w, q.x, q.y, q.z))
+                                a.add_pose(stamp_ns(tr.header), (p.x, p.y, p.z), (q.w, q.x, q.y, q.z))
                     elif topic == f"/{LIDAR}":
                         cloud, _ = pointcloud2_to_cloud(msg, columns=("intensity", "ring"))
-                        stamp = _ns(msg.header)
+                        stamp = stamp_ns(msg.header)
                         a.add_lidar(stamp, cloud)
                         matches = self.sync.add(LIDAR, stamp, stamp, t)
                     elif topic.startswith("/RADAR_") and topic[1:] in RADARS:
                         ch = topic[1:]
                         cloud, _ = pointcloud2_to_cloud(msg, columns=RADAR_COLUMNS)
-                        stamp = _ns(msg.header)
+                        stamp = stamp_ns(msg.header)
                         a.add_radar(ch, stamp, cloud)
                         matches = self.sync.add(ch, stamp, stamp, t)
                     elif topic.endswith("/camera_info"):
@@ -280,7 +285,7 @@ class BagSource:
                             from perception.sources.messages import image_to_rgb
 
                             rgb = compressed_to_rgb(msg) if topic.endswith("compressed") else image_to_rgb(msg)
-                            stamp = _ns(msg.header)
+                            stamp = stamp_ns(msg.header)
                             matches = self.sync.add(ch, stamp, (stamp, rgb), t)
                     else:
                         matches = self.sync.poll(t)
@@ -288,24 +293,22 @@ class BagSource:
                     self._reject(topic)
                     continue
                 for m in matches:
-                    out = self._frame(m, PoseError)
+                    out = self._frame(m)
                     if out is not None:
                         yield out, m, raw_since
                         raw_since = []
             for m in self.sync.flush():
-                out = self._frame(m, PoseError)
+                out = self._frame(m)
                 if out is not None:
                     yield out, m, raw_since
                     raw_since = []
 
-    def _frame(self, m, PoseError):  # noqa: N803
+    def _frame(self, m):
         if self.keyframes_only and any(c in m.missing for c in self.cameras):
             self.skipped_frames += 1
             return None
-        radar_stamps = {ch: m.stamps[ch] for ch in RADARS if ch in m.stamps}
-        images = {ch: m.messages[ch] for ch in self.cameras if ch in m.messages}
         try:
-            return self.assembler.build(m.stamp_ns, radar_stamps, images)
+            return self.assembler.build_match(m)
         except (PoseError, KeyError):
             self.skipped_frames += 1
             return None

@@ -26,6 +26,7 @@ import numpy as np
 
 from perception.geometry import invert_transform, make_transform, quat_to_yaw, rotate_vectors, transform_points
 from perception.sources.files import RADAR_FIELDS, SourceDataError, read_lidar_bin, read_radar_pcd
+from perception.sources.sweeps import sweep_in_reference
 from perception.types import (
     ATTRIBUTES,
     CAMERAS,
@@ -221,19 +222,14 @@ class NuScenesSource:
             raise SourceDataError(f"missing file {p} (sample {e['token']}, scene {e['scene']})")
         return str(p)
 
-    def _not_close(self, x, y) -> np.ndarray:
-        r = self.remove_close
-        return ~((np.abs(x) < r) & (np.abs(y) < r)) if r > 0 else np.ones(len(x), bool)
-
     def _lidar(self, e: dict, T_ego_global) -> PointCloud:
         clouds = []
         for sw in e["lidar"]:
             pts = read_lidar_bin(self._path(sw["path"], e), 5, sample=e["token"])
-            pts = pts[self._not_close(pts[:, 0], pts[:, 1])]
             T = T_ego_global @ np.array(sw["T_global_ego"]) @ np.array(sw["T_ego_sensor"])
             lag = (e["timestamp_us"] - sw["timestamp_us"]) * 1e-6
-            clouds.append(PointCloud(transform_points(T, pts[:, :3].astype(np.float64)), {
-                "intensity": pts[:, 3], "ring": pts[:, 4], "time_lag": np.full(len(pts), lag, np.float32)}))
+            raw = PointCloud(pts[:, :3], {"intensity": pts[:, 3], "ring": pts[:, 4]})
+            clouds.append(sweep_in_reference(raw, T, lag, self.remove_close))
         cloud, _ = PointCloud.concatenate(clouds).finite()
         return cloud
 
@@ -244,19 +240,11 @@ class NuScenesSource:
         for ch in RADARS:
             for sw in e["radar"].get(ch, []):
                 rec = read_radar_pcd(self._path(sw["path"], e), sample=e["token"])
-                keep = self._not_close(rec["x"], rec["y"])
-                for field, allowed in (self.radar_filters or {}).items():
-                    keep &= np.isin(rec[field], allowed)
-                rec = rec[keep]
-                T_sensor = np.array(sw["T_ego_sensor"])
-                T = T_ego_global @ np.array(sw["T_global_ego"]) @ T_sensor
-                xyz = np.stack([rec["x"], rec["y"], rec["z"]], axis=1).astype(np.float64)
-                feats = {f: rec[f].astype(np.float32) for f in RADAR_FIELDS[3:]}
-                for a, b in (("vx", "vy"), ("vx_comp", "vy_comp")):
-                    v = rotate_vectors(T, np.stack([feats[a], feats[b]], axis=1))
-                    feats[a], feats[b] = v[:, 0].copy(), v[:, 1].copy()
-                feats["time_lag"] = np.full(len(rec), (e["timestamp_us"] - sw["timestamp_us"]) * 1e-6, np.float32)
-                clouds.append(PointCloud(transform_points(T, xyz), feats))
+                T = T_ego_global @ np.array(sw["T_global_ego"]) @ np.array(sw["T_ego_sensor"])
+                raw = PointCloud(np.stack([rec["x"], rec["y"], rec["z"]], axis=1),
+                                 {f: rec[f] for f in RADAR_FIELDS[3:]})
+                lag = (e["timestamp_us"] - sw["timestamp_us"]) * 1e-6
+                clouds.append(sweep_in_reference(raw, T, lag, self.remove_close, self.radar_filters))
         cloud, _ = PointCloud.concatenate(clouds).finite()
         return cloud
 

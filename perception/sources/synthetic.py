@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from perception.geometry import (
+    box_corners,
     invert_transform,
     make_transform,
     matrix_to_quat,
@@ -663,7 +664,7 @@ def render_view(scene: Scene, ch: str, t: float, scale: float):
     obj, boxes = _world_boxes(scene, t, with_ego_body=False)
     n_obj = len(obj)
     T_cg = invert_transform(T_gc)
-    corners_w = _corners7(boxes)
+    corners_w = box_corners(boxes[:, :7])
     cc = transform_points(T_cg, corners_w.reshape(-1, 3)).reshape(-1, 8, 3)
     vis = (cc[:, :, 2] > 0.05).any(axis=1) & (np.hypot(*(boxes[:, :2] - T_gc[:2, 3]).T) < 250)
     idx = np.flatnonzero(vis)
@@ -711,11 +712,6 @@ def render_view(scene: Scene, ch: str, t: float, scale: float):
     sil_full[idx[m]] = sil[m]
     return img, vis_full, sil_full
 
-
-def _corners7(boxes):
-    from perception.geometry import box_corners
-
-    return box_corners(boxes[:, :7])
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -828,13 +824,11 @@ def _write_map(root: str, scene: Scene, fn: str) -> None:
 
     w, h = scene.map_size
     mask = np.zeros((h, w), np.uint8)
-    u = scene.u
     s_lo, s_hi = -160.0, scene.v_ego * (scene.n_samples - 1) * SAMPLE_PERIOD + 160.0
-    for d_lo, d_hi in ((-7.0, 7.0),):  # drivable surface
-        quad = scene.road_to_world(np.array([s_lo, s_hi, s_hi, s_lo]), np.array([d_lo, d_lo, d_hi, d_hi]))
-        px = np.stack([quad[:, 0] / MAP_RES, h - quad[:, 1] / MAP_RES], axis=1)
-        cv2.fillPoly(mask, [np.round(px).astype(np.int32)], 255)
-    del u
+    # the drivable surface: the road between the kerbs (|d| < 7 m)
+    quad = scene.road_to_world(np.array([s_lo, s_hi, s_hi, s_lo]), np.array([-7.0, -7.0, 7.0, 7.0]))
+    px = np.stack([quad[:, 0] / MAP_RES, h - quad[:, 1] / MAP_RES], axis=1)
+    cv2.fillPoly(mask, [np.round(px).astype(np.int32)], 255)
     Image.fromarray(mask).save(os.path.join(root, fn), optimize=False)
 
 
