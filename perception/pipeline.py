@@ -17,7 +17,7 @@ from perception.config import ConfigError, build, check_section, load_config
 from perception.geometry import invert_transform
 from perception.models.fusion import MODALITIES
 from perception.ops.voxelize import VoxelGrid, voxelize_hard
-from perception.types import CAMERAS, Boxes3D, Detections, SensorFrame
+from perception.types import CAMERAS, Boxes3D, Detections, Prompt, SensorFrame
 
 PREPROCESS_DEFAULTS = {
     "modalities": ("camera", "lidar", "radar"),
@@ -132,10 +132,11 @@ class Preprocessor:
         return batch
 
 
-def detections_from_decoded(d: dict, prompts=()) -> Detections:
+def detections_from_decoded(d: dict, prompts=(), grounding=None) -> Detections:
     boxes = Boxes3D(d["boxes"], d["labels"], attributes=d["attributes"])
-    g = np.zeros((len(boxes), len(prompts)), np.float32) if prompts else None
-    return Detections(boxes, d["scores"], g, prompts)
+    if grounding is None and prompts:
+        grounding = np.zeros((len(boxes), len(prompts)), np.float32)
+    return Detections(boxes, d["scores"], grounding, prompts)
 
 
 def load_checkpoint(path) -> dict:
@@ -172,6 +173,27 @@ class Pipeline:
         self.pre = Preprocessor(preprocess)
         self.modalities = modalities
         self.last_timing: dict[str, float] = {}
+        self._text_encoder = None
+        self.text_cfg = check_section("text_encoder", cfg.get("text_encoder", {}), {"path": None, "max_tokens": 32})
+
+    @property
+    def grounding(self) -> bool:
+        return getattr(self.model, "grounding", None) is not None
+
+    @property
+    def text_encoder(self):
+        """The frozen sentence encoder, loaded on first use (prompts are encoded once and cached)."""
+        if self._text_encoder is None:
+            from perception.language.text_encoder import TextEncoder
+
+            self._text_encoder = TextEncoder(self.text_cfg["path"], self.text_cfg["max_tokens"], device=self.device)
+        return self._text_encoder
+
+    @staticmethod
+    def _prompt_texts(prompts) -> tuple[str, ...]:
+        if isinstance(prompts, str):
+            prompts = (prompts,)
+        return tuple(p.text if isinstance(p, Prompt) else p for p in prompts)
 
     @torch.no_grad()
     def __call__(self, frame: SensorFrame, prompts=()) -> Detections:
@@ -179,11 +201,22 @@ class Pipeline:
 
     @torch.no_grad()
     def run_batch(self, frames: list[SensorFrame], prompts=()) -> list[Detections]:
-        """Detections per frame; per-stage seconds of this call in ``self.last_timing``."""
+        """Detections per frame; per-stage seconds of this call in ``self.last_timing``.
+
+        ``prompts``: zero, one or several referring expressions (str or Prompt); every frame's Detections
+        then carry ``grounding_scores`` (objects x prompts, in [0, 1]). A checkpoint without a grounding head
+        rejects prompts with ValueError; an empty prompt is a ValueError.
+        """
+        prompts = self._prompt_texts(prompts)
+        if prompts and not self.grounding:
+            raise ValueError("this model has no grounding head: prompts need a checkpoint trained with grounding")
         t0 = time.perf_counter()
+        text = self.text_encoder.batch(prompts) if prompts else None
+        t_text = time.perf_counter() - t0
         items = [self.pre.prepare(f, self.modalities) for f in frames]
         if not any(it["present"].any() for it in items):
-            self.last_timing = {"preprocess": time.perf_counter() - t0, "inference": 0.0, "postprocess": 0.0}
+            self.last_timing = {"preprocess": time.perf_counter() - t0 - t_text, "inference": 0.0,
+                                "postprocess": 0.0, "text": t_text}
             return [Detections.empty(prompts) for _ in frames]
         batch = self.pre.collate(items, self.device)
         t1 = time.perf_counter()
@@ -191,7 +224,24 @@ class Pipeline:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        dets = [detections_from_decoded(d, prompts) if it["present"].any() else Detections.empty(prompts)
-                for d, it in zip(self.model.head.decode(out), items)]
-        self.last_timing = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": time.perf_counter() - t2}
+        dets = []
+        for b, (d, it) in enumerate(zip(self.model.head.decode(out), items)):
+            if not it["present"].any():
+                dets.append(Detections.empty(prompts))
+                continue
+            g = self._ground(out["bev"][b], d, text) if prompts else None
+            dets.append(detections_from_decoded(d, prompts, g))
+        t3 = time.perf_counter()
+        self.last_timing = {"preprocess": t1 - t0 - t_text, "inference": t2 - t1, "postprocess": t3 - t2,
+                            "text": t_text}
         return dets
+
+    def _ground(self, bev: torch.Tensor, d: dict, text: dict) -> np.ndarray:
+        g = self.model.grounding
+        if not len(d["scores"]):
+            return np.zeros((0, text["tokens"].shape[0]), np.float32)
+        dev = bev.device
+        obj = g.objects(bev, torch.as_tensor(d["boxes"], dtype=torch.float32, device=dev),
+                        torch.as_tensor(d["labels"], device=dev), torch.as_tensor(d["attributes"], device=dev))
+        logits = g(obj, {k: v.to(dev) for k, v in text.items()})
+        return torch.sigmoid(logits.float()).cpu().numpy()

@@ -25,10 +25,19 @@ def _bgr(rgb):
     return (int(rgb[2]), int(rgb[1]), int(rgb[0]))
 
 
+# One colour per prompt (RGB) for grounded objects: rings around the object and the prompt in the legend.
+PROMPT_COLORS = [(255, 255, 0), (255, 0, 255), (0, 255, 255), (255, 255, 255)]
+
+
 def bev_image(frame: SensorFrame, boxes: Boxes3D | None = None, range_m: float = 50.0, px_per_m: float = 10.0,
-              title: str = "") -> np.ndarray:
+              title: str = "", gt: Boxes3D | None = None, grounded=()) -> np.ndarray:
     """(H, W, 3) RGB bird's-eye view, ego at the centre, x (forward) up. Lidar points shaded by height,
-    radar points as orange dots with their compensated velocity, boxes with a heading tick."""
+    radar points as orange dots with their compensated velocity, boxes with a heading tick.
+
+    ``gt``: ground-truth boxes drawn as thin grey footprints under ``boxes`` (e.g. detections).
+    ``grounded``: [(prompt, indices into ``boxes``)]: those objects get a ring in the prompt's colour
+    (PROMPT_COLORS, in order) and the prompts are listed at the top.
+    """
     size = int(2 * range_m * px_per_m)
     img = np.full((size, size, 3), 18, np.uint8)
 
@@ -52,6 +61,15 @@ def bev_image(frame: SensorFrame, boxes: Boxes3D | None = None, range_m: float =
         for a, b in zip(p.astype(int), q.astype(int)):
             cv2.line(img, tuple(a), tuple(b), (255, 160, 40), 1, cv2.LINE_AA)
             cv2.circle(img, tuple(a), 2, (255, 160, 40), -1, cv2.LINE_AA)
+    if gt is not None and len(gt):
+        for poly in to_px(gt.corners()[:, [0, 1, 5, 4], :2].reshape(-1, 2)).reshape(-1, 4, 2):
+            cv2.polylines(img, [poly.round().astype(np.int32)], True, (150, 150, 150), 1, cv2.LINE_AA)
+    for j, (_prompt, idx) in enumerate(grounded):
+        color = PROMPT_COLORS[j % len(PROMPT_COLORS)]
+        for k in np.asarray(idx, int):
+            r = 0.5 * float(np.hypot(*boxes.size_lwh[k, :2])) + 1.2
+            cv2.circle(img, tuple(to_px(boxes.center[k, :2])[0].round().astype(int)), int(r * px_per_m),
+                       color, 3 - min(j, 1), cv2.LINE_AA)
     if boxes is not None and len(boxes):
         corners = boxes.corners()[:, [0, 1, 5, 4], :2]  # bottom-up footprint: front-left, front-right, ...
         for k in range(len(boxes)):
@@ -67,7 +85,12 @@ def bev_image(frame: SensorFrame, boxes: Boxes3D | None = None, range_m: float =
     cv2.fillPoly(img, [to_px(ego).round().astype(np.int32)], (240, 240, 240))
     if title:
         cv2.putText(img, title, (12, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (235, 235, 235), 2, cv2.LINE_AA)
-    _legend(img, boxes)
+    for j, (prompt, idx) in enumerate(grounded):
+        y = 60 + 26 * j
+        color = PROMPT_COLORS[j % len(PROMPT_COLORS)]
+        cv2.circle(img, (22, y - 6), 8, color, 2, cv2.LINE_AA)
+        cv2.putText(img, f'"{prompt}": {len(idx)}', (38, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, color, 1, cv2.LINE_AA)
+    _legend(img, boxes if boxes is not None and len(boxes) else gt)
     return img
 
 

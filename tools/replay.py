@@ -51,15 +51,10 @@ def main(argv=None) -> int:
     if a.results and not a.data_root:
         p.error("--results needs --data-root (to map the log's stamps to nuScenes sample tokens)")
 
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-    from tqdm import tqdm
-
-    from perception.evaluation.detection import to_nuscenes_boxes, write_submission
+    from perception.evaluation.detection import write_submission
     from perception.faults import FaultSpecError, parse_faults
     from perception.pipeline import Pipeline
     from perception.sources.bag import BagSource
-    from ros_nodes.outputs import detections_to_json, detections_to_markers, json_to_string_msg
 
     try:
         parse_faults(a.faults)
@@ -75,21 +70,58 @@ def main(argv=None) -> int:
     cfg_data = pipe.cfg.get("data", {})
     src = BagSource(a.log, lidar_sweeps=cfg_data.get("lidar_sweeps", 9), radar_sweeps=cfg_data.get("radar_sweeps", 3),
                     cameras=pipe.pre.spec["camera"]["channels"], keyframes_only=a.keyframes_only, faults=a.faults)
-    store = get_typestore(Stores.ROS2_KILTED)
     samples = _stamp_to_sample(a.data_root, a.version) if a.data_root else {}
-    results: dict[str, list] = {}
-    stages: dict[str, list[float]] = {k: [] for k in ("source", "preprocess", "inference", "postprocess", "total")}
-    modality_counts: dict[str, int] = {}
-
     stop = {"flag": False}
 
     def on_signal(signum, _frame):
         stop["flag"] = True
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        r = replay(pipe, src, out, tuple(a.prompt), samples, a.min_score, stop=stop, max_frames=a.max_frames)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    n_frames, wall, stages, results = r["frames"], r["wall_s"], r["stages"], r["results"]
+    if a.results:
+        write_submission(a.results, results)
+    print(f"\n{n_frames} frames in {wall:.1f} s ({n_frames / max(wall, 1e-9):.2f} frames/s)"
+          + (" - interrupted, output closed" if stop["flag"] else ""))
+    print(f"{'stage':12s} {'p50 ms':>8s} {'p95 ms':>8s}")
+    for k, v in stages.items():
+        if v:
+            print(f"{k:12s} {1000 * np.percentile(v, 50):8.1f} {1000 * np.percentile(v, 95):8.1f}")
+    print(f"modalities used: {json.dumps(r['modalities'])}; skipped frames: {src.skipped_frames}; "
+          f"rejected messages: {json.dumps(src.rejected)}")
+    if src.faults:
+        print(f"faults injected ({a.faults}): {json.dumps(src.fault_counts)}")
+    print(f"output: {out}" + (f"; nuScenes results ({len(results)} samples): {a.results}" if a.results else ""))
+    return 130 if stop["flag"] else 0
+
+
+def replay(pipe, src, out, prompts=(), samples=None, min_score=0.0, stop=None, max_frames=None, on_frame=None,
+           progress=True) -> dict:
+    """Run every frame of a BagSource through ``pipe`` and write OUT (MCAP): the inputs plus
+    /perception/detections and /perception/objects. ``samples``: {lidar stamp ns: sample token} for nuScenes
+    results; ``on_frame(frame, det)`` sees each frame's output; ``stop["flag"]`` ends the run cleanly.
+    Returns frames, wall_s, per-stage seconds, modality counts and the nuScenes results per sample."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+    from tqdm import tqdm
+
+    from perception.evaluation.detection import to_nuscenes_boxes
+    from ros_nodes.outputs import detections_to_json, detections_to_markers, json_to_string_msg
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    samples = samples or {}
+    stop = stop if stop is not None else {"flag": False}
+    results: dict[str, list] = {}
+    stages: dict[str, list[float]] = {k: [] for k in ("source", "text", "preprocess", "inference", "postprocess",
+                                                       "total")}
+    modality_counts: dict[str, int] = {}
     n_frames = 0
     t_start = time.perf_counter()
-    bar = tqdm(desc="replay", unit="frame")
+    bar = tqdm(desc="replay", unit="frame", disable=not progress)
     with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as w:
         conns = {}
 
@@ -104,10 +136,10 @@ def main(argv=None) -> int:
                 if c.msgtype in store.types:
                     w.write(conn_for(c.topic, c.msgtype), t, data)
             t_frame = time.perf_counter()
-            det = pipe(frame, tuple(a.prompt)).filter(a.min_score)
+            det = pipe(frame, prompts).filter(min_score)
             timing = pipe.last_timing
             stages["source"].append(t_frame - t_src)
-            for k in ("preprocess", "inference", "postprocess"):
+            for k in ("text", "preprocess", "inference", "postprocess"):
                 stages[k].append(timing.get(k, 0.0))
             mods = frame.modalities
             for m in mods:
@@ -126,29 +158,16 @@ def main(argv=None) -> int:
                 tok = samples[stamp]
                 results[tok] = to_nuscenes_boxes(tok, det, frame.T_global_ego)
             stages["total"].append(time.perf_counter() - t_src)
+            if on_frame is not None:
+                on_frame(frame, det, samples.get(stamp))
             n_frames += 1
             bar.update()
             t_src = time.perf_counter()
-            if stop["flag"] or (a.max_frames and n_frames >= a.max_frames):
+            if stop["flag"] or (max_frames and n_frames >= max_frames):
                 break
     bar.close()
-    for s, h in old.items():
-        signal.signal(s, h)
-    wall = time.perf_counter() - t_start
-    if a.results:
-        write_submission(a.results, results)
-    print(f"\n{n_frames} frames in {wall:.1f} s ({n_frames / max(wall, 1e-9):.2f} frames/s)"
-          + (" - interrupted, output closed" if stop["flag"] else ""))
-    print(f"{'stage':12s} {'p50 ms':>8s} {'p95 ms':>8s}")
-    for k, v in stages.items():
-        if v:
-            print(f"{k:12s} {1000 * np.percentile(v, 50):8.1f} {1000 * np.percentile(v, 95):8.1f}")
-    print(f"modalities used: {json.dumps(modality_counts)}; skipped frames: {src.skipped_frames}; "
-          f"rejected messages: {json.dumps(src.rejected)}")
-    if src.faults:
-        print(f"faults injected ({a.faults}): {json.dumps(src.fault_counts)}")
-    print(f"output: {out}" + (f"; nuScenes results ({len(results)} samples): {a.results}" if a.results else ""))
-    return 130 if stop["flag"] else 0
+    return {"frames": n_frames, "wall_s": time.perf_counter() - t_start, "stages": stages,
+            "modalities": modality_counts, "results": results}
 
 
 if __name__ == "__main__":

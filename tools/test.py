@@ -3,12 +3,15 @@
     python tools/test.py configs/tiny.py checkpoints/tiny.pth --data-root data/synthetic \\
         [--modalities camera,lidar,radar] [--faults SPEC] [--split mini_val] --out results.json
     python tools/test.py configs/tiny.py checkpoints/tiny.pth --data-root data/synthetic --failure-table
+    python tools/test.py configs/tiny.py checkpoints/tiny.pth --data-root data/synthetic --prompts auto
 
 Writes the nuScenes detection submission JSON, prints the per-class AP / TP-error table and one final
 line ``mAP: 0.xxx NDS: 0.xxx``. ``--faults`` applies frame-level sensor faults (perception.faults: drop,
 beams, dark; times in seconds from each scene's start). ``--failure-table`` evaluates all sensors, no lidar,
 no cameras, no radar, one front camera missing, lidar with 50% of its beams and low-light cameras in one
-run and prints mAP / NDS and their ratio to all sensors.
+run and prints mAP / NDS and their ratio to all sensors. ``--prompts FILE`` (NuPrompt-style JSON, or ``auto``
+for the dataroot's generated file) also asks every frame its scene's prompts and prints the grounding metric
+(perception.evaluation.grounding) ending in ``grounding mAP: 0.xxx heldout mAP: 0.xxx``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ FAILURE_TABLE = (
 )
 
 
-def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quiet=False) -> dict:
+def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quiet=False, prompts=None) -> dict:
+    """Detection eval; with ``prompts`` (records) also the grounding eval (``summary["grounding"]``)."""
     from tqdm import tqdm
 
     from perception.evaluation.detection import run_detection_eval, to_nuscenes_boxes, write_submission
@@ -44,17 +48,34 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
     first: dict[str, int] = {}
     rng = np.random.default_rng(0)
     desc = f"inference ({'+'.join(mods)}{' | ' + faults.spec if faults else ''})"
+    asked: dict[str, list[str]] = {}
+    for r in prompts or ():
+        for tok in r["frame_token_object_token"]:
+            asked.setdefault(tok, []).append(r["prompt"])
+    dets, gts = {}, {}
     for frame in tqdm(src, total=len(src), desc=desc, unit="frame", disable=quiet):
         if faults:
             t = (frame.stamp_ns - first.setdefault(frame.scene, frame.stamp_ns)) / 1e9
             frame = apply_to_frame(frame, faults, t, rng)
         t0 = time.perf_counter()
-        det = pipe(frame)
+        texts = tuple(dict.fromkeys(asked.get(frame.sample_token, ())))
+        det = pipe(frame, texts)
         times.append(time.perf_counter() - t0)
+        if prompts is not None:
+            dets[frame.sample_token], gts[frame.sample_token] = det, frame.gt
         results[frame.sample_token] = to_nuscenes_boxes(frame.sample_token, det, frame.T_global_ego)
     write_submission(out, results, mods)
     summary = run_detection_eval(data_root, version, split, out, out.parent / "eval")
     summary["p50_ms"] = 1000 * float(np.median(times))
+    if prompts is not None:
+        from perception.evaluation.grounding import evaluate_prompt, summarize
+
+        used = [r for r in prompts if any(t in dets for t in r["frame_token_object_token"])]
+        if not used:
+            raise SystemExit(f"--prompts: no prompt refers to a sample of split {split}")
+        per_prompt = [evaluate_prompt(r, dets, gts) for r in used]
+        summary["grounding"] = summarize(per_prompt)
+        summary["grounding_prompts"] = [vars(x) for x in per_prompt]
     return summary
 
 
@@ -69,6 +90,8 @@ def main(argv=None) -> int:
     p.add_argument("--failure-table", action="store_true", help="evaluate the standard sensor-failure set")
     p.add_argument("--out", default=None, help="submission JSON path (default: a temporary file)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--prompts", default=None,
+                   help="NuPrompt-style prompt JSON (file or directory), or 'auto' for the dataroot's generated one")
     a = p.parse_args(argv)
 
     from perception.config import load_config
@@ -93,6 +116,19 @@ def main(argv=None) -> int:
     split = a.split or data.get("val_split", "mini_val")
     version = data.get("version", "v1.0-mini")
     pipe = Pipeline(cfg, a.checkpoint, device=a.device)
+    records = None
+    if a.prompts:
+        from perception.language import prompts as P
+
+        if not pipe.grounding:
+            p.error(f"--prompts: {a.checkpoint} has no grounding head")
+        if a.prompts == "auto":
+            pc = cfg.get("prompts", {})
+            path = P.ensure(a.data_root, version, data.get("train_split", "mini_train"), split,
+                            pc.get("train_per_scene", 80), pc.get("val_per_scene", 60), pc.get("seed", 0))
+        else:
+            path = a.prompts
+        records = P.read(path)
     out_dir = Path(a.out).parent if a.out else Path(tempfile.mkdtemp())
     table = []
     for name, m, f in runs:
@@ -102,13 +138,21 @@ def main(argv=None) -> int:
                              cameras=pipe.pre.spec["camera"]["channels"] if "camera" in mods else ())
         slug = name.replace(" ", "_").replace("%", "pct")
         out = Path(a.out) if (a.out and not a.failure_table) else out_dir / slug / "results_nusc.json"
-        summary = evaluate(pipe, src, mods, parse_faults(f), out, a.data_root, version, split)
+        summary = evaluate(pipe, src, mods, parse_faults(f), out, a.data_root, version, split, prompts=records)
         table.append((name, m, f, summary))
         if not a.failure_table:
             print(f"{len(src)} frames, split {split}, modalities {'+'.join(mods)}" + (f", faults {f}" if f else "")
                   + f", p50 {summary['p50_ms']:.0f} ms / frame (preprocessing included)")
             print(f"submission: {out}")
             print(format_table(summary))
+            if records is not None:
+                from perception.evaluation.grounding import format_summary
+
+                (out.parent / "grounding.json").write_text(json.dumps(
+                    {"summary": summary["grounding"], "prompts": summary["grounding_prompts"]}, indent=1))
+                print(f"\ngrounding ({len(summary['grounding_prompts'])} prompt records; per prompt: "
+                      f"{out.parent / 'grounding.json'})")
+                print(format_summary(summary["grounding"]))
     if a.failure_table:
         base = table[0][3]
         print(f"\nsensor failure table - split {split}, {a.checkpoint}")

@@ -65,7 +65,12 @@ def main(argv=None) -> int:
                              modality_dropout=tc["modality_dropout"])
     train_loader = DataLoader(train_set, batch_size=tc["batch_size"], shuffle=True, collate_fn=collate,
                               num_workers=tc["num_workers"], drop_last=True, persistent_workers=tc["num_workers"] > 0)
-    model = FusionDetector(build(cfg["model"]), pre.to_dict())
+    net = build(cfg["model"])
+    bank, train_prompts = None, None
+    if getattr(net, "grounding", None) is not None:
+        bank, train_prompts = prompt_bank(cfg, a.data_root, dc)
+        train_set.prompts = train_prompts
+    model = FusionDetector(net, pre.to_dict(), prompt_bank=bank, seed=a.seed)
     val_kw = {}
     if not a.no_val:
         val_set = FrameDataset(NuScenesSource(a.data_root, split=dc["val_split"], **src_kw), pre)
@@ -108,6 +113,29 @@ def main(argv=None) -> int:
     model.deploy_checkpoint(final, config=str(a.config), iters=max_iters, data_root=str(a.data_root))
     print(f"training done in {time.time() - t:.0f} s; deploy checkpoint: {final}")
     return 0
+
+
+def prompt_bank(cfg: dict, data_root, dc: dict):
+    """The training-template prompts of the train split, encoded once; {sample: [(bank row, referred set)]}."""
+    from perception.config import check_section
+    from perception.language import prompts as P
+    from perception.language.text_encoder import PromptBank, TextEncoder
+
+    pc = check_section("prompts", cfg.get("prompts", {}), dict(train_per_scene=80, val_per_scene=60, seed=0))
+    tc = check_section("text_encoder", cfg.get("text_encoder", {}), dict(path=None, max_tokens=32))
+    path = P.ensure(data_root, dc["version"], dc["train_split"], dc["val_split"], pc["train_per_scene"],
+                    pc["val_per_scene"], pc["seed"])
+    records = [r for r in P.read(path) if r.get("style", "train") == "train"
+               and r.get("split", dc["train_split"]) == dc["train_split"]]
+    texts = sorted({r["prompt"] for r in records})
+    row = {t: i for i, t in enumerate(texts)}
+    bank = PromptBank(texts, TextEncoder(tc["path"], tc["max_tokens"]))
+    per_sample: dict[str, list] = {}
+    for r in records:
+        for tok, inst in r["frame_token_object_token"].items():
+            per_sample.setdefault(tok, []).append((row[r["prompt"]], frozenset(inst)))
+    print(f"grounding: {len(records)} training prompts ({len(texts)} distinct texts) from {path}")
+    return bank, per_sample
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 from perception.models.encoders import CameraEncoder, LidarEncoder, RadarEncoder
 from perception.models.fusion import BEVCrossAttentionFusion
-from perception.models.heads import CenterHead
+from perception.models.heads import CenterHead, GroundingHead
 from perception.models.model import FusionModel
 from perception.ops.voxelize import VoxelGrid
 
 
 def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_channels=(16, 32),
-                 camera_widths=(32, 64, 128), layers=2, head_channels=32):
+                 camera_widths=(32, 64, 128), layers=2, head_channels=32, grounding=None):
+    """``grounding``: None (detection only) or GroundingHead keyword arguments ({} for the defaults)."""
     grid = VoxelGrid(tuple(pc_range), tuple(voxel_size))
     W, H, _ = grid.shape_xyz
     xy_range = (pc_range[0], pc_range[1], pc_range[3], pc_range[4])
@@ -28,6 +29,8 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
                   head_channels=head_channels),
         fused_channels=dim,
         skip_channels=lidar_channels[0],
+        grounding=None if grounding is None else dict(type=GroundingHead, bev_channels=head_channels,
+                                                      xy_range=xy_range, **grounding),
     )
 
 

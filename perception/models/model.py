@@ -9,7 +9,7 @@ from perception.models.fusion import MODALITIES
 
 
 class FusionModel(nn.Module):
-    """encoders: {"camera"?, "lidar"?, "radar"?} -> fuser (BEV queries) -> neck (x2 up) -> head.
+    """encoders: {"camera"?, "lidar"?, "radar"?} -> fuser (BEV queries) -> neck (x2 up) -> head (+ grounding).
 
     ``inputs`` (see perception.pipeline.Preprocessor.collate): "present" (B, 3) bool over MODALITIES and,
     per modality that the batch carries, its tensors. A modality missing from a frame is absent from the
@@ -17,7 +17,7 @@ class FusionModel(nn.Module):
     """
 
     def __init__(self, encoders: dict[str, nn.Module], fuser: nn.Module, head: nn.Module, fused_channels: int,
-                 skip_channels: int | None = None):
+                 skip_channels: int | None = None, grounding: nn.Module | None = None):
         super().__init__()
         unknown = set(encoders) - set(MODALITIES)
         if unknown:
@@ -29,6 +29,7 @@ class FusionModel(nn.Module):
                                 nn.BatchNorm2d(head_in), nn.ReLU(True))
         self.skip = nn.Conv2d(skip_channels, head_in, 1) if skip_channels and "lidar" in encoders else None
         self.head = head
+        self.grounding = grounding
 
     def forward(self, inputs: dict) -> dict[str, torch.Tensor]:
         present = inputs["present"]
@@ -50,4 +51,7 @@ class FusionModel(nn.Module):
         x = self.up(fused)
         if self.skip is not None and hr is not None:
             x = x + self.skip(hr)
-        return self.head(x)
+        out = self.head(x)
+        if self.grounding is not None:
+            out["bev"] = x  # the grounding head samples object features here
+        return out

@@ -207,6 +207,15 @@ class NuScenesSource:
     def sample_tokens(self) -> list[str]:
         return [s["token"] for s in self.index]
 
+    def ground_truth(self, sample_token: str) -> Boxes3D:
+        """Ground-truth boxes of one sample in its ego frame (no sensor data is read)."""
+        if not hasattr(self, "_by_token"):
+            self._by_token = {e["token"]: e for e in self.index}
+        e = self._by_token.get(sample_token)
+        if e is None:
+            raise KeyError(f"sample {sample_token} is not in this source ({self.version}, split {self.split})")
+        return self._gt(e)
+
     def __getitem__(self, i: int) -> SensorFrame:
         e = self.index[i]
         T_ego_global = invert_transform(np.array(e["T_global_ego"]))

@@ -18,7 +18,7 @@ class FrameDataset(Dataset):
     """
 
     def __init__(self, source: NuScenesSource, preprocessor: Preprocessor, modality_dropout: dict | None = None,
-                 cache: bool = True, modalities=None):
+                 cache: bool = True, modalities=None, prompts: dict | None = None):
         self.source = source
         self.pre = preprocessor
         self.dropout = dict(modality_dropout or {})
@@ -28,6 +28,7 @@ class FrameDataset(Dataset):
         self.cache = {} if cache else None
         self.modalities = modalities
         self.rng = np.random.default_rng()
+        self.prompts = prompts or {}
 
     def __len__(self) -> int:
         return len(self.source)
@@ -54,6 +55,8 @@ class FrameDataset(Dataset):
             for m in drop:
                 inputs.pop(m, None)
                 inputs["present"][MODALITIES.index(m)] = False
+        if self.prompts:
+            meta = {**meta, "prompts": self.prompts.get(meta["token"], [])}
         return {"inputs": inputs, "data_samples": meta}
 
 

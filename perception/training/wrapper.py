@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from mmengine.model import BaseModel
 
+from perception.language.prompts import facts
 from perception.pipeline import Preprocessor, detections_from_decoded
 
 
 class FusionDetector(BaseModel):
-    def __init__(self, net: torch.nn.Module, preprocess: dict):
+    """``prompt_bank`` (perception.language.text_encoder.PromptBank) holds the encoded training prompts;
+    each data sample's ``prompts`` lists (bank row, referred instance tokens)."""
+
+    def __init__(self, net: torch.nn.Module, preprocess: dict, prompt_bank=None, seed: int = 0):
         super().__init__()
         self.net = net
         self.pre = Preprocessor(preprocess)
+        self.prompt_bank = prompt_bank
+        self.rng = np.random.default_rng(seed)
 
     def forward(self, inputs, data_samples=None, mode: str = "tensor"):
         device = next(self.net.parameters()).device
@@ -22,12 +29,41 @@ class FusionDetector(BaseModel):
             return out
         if mode == "loss":
             targets = self.net.head.targets([d["gt"] for d in data_samples], device)
-            return self.net.head.loss(out, targets)
+            losses = self.net.head.loss(out, targets)
+            if self.net.grounding is not None and self.prompt_bank is not None:
+                losses["loss_grounding"] = self.grounding_loss(out, data_samples, device)
+            return losses
         if mode == "predict":
             decoded = self.net.head.decode(out)
             return [{"token": d["token"], "T_global_ego": d["T_global_ego"], "det": detections_from_decoded(x)}
                     for d, x in zip(data_samples, decoded)]
         raise ValueError(f"unknown mode {mode!r}")
+
+    def grounding_loss(self, out: dict, data_samples, device) -> torch.Tensor:
+        """BCE of every (ground-truth object, sampled prompt) pair; objects are jittered ground truth."""
+        g = self.net.grounding
+        losses = []
+        for b, d in enumerate(data_samples):
+            prompts, gt = d.get("prompts") or [], d["gt"]
+            if not prompts or gt is None or not len(gt) or gt.instance_tokens is None:
+                continue
+            gt = gt[np.flatnonzero(facts(gt).valid)]
+            if not len(gt):
+                continue
+            sel = self.rng.choice(len(prompts), min(g.prompts_per_sample, len(prompts)), replace=False)
+            inst = list(gt.instance_tokens)
+            target = torch.tensor([[t in prompts[i][1] for i in sel] for t in inst], dtype=torch.float32,
+                                  device=device)
+            boxes = torch.as_tensor(np.nan_to_num(gt.data), dtype=torch.float32, device=device)
+            attrs = torch.as_tensor(gt.attributes if gt.attributes is not None else np.full(len(gt), -1),
+                                    device=device)
+            boxes, attrs = g.jitter(boxes, attrs)
+            obj = g.objects(out["bev"][b], boxes, torch.as_tensor(gt.labels, device=device), attrs)
+            logits = g(obj, self.prompt_bank.select([prompts[i][0] for i in sel], device))
+            losses.append(g.loss(logits, target))
+        if not losses:
+            return out["bev"].sum() * 0.0 + sum(p.sum() for p in g.parameters()) * 0.0
+        return torch.stack(losses).mean()
 
     def deploy_checkpoint(self, path, **meta) -> None:
         """Weights + preprocessing only (loadable with torch.load(weights_only=True))."""

@@ -1,0 +1,157 @@
+"""Per-frame grounding metric over NuPrompt-style prompt records.
+
+For each prompt record (one prompt in one scene), every frame of the scene that was evaluated contributes its
+detections, ranked by ``grounding score x detection score`` (pooled over the scene's frames, as nuScenes
+pools a class over samples). A detection whose centre lies within 2 m (planar, as nuScenes' matching) of a
+referred object of the same frame that is still unmatched is a true positive; each object matches once.
+Detections beyond their class's eval range are dropped first, as the nuScenes detection eval does.
+
+Reported: AP per prompt (all-point interpolated precision/recall area), grounding mAP over prompts that refer
+to at least one object, precision and recall at combined score 0.5, and the rate of (prompt, frame) pairs
+whose prompt refers to nothing there but that still get an object above 0.5 ("empty false alarms"),
+separately for each phrasing style (training templates / held-out paraphrases).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from perception.language.prompts import CLASS_RANGE
+from perception.types import DETECTION_CLASSES, Boxes3D, Detections
+
+MATCH_DIST = 2.0
+THRESHOLD = 0.5
+
+
+def average_precision(tp: np.ndarray, n_pos: int) -> float:
+    """Area under the interpolated precision/recall curve of a ranked list of hits."""
+    if n_pos == 0:
+        return float("nan")
+    if len(tp) == 0:
+        return 0.0
+    ctp = np.cumsum(tp)
+    prec = ctp / np.arange(1, len(tp) + 1)
+    rec = ctp / n_pos
+    prec = np.maximum.accumulate(prec[::-1])[::-1]
+    r = np.concatenate([[0.0], rec])
+    return float(np.sum((r[1:] - r[:-1]) * prec))
+
+
+@dataclass
+class PromptResult:
+    prompt: str
+    scene: str
+    style: str
+    kind: str
+    ap: float
+    n_referred: int
+    tp05: int
+    fp05: int
+    empty_frames: int
+    empty_false_alarms: int
+
+
+def _kind(record: dict) -> str:
+    spec = record.get("spec") or {}
+    parts = [k for k in ("motion", "lon", "lat", "within", "beyond", "faster", "radial") if spec.get(k) is not None]
+    if not spec:
+        return "external"
+    if not parts:
+        return "class"
+    tags = {"lon": "position", "lat": "position", "within": "distance", "beyond": "distance", "faster": "speed",
+            "radial": "approach"}
+    return "+".join(sorted({tags.get(p, p) for p in parts}))
+
+
+def evaluate_prompt(record: dict, dets: dict[str, Detections], gts: dict[str, Boxes3D]) -> PromptResult:
+    """``dets``: sample_token -> Detections carrying this record's prompt; ``gts``: sample_token -> ground truth
+    with instance_tokens."""
+    text = record["prompt"]
+    rows = []  # (score, frame, det index)
+    referred_xy: dict[str, np.ndarray] = {}
+    n_ref = empty = empty_fa = 0
+    for tok, inst in record["frame_token_object_token"].items():
+        if tok not in dets:
+            continue
+        det = dets[tok]
+        col = det.prompts.index(text)
+        gt = gts[tok]
+        idx = {t: k for k, t in enumerate(gt.instance_tokens)} if len(gt) else {}
+        missing = [t for t in inst if t not in idx]
+        if missing:
+            raise ValueError(f"prompt {text!r}: frame {tok} refers to instances {missing[:3]} not in its ground truth")
+        referred_xy[tok] = gt.data[[idx[t] for t in inst], :2] if inst else np.zeros((0, 2))
+        n_ref += len(inst)
+        if len(det):
+            rng = np.array([CLASS_RANGE[DETECTION_CLASSES[c]] for c in det.labels])
+            ok = np.hypot(det.boxes.data[:, 0], det.boxes.data[:, 1]) <= rng
+            score = det.grounding_scores[:, col] * det.scores
+            score = np.where(ok, score, -1.0)
+        else:
+            score = np.zeros(0)
+        if not inst:
+            empty += 1
+            empty_fa += int((score > THRESHOLD).any())
+        for k in np.flatnonzero(score >= 0):
+            rows.append((float(score[k]), tok, int(k)))
+    rows.sort(key=lambda r: -r[0])
+    used = {tok: np.zeros(len(xy), bool) for tok, xy in referred_xy.items()}
+    tp = np.zeros(len(rows))
+    for i, (_score, tok, k) in enumerate(rows):
+        xy = referred_xy[tok]
+        if not len(xy):
+            continue
+        d = np.hypot(*(xy - dets[tok].boxes.data[k, :2]).T)
+        d[used[tok]] = np.inf
+        j = int(np.argmin(d))
+        if d[j] <= MATCH_DIST:
+            used[tok][j] = True
+            tp[i] = 1
+    above = np.array([r[0] > THRESHOLD for r in rows], bool)
+    return PromptResult(text, record["scene_token"], record.get("style", "train"), _kind(record),
+                        average_precision(tp, n_ref), n_ref, int(tp[above].sum()), int((1 - tp[above]).sum()),
+                        empty, empty_fa)
+
+
+def summarize(results: list[PromptResult]) -> dict:
+    out = {}
+    for style in sorted({r.style for r in results}, key=lambda st: (st != "train", st)):
+        rs = [r for r in results if r.style == style]
+        scored = [r for r in rs if r.n_referred > 0]
+        tp = sum(r.tp05 for r in rs)
+        fp = sum(r.fp05 for r in rs)
+        n = sum(r.n_referred for r in rs)
+        empty = sum(r.empty_frames for r in rs)
+        kinds = {}
+        for k in sorted({r.kind for r in scored}):
+            aps = [r.ap for r in scored if r.kind == k]
+            kinds[k] = {"mAP": float(np.mean(aps)), "prompts": len(aps)}
+        out[style] = {
+            "mAP": float(np.mean([r.ap for r in scored])) if scored else float("nan"),
+            "prompts": len(rs), "prompts_scored": len(scored),
+            "precision@0.5": tp / max(tp + fp, 1), "recall@0.5": tp / max(n, 1),
+            "empty_false_alarm_rate": sum(r.empty_false_alarms for r in rs) / max(empty, 1),
+            "empty_pairs": empty, "by_kind": kinds,
+        }
+    return out
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{'style':9s} {'prompts':>7s} {'mAP':>6s} {'P@0.5':>6s} {'R@0.5':>6s} {'empty FA':>8s}"]
+    for style, s in summary.items():
+        lines.append(f"{style:9s} {s['prompts_scored']:7d} {s['mAP']:6.3f} {s['precision@0.5']:6.3f} "
+                     f"{s['recall@0.5']:6.3f} {s['empty_false_alarm_rate']:8.3f}")
+    kinds = sorted({k for s in summary.values() for k in s["by_kind"]})
+    if kinds:
+        lines.append("")
+        lines.append(f"{'kind':28s} " + " ".join(f"{st:>9s}" for st in summary))
+        for k in kinds:
+            vals = " ".join(f"{s['by_kind'][k]['mAP']:9.3f}" if k in s["by_kind"] else f"{'-':>9s}"
+                            for s in summary.values())
+            lines.append(f"{k:28s} {vals}")
+    train = summary.get("train", {}).get("mAP", float("nan"))
+    held = summary.get("heldout", {}).get("mAP", float("nan"))
+    lines.append(f"grounding mAP: {train:.3f} heldout mAP: {held:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Referring prompts and text encoders for language grounding."""

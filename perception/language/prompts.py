@@ -1,0 +1,410 @@
+"""Referring prompts from annotations, in the spirit of NuPrompt: a structured spec, its phrasings, its referents.
+
+A :class:`PromptSpec` says what a prompt means (which classes, motion state, where relative to ego, how far,
+how fast, approaching or moving away). :func:`referred` evaluates it on a frame's boxes (ego frame), and
+:func:`render` phrases it in one of two disjoint styles: ``"train"`` (the templates the grounding head is
+trained on) and ``"heldout"`` (paraphrases with other words and structure, used only for evaluation).
+
+Prompts are written per dataroot in NuPrompt's file shape, one object per prompt and scene::
+
+    {"scene_token", "prompt", "original_prompt", "frame_token_object_token": {sample_token: [instance_token]},
+     "style": "train" | "heldout", "spec": {...}, "split": "mini_train" | ...}
+
+so real NuPrompt annotations (which lack ``style``/``spec``) load with the same reader.
+
+Geometry of the words (ego frame: x forward, y left; velocities absolute, in the ego frame's axes):
+ahead x > 0, behind x < 0, on the left y > 2 m, on the right y < -2 m; within N m / more than N m away is
+the planar distance to the box centre; moving = speed > 1 m/s; stopped / parked / walking / standing are the
+nuScenes attributes; crossing = a pedestrian moving across ego's heading (|vy| > |vx|, speed > 0.5 m/s);
+approaching / moving away = the box's velocity along the line of sight below -1 / above +1 m/s.
+Only objects the nuScenes detection eval scores are referents: within the class's eval range and hit by at
+least one lidar or radar point (see :data:`CLASS_RANGE`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from perception.types import ATTRIBUTES, DETECTION_CLASSES, Boxes3D
+
+# nuScenes detection eval ranges (m), detection_cvpr_2019 config
+CLASS_RANGE = {"car": 50, "truck": 50, "bus": 50, "trailer": 50, "construction_vehicle": 50, "pedestrian": 40,
+               "motorcycle": 40, "bicycle": 40, "traffic_cone": 30, "barrier": 30}
+
+VEHICLES = ("car", "truck", "bus", "trailer", "construction_vehicle")
+CYCLES = ("bicycle", "motorcycle")
+GROUPS: dict[str, tuple[str, ...]] = {
+    **{c: (c,) for c in DETECTION_CLASSES}, "vehicle": VEHICLES, "two_wheeler": CYCLES,
+    "object": DETECTION_CLASSES,
+}
+MOTIONS = ("moving", "stopped", "parked", "walking", "standing", "crossing")
+# which motion words make sense for which group
+MOTION_OK = {"moving": VEHICLES + CYCLES + ("pedestrian",), "stopped": VEHICLES, "parked": VEHICLES,
+             "walking": ("pedestrian",), "standing": ("pedestrian",), "crossing": ("pedestrian",)}
+DISTANCES = (10, 15, 20, 30)
+SPEEDS = (2, 5, 8)
+LATERAL_M = 2.0
+MOVING_MPS = 1.0
+RADIAL_MPS = 1.0
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    group: str                       # key of GROUPS
+    motion: str | None = None        # one of MOTIONS
+    lon: str | None = None           # "ahead" | "behind"
+    lat: str | None = None           # "left" | "right"
+    within: int | None = None        # distance < within
+    beyond: int | None = None        # distance > beyond
+    faster: int | None = None        # speed > faster
+    radial: str | None = None        # "approaching" | "away"
+
+    def __post_init__(self):
+        if self.group not in GROUPS:
+            raise ValueError(f"PromptSpec.group: unknown {self.group!r}; valid: {sorted(GROUPS)}")
+        for name, value, valid in (("motion", self.motion, MOTIONS), ("lon", self.lon, ("ahead", "behind")),
+                                   ("lat", self.lat, ("left", "right")),
+                                   ("radial", self.radial, ("approaching", "away"))):
+            if value is not None and value not in valid:
+                raise ValueError(f"PromptSpec.{name}: unknown {value!r}; valid: {valid}")
+
+    @staticmethod
+    def from_dict(d: dict) -> PromptSpec:
+        return PromptSpec(**d)
+
+
+# -- facts and referents ---------------------------------------------------------------------------------
+
+@dataclass
+class Facts:
+    """Per-box quantities the prompt words are defined on (arrays of one frame, ego frame)."""
+    cls: np.ndarray
+    attr: list
+    x: np.ndarray
+    y: np.ndarray
+    dist: np.ndarray
+    speed: np.ndarray
+    radial: np.ndarray
+    vx: np.ndarray
+    vy: np.ndarray
+    valid: np.ndarray = field(default=None)
+
+
+def facts(boxes: Boxes3D, require_points: bool = True) -> Facts:
+    d = boxes.data
+    x, y = d[:, 0], d[:, 1]
+    v = np.nan_to_num(d[:, 7:9])
+    dist = np.hypot(x, y)
+    speed = np.hypot(v[:, 0], v[:, 1])
+    radial = (v[:, 0] * x + v[:, 1] * y) / np.maximum(dist, 1e-6)
+    attrs = boxes.fields.get("attributes")
+    attr = [ATTRIBUTES[a] if attrs is not None and a >= 0 else "" for a in (attrs if attrs is not None else
+                                                                            [-1] * len(boxes))]
+    rng = np.array([CLASS_RANGE[DETECTION_CLASSES[c]] for c in boxes.labels], np.float64).reshape(-1)
+    valid = dist <= rng
+    if require_points and boxes.fields.get("num_lidar_pts") is not None:
+        pts = boxes.fields["num_lidar_pts"] + (boxes.fields.get("num_radar_pts")
+                                               if boxes.fields.get("num_radar_pts") is not None else 0)
+        valid &= pts > 0
+    return Facts(boxes.labels, attr, x, y, dist, speed, radial, v[:, 0], v[:, 1], valid)
+
+
+def matches(spec: PromptSpec, f: Facts) -> np.ndarray:
+    """(N,) bool: which boxes the spec refers to."""
+    ok = f.valid & np.isin(f.cls, [DETECTION_CLASSES.index(c) for c in GROUPS[spec.group]])
+    attr = np.array(f.attr, dtype=object)
+    if spec.motion == "moving":
+        ok &= f.speed > MOVING_MPS
+    elif spec.motion in ("stopped", "parked"):
+        ok &= attr == f"vehicle.{spec.motion}"
+    elif spec.motion == "walking":
+        ok &= attr == "pedestrian.moving"
+    elif spec.motion == "standing":
+        ok &= attr == "pedestrian.standing"
+    elif spec.motion == "crossing":
+        ok &= (f.speed > 0.5) & (np.abs(f.vy) > np.abs(f.vx))
+    if spec.lon == "ahead":
+        ok &= f.x > 0
+    elif spec.lon == "behind":
+        ok &= f.x < 0
+    if spec.lat == "left":
+        ok &= f.y > LATERAL_M
+    elif spec.lat == "right":
+        ok &= f.y < -LATERAL_M
+    if spec.within is not None:
+        ok &= f.dist < spec.within
+    if spec.beyond is not None:
+        ok &= f.dist > spec.beyond
+    if spec.faster is not None:
+        ok &= f.speed > spec.faster
+    if spec.radial == "approaching":
+        ok &= f.radial < -RADIAL_MPS
+    elif spec.radial == "away":
+        ok &= f.radial > RADIAL_MPS
+    return ok
+
+
+def referred(spec: PromptSpec, boxes: Boxes3D) -> list[str]:
+    """Instance tokens of the boxes the spec refers to (``boxes`` must carry ``instance_tokens``)."""
+    inst = boxes.fields.get("instance_tokens")
+    if inst is None:
+        raise ValueError("referred(): the boxes carry no instance_tokens")
+    return [str(t) for t in inst[matches(spec, facts(boxes))]]
+
+
+# -- phrasing ---------------------------------------------------------------------------------------------
+
+NOUNS = {
+    "train": {"car": ["cars", "passenger cars"], "truck": ["trucks"], "bus": ["buses"], "trailer": ["trailers"],
+              "construction_vehicle": ["construction vehicles"], "barrier": ["barriers"],
+              "motorcycle": ["motorcycles"], "bicycle": ["bicycles"], "pedestrian": ["pedestrians", "people"],
+              "traffic_cone": ["traffic cones"], "vehicle": ["vehicles"], "two_wheeler": ["two-wheelers"],
+              "object": ["objects"]},
+    "heldout": {"car": ["automobiles"], "truck": ["lorries"], "bus": ["coaches"], "trailer": ["semi-trailers"],
+                "construction_vehicle": ["construction machines"], "barrier": ["crash barriers"],
+                "motorcycle": ["motorbikes"], "bicycle": ["bikes"], "pedestrian": ["persons on foot"],
+                "traffic_cone": ["cones"], "vehicle": ["motor vehicles"], "two_wheeler": ["bikes and motorbikes"],
+                "object": ["things"]},
+}
+# motion: (words before the noun, words after it)
+MOTION_WORDS = {
+    "train": {"moving": ("moving", ""), "stopped": ("stopped", ""), "parked": ("parked", ""),
+              "walking": ("walking", ""), "standing": ("standing", ""), "crossing": ("", "crossing the road")},
+    "heldout": {"moving": ("", "in motion"), "stopped": ("", "that have come to a halt"),
+                "parked": ("", "left parked"), "walking": ("", "on the move"),
+                "standing": ("", "standing still"), "crossing": ("", "walking across the street")},
+}
+POSITION_WORDS = {
+    "train": {("ahead", None): "ahead", ("behind", None): "behind us", (None, "left"): "on the left",
+              (None, "right"): "on the right", ("ahead", "left"): "ahead on the left",
+              ("ahead", "right"): "ahead on the right", ("behind", "left"): "behind us on the left",
+              ("behind", "right"): "behind us on the right"},
+    "heldout": {("ahead", None): "in front of us", ("behind", None): "to our rear",
+                (None, "left"): "to our left", (None, "right"): "to our right",
+                ("ahead", "left"): "in front of us to the left", ("ahead", "right"): "in front of us to the right",
+                ("behind", "left"): "to our rear on the left side",
+                ("behind", "right"): "to our rear on the right side"},
+}
+MEASURE_WORDS = {
+    "train": {"within": "within {} m", "beyond": "more than {} m away", "faster": "faster than {} m/s",
+              "approaching": "approaching us", "away": "moving away from us"},
+    "heldout": {"within": "closer than {} meters", "beyond": "farther than {} meters",
+                "faster": "going above {} meters per second", "approaching": "coming towards us",
+                "away": "heading away from us"},
+}
+STYLES = ("train", "heldout")
+
+
+def render(spec: PromptSpec, style: str = "train", variant: int = 0) -> str:
+    """The spec in words; ``variant`` picks among a style's synonyms deterministically."""
+    if style not in STYLES:
+        raise ValueError(f"render(): unknown style {style!r}; valid: {STYLES}")
+    nouns = NOUNS[style][spec.group]
+    words = [nouns[variant % len(nouns)]]
+    if spec.motion:
+        pre, post = MOTION_WORDS[style][spec.motion]
+        if pre:
+            words.insert(0, pre)
+        if post:
+            words.append(post)
+    if spec.lon or spec.lat:
+        words.append(POSITION_WORDS[style][(spec.lon, spec.lat)])
+    m = MEASURE_WORDS[style]
+    if spec.within is not None:
+        words.append(m["within"].format(spec.within))
+    if spec.beyond is not None:
+        words.append(m["beyond"].format(spec.beyond))
+    if spec.faster is not None:
+        words.append(m["faster"].format(spec.faster))
+    if spec.radial:
+        words.append(m[spec.radial])
+    return " ".join(words)
+
+
+# -- generation -------------------------------------------------------------------------------------------
+
+def _spec_from_object(rng: np.random.Generator, f: Facts, k: int) -> PromptSpec:
+    """A spec true for object k: its class (or a group), plus 0-2 of its other properties."""
+    cls = DETECTION_CLASSES[f.cls[k]]
+    groups = [cls, cls] + [g for g in ("vehicle", "two_wheeler", "object") if cls in GROUPS[g]]
+    group = groups[rng.integers(len(groups))]
+    motions = [m for m in MOTIONS if cls in MOTION_OK[m]
+               and matches(PromptSpec(cls, motion=m), _one(f, k)).all()]
+    options = []
+    if motions:
+        options.append(("motion", motions[rng.integers(len(motions))]))
+    lon = "ahead" if f.x[k] > 0 else "behind"
+    lat = "left" if f.y[k] > LATERAL_M else "right" if f.y[k] < -LATERAL_M else None
+    pos = [(lon, None)] + ([(None, lat), (lon, lat)] if lat else [])
+    options.append(("pos", pos[rng.integers(len(pos))]))
+    within = [d for d in DISTANCES if f.dist[k] < d - 1]
+    beyond = [d for d in DISTANCES if f.dist[k] > d + 1]
+    if within:
+        options.append(("within", within[rng.integers(len(within))]))
+    if beyond:
+        options.append(("beyond", beyond[rng.integers(len(beyond))]))
+    faster = [s for s in SPEEDS if f.speed[k] > s + 0.5]
+    if faster and cls in VEHICLES + CYCLES:
+        options.append(("faster", faster[rng.integers(len(faster))]))
+    if f.radial[k] < -RADIAL_MPS - 0.5:
+        options.append(("radial", "approaching"))
+    elif f.radial[k] > RADIAL_MPS + 0.5:
+        options.append(("radial", "away"))
+    n = int(rng.choice([0, 1, 1, 2, 2]))
+    kw: dict = {}
+    for i in rng.permutation(len(options))[:n]:
+        key, val = options[i]
+        if key == "pos":
+            kw["lon"], kw["lat"] = val
+        elif key in ("within", "beyond") and ("within" in kw or "beyond" in kw):
+            continue
+        else:
+            kw[key] = val
+    if kw.get("motion") not in (None, "moving") and not set(GROUPS[group]) <= set(MOTION_OK[kw["motion"]]):
+        group = cls  # "walking objects" -> "walking pedestrians"
+    return PromptSpec(group, **kw)
+
+
+def _one(f: Facts, k: int) -> Facts:
+    return Facts(f.cls[k:k + 1], f.attr[k:k + 1], f.x[k:k + 1], f.y[k:k + 1], f.dist[k:k + 1],
+                 f.speed[k:k + 1], f.radial[k:k + 1], f.vx[k:k + 1], f.vy[k:k + 1], np.ones(1, bool))
+
+
+def _random_spec(rng: np.random.Generator) -> PromptSpec:
+    """A spec drawn without looking at the scene: often refers to nothing."""
+    cls = DETECTION_CLASSES[rng.integers(len(DETECTION_CLASSES))]
+    motions = [m for m in MOTIONS if cls in MOTION_OK[m]]
+    kw: dict = {}
+    if motions and rng.random() < 0.5:
+        kw["motion"] = motions[rng.integers(len(motions))]
+    if rng.random() < 0.5:
+        kw["within"] = int(rng.choice(DISTANCES[:2]))
+    else:
+        kw["lon"], kw["lat"] = [("ahead", "left"), ("behind", "right"), ("behind", None)][rng.integers(3)]
+    return PromptSpec(cls, **kw)
+
+
+def scene_prompts(scene_token: str, frames: list[tuple[str, Boxes3D]], n_specs: int, seed: int = 0,
+                  styles=STYLES, split: str = "") -> list[dict]:
+    """NuPrompt-style records for one scene. ``frames``: (sample_token, ground-truth boxes) in time order."""
+    h = int(hashlib.sha1(f"{seed}/{scene_token}".encode()).hexdigest()[:12], 16)
+    rng = np.random.default_rng(h)
+    fs = [(tok, b, facts(b)) for tok, b in frames]
+    specs: list[PromptSpec] = []
+    seen = set()
+    tries = 0
+    while len(specs) < n_specs and tries < n_specs * 20:
+        tries += 1
+        if rng.random() < 0.12:
+            spec = _random_spec(rng)
+        else:
+            tok, b, f = fs[rng.integers(len(fs))]
+            idx = np.flatnonzero(f.valid)
+            if not len(idx):
+                continue
+            spec = _spec_from_object(rng, f, int(idx[rng.integers(len(idx))]))
+        if spec in seen:
+            continue
+        seen.add(spec)
+        specs.append(spec)
+    out = []
+    for i, spec in enumerate(specs):
+        per_frame = {}
+        for tok, b, f in fs:
+            inst = b.fields.get("instance_tokens")
+            per_frame[tok] = [str(t) for t in inst[matches(spec, f)]] if inst is not None else []
+        for style in styles:
+            text = render(spec, style, variant=i)
+            out.append({"scene_token": scene_token, "prompt": text, "original_prompt": render(spec, "train", 0),
+                        "frame_token_object_token": per_frame, "style": style, "spec": asdict(spec),
+                        "split": split})
+    return out
+
+
+def generate(source, n_specs: int = 60, seed: int = 0, styles=STYLES, progress: bool = False) -> list[dict]:
+    """Records for every scene of a NuScenesSource (its index and ground truth; no sensor data is read)."""
+    by_scene: dict[str, list] = {}
+    for e in source.index:
+        by_scene.setdefault(e["scene"], []).append(e)
+    out = []
+    items = list(by_scene.items())
+    if progress:
+        from tqdm import tqdm
+        items = tqdm(items, desc=f"prompts {source.split}", unit="scene")
+    for scene, entries in items:
+        entries.sort(key=lambda e: e["timestamp_us"])
+        frames = [(e["token"], source._gt(e)) for e in entries]
+        out += scene_prompts(scene, frames, n_specs, seed, styles, split=source.split or "")
+    return out
+
+
+def write(path, records: list[dict]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".partial")
+    with open(tmp, "w") as f:
+        json.dump(records, f)
+    os.replace(tmp, path)
+
+
+def read(path) -> list[dict]:
+    """NuPrompt-style records (a list, or one record per file in a directory)."""
+    path = Path(path)
+    files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+    out = []
+    for p in files:
+        try:
+            with open(p) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"prompt file not found: {p}") from None
+        except ValueError as e:
+            raise ValueError(f"{p}: not a JSON prompt file ({e})") from None
+        for r in data if isinstance(data, list) else [data]:
+            missing = {"scene_token", "prompt", "frame_token_object_token"} - set(r)
+            if missing:
+                raise ValueError(f"{p}: prompt record lacks {sorted(missing)}")
+            r.setdefault("style", "train")
+            out.append(r)
+    return out
+
+
+GENERATOR = 1  # bump when generation changes: the file name changes with it, so stale files are not reused
+
+
+def default_path(dataroot, version: str) -> Path:
+    return Path(dataroot) / "prompts" / f"{version}.gen{GENERATOR}.json"
+
+
+def ensure(dataroot, version: str, train_split: str, val_split: str, n_train: int = 80, n_val: int = 60,
+           seed: int = 0) -> Path:
+    """The dataroot's prompt file, generated (deterministically) when missing: training-template prompts for
+    ``train_split``; both styles for ``val_split`` (held-out paraphrases exist only there). Returns its path."""
+    path = default_path(dataroot, version)
+    if path.is_file():
+        return path
+    from perception.sources.nuscenes import NuScenesSource
+
+    records = []
+    for split, n, styles in ((train_split, n_train, ("train",)), (val_split, n_val, STYLES)):
+        src = NuScenesSource(dataroot, version=version, split=split, cameras=(), lidar_sweeps=0, radar_sweeps=1)
+        records += generate(src, n, seed, styles=styles, progress=True)
+    write(path, records)
+    return path
+
+
+def by_sample(records: list[dict], style: str | None = None) -> dict[str, list[tuple[int, list[str]]]]:
+    """sample_token -> [(record index, referred instance tokens)] for the records of ``style``."""
+    out: dict[str, list] = {}
+    for i, r in enumerate(records):
+        if style is not None and r.get("style", "train") != style:
+            continue
+        for tok, inst in r["frame_token_object_token"].items():
+            out.setdefault(tok, []).append((i, list(inst)))
+    return out

