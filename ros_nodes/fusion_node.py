@@ -99,6 +99,11 @@ def main(argv=None) -> int:
             self.p = p
             self.pipe = Pipeline(p["config"], p["checkpoint"], device=p["device"])
             self.prompts = tuple(x for x in p["prompts"] if x)
+            if self.prompts and not self.pipe.grounding:
+                raise SystemExit(f"fusion_node: prompts {list(self.prompts)} given but {p['checkpoint']} has no "
+                                 "grounding head")
+            if self.prompts:
+                self.pipe.text_encoder(self.prompts)  # encoded once here; every frame then hits the cache
             cams = tuple(p["camera_channels"])
             self.asm = FrameAssembler(p["lidar_sweeps"], p["radar_sweeps"], cams)
             self.sync = FrameSynchronizer([LIDAR, *cams, *p["radar_channels"]], LIDAR, p["queue_size"], p["slop_s"],
@@ -231,9 +236,14 @@ def main(argv=None) -> int:
 
         def on_prompt(self, msg):
             try:
-                self.prompts = parse_prompts(msg.data)
+                prompts = parse_prompts(msg.data)
+                if prompts and not self.pipe.grounding:
+                    raise ValueError("this checkpoint has no grounding head; prompts ignored")
+                if prompts:
+                    self.pipe.text_encoder(prompts)  # encode here, not on the inference thread
+                self.prompts = prompts
                 self.get_logger().info(f"prompts now {list(self.prompts)}")
-            except ValueError as e:
+            except (ValueError, TypeError) as e:
                 self._reject("prompt", e)
 
         def on_timer(self):

@@ -34,7 +34,7 @@ MIN_SCORE = 0.3       # detections drawn in the pictures
 def default_specs():
     from perception.language.prompts import PromptSpec
 
-    return [PromptSpec("car", motion="moving", lon="ahead"), PromptSpec("pedestrian", motion="crossing"),
+    return [PromptSpec("car", motion="moving", lon="ahead"), PromptSpec("pedestrian", motion="walking", lat="left"),
             PromptSpec("vehicle", motion="parked", lat="right")]
 
 

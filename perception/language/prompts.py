@@ -161,70 +161,85 @@ def referred(spec: PromptSpec, boxes: Boxes3D) -> list[str]:
 # -- phrasing ---------------------------------------------------------------------------------------------
 
 NOUNS = {
-    "train": {"car": ["cars", "passenger cars"], "truck": ["trucks"], "bus": ["buses"], "trailer": ["trailers"],
-              "construction_vehicle": ["construction vehicles"], "barrier": ["barriers"],
-              "motorcycle": ["motorcycles"], "bicycle": ["bicycles"], "pedestrian": ["pedestrians", "people"],
-              "traffic_cone": ["traffic cones"], "vehicle": ["vehicles"], "two_wheeler": ["two-wheelers"],
-              "object": ["objects"]},
+    "train": {"car": ["cars", "passenger cars", "sedans"], "truck": ["trucks", "heavy trucks"],
+              "bus": ["buses", "city buses"], "trailer": ["trailers", "towed trailers"],
+              "construction_vehicle": ["construction vehicles", "excavators"], "barrier": ["barriers", "barricades"],
+              "motorcycle": ["motorcycles", "scooters"], "bicycle": ["bicycles", "cycles"],
+              "pedestrian": ["pedestrians", "people", "walkers"], "traffic_cone": ["traffic cones", "pylons"],
+              "vehicle": ["vehicles", "road vehicles"], "two_wheeler": ["two-wheelers"],
+              "object": ["objects", "road users and obstacles"]},
     "heldout": {"car": ["automobiles"], "truck": ["lorries"], "bus": ["coaches"], "trailer": ["semi-trailers"],
                 "construction_vehicle": ["construction machines"], "barrier": ["crash barriers"],
                 "motorcycle": ["motorbikes"], "bicycle": ["bikes"], "pedestrian": ["persons on foot"],
                 "traffic_cone": ["cones"], "vehicle": ["motor vehicles"], "two_wheeler": ["bikes and motorbikes"],
                 "object": ["things"]},
 }
-# motion: (words before the noun, words after it)
+# motion: phrasings as (words before the noun, words after it)
 MOTION_WORDS = {
-    "train": {"moving": ("moving", ""), "stopped": ("stopped", ""), "parked": ("parked", ""),
-              "walking": ("walking", ""), "standing": ("standing", ""), "crossing": ("", "crossing the road")},
-    "heldout": {"moving": ("", "in motion"), "stopped": ("", "that have come to a halt"),
-                "parked": ("", "left parked"), "walking": ("", "on the move"),
-                "standing": ("", "standing still"), "crossing": ("", "walking across the street")},
+    "train": {"moving": [("moving", ""), ("", "that are moving"), ("driving", "")],
+              "stopped": [("stopped", ""), ("", "that are stopped"), ("waiting", "")],
+              "parked": [("parked", ""), ("", "that are parked"), ("", "parked along the road")],
+              "walking": [("walking", ""), ("", "who are walking")],
+              "standing": [("standing", ""), ("", "who are standing"), ("idle", "")],
+              "crossing": [("", "crossing the road"), ("", "crossing")]},
+    "heldout": {"moving": [("", "in motion")], "stopped": [("", "that have come to a halt")],
+                "parked": [("", "left parked")], "walking": [("", "on the move")],
+                "standing": [("", "standing still")], "crossing": [("", "walking across the street")]},
 }
-POSITION_WORDS = {
-    "train": {("ahead", None): "ahead", ("behind", None): "behind us", (None, "left"): "on the left",
-              (None, "right"): "on the right", ("ahead", "left"): "ahead on the left",
-              ("ahead", "right"): "ahead on the right", ("behind", "left"): "behind us on the left",
-              ("behind", "right"): "behind us on the right"},
-    "heldout": {("ahead", None): "in front of us", ("behind", None): "to our rear",
-                (None, "left"): "to our left", (None, "right"): "to our right",
-                ("ahead", "left"): "in front of us to the left", ("ahead", "right"): "in front of us to the right",
-                ("behind", "left"): "to our rear on the left side",
-                ("behind", "right"): "to our rear on the right side"},
-}
+_LON = {"train": {"ahead": ["ahead", "ahead of us", "up ahead"], "behind": ["behind us", "behind", "at our back"]},
+        "heldout": {"ahead": ["in front of us"], "behind": ["to our rear"]}}
+_LAT = {"train": {"left": ["on the left", "on the left side", "left of us"],
+                  "right": ["on the right", "on the right side", "right of us"]},
+        "heldout": {"left": ["to our left"], "right": ["to our right"]}}
+_BOTH_LAT = {"heldout": {"left": "to the left", "right": "to the right"}}
 MEASURE_WORDS = {
-    "train": {"within": "within {} m", "beyond": "more than {} m away", "faster": "faster than {} m/s",
-              "approaching": "approaching us", "away": "moving away from us"},
-    "heldout": {"within": "closer than {} meters", "beyond": "farther than {} meters",
-                "faster": "going above {} meters per second", "approaching": "coming towards us",
-                "away": "heading away from us"},
+    "train": {"within": ["within {} m", "within {} meters", "less than {} m away", "at most {} m away"],
+              "beyond": ["more than {} m away", "over {} m away", "beyond {} m"],
+              "faster": ["faster than {} m/s", "with a speed above {} m/s", "at more than {} m/s"],
+              "approaching": ["approaching us", "approaching", "getting closer"],
+              "away": ["moving away from us", "receding", "getting farther away"]},
+    "heldout": {"within": ["closer than {} meters"], "beyond": ["farther than {} meters"],
+                "faster": ["going above {} meters per second"], "approaching": ["coming towards us"],
+                "away": ["heading away from us"]},
 }
+PREFIXES = {"train": ["", "", "", "the ", "all ", "show me the ", "find "], "heldout": [""]}
 STYLES = ("train", "heldout")
 
 
 def render(spec: PromptSpec, style: str = "train", variant: int = 0) -> str:
-    """The spec in words; ``variant`` picks among a style's synonyms deterministically."""
+    """The spec in words. ``variant`` seeds the choice among a style's phrasings (deterministic); variant 0
+    is the plain form (first phrasing of every part)."""
     if style not in STYLES:
         raise ValueError(f"render(): unknown style {style!r}; valid: {STYLES}")
-    nouns = NOUNS[style][spec.group]
-    words = [nouns[variant % len(nouns)]]
+    rng = np.random.default_rng(variant) if variant else None
+
+    def pick(options):
+        return options[0] if rng is None else options[int(rng.integers(len(options)))]
+
+    words = [pick(NOUNS[style][spec.group])]
     if spec.motion:
-        pre, post = MOTION_WORDS[style][spec.motion]
+        pre, post = pick(MOTION_WORDS[style][spec.motion])
         if pre:
             words.insert(0, pre)
         if post:
             words.append(post)
-    if spec.lon or spec.lat:
-        words.append(POSITION_WORDS[style][(spec.lon, spec.lat)])
+    if spec.lon and spec.lat:
+        lat = _BOTH_LAT[style][spec.lat] if style in _BOTH_LAT else pick(_LAT[style][spec.lat])
+        words.append(f"{pick(_LON[style][spec.lon])} {lat}")
+    elif spec.lon:
+        words.append(pick(_LON[style][spec.lon]))
+    elif spec.lat:
+        words.append(pick(_LAT[style][spec.lat]))
     m = MEASURE_WORDS[style]
     if spec.within is not None:
-        words.append(m["within"].format(spec.within))
+        words.append(pick(m["within"]).format(spec.within))
     if spec.beyond is not None:
-        words.append(m["beyond"].format(spec.beyond))
+        words.append(pick(m["beyond"]).format(spec.beyond))
     if spec.faster is not None:
-        words.append(m["faster"].format(spec.faster))
+        words.append(pick(m["faster"]).format(spec.faster))
     if spec.radial:
-        words.append(m[spec.radial])
-    return " ".join(words)
+        words.append(pick(m[spec.radial]))
+    return pick(PREFIXES[style]) + " ".join(words)
 
 
 # -- generation -------------------------------------------------------------------------------------------
@@ -291,8 +306,9 @@ def _random_spec(rng: np.random.Generator) -> PromptSpec:
 
 
 def scene_prompts(scene_token: str, frames: list[tuple[str, Boxes3D]], n_specs: int, seed: int = 0,
-                  styles=STYLES, split: str = "") -> list[dict]:
-    """NuPrompt-style records for one scene. ``frames``: (sample_token, ground-truth boxes) in time order."""
+                  styles=STYLES, split: str = "", phrasings: int = 1) -> list[dict]:
+    """NuPrompt-style records for one scene. ``frames``: (sample_token, ground-truth boxes) in time order.
+    ``phrasings``: training-style renderings per spec (held-out: one)."""
     h = int(hashlib.sha1(f"{seed}/{scene_token}".encode()).hexdigest()[:12], 16)
     rng = np.random.default_rng(h)
     fs = [(tok, b, facts(b)) for tok, b in frames]
@@ -314,20 +330,25 @@ def scene_prompts(scene_token: str, frames: list[tuple[str, Boxes3D]], n_specs: 
         seen.add(spec)
         specs.append(spec)
     out = []
-    for i, spec in enumerate(specs):
+    for spec in specs:
         per_frame = {}
         for tok, b, f in fs:
             inst = b.fields.get("instance_tokens")
             per_frame[tok] = [str(t) for t in inst[matches(spec, f)]] if inst is not None else []
         for style in styles:
-            text = render(spec, style, variant=i)
-            out.append({"scene_token": scene_token, "prompt": text, "original_prompt": render(spec, "train", 0),
-                        "frame_token_object_token": per_frame, "style": style, "spec": asdict(spec),
-                        "split": split})
+            texts = {}
+            for _ in range(phrasings if style == "train" else 1):
+                variant = 1 + int(rng.integers(1 << 30))
+                texts.setdefault(render(spec, style, variant), variant)
+            for text, variant in texts.items():
+                out.append({"scene_token": scene_token, "prompt": text, "original_prompt": render(spec, "train", 0),
+                            "frame_token_object_token": per_frame, "style": style, "spec": asdict(spec),
+                            "variant": variant, "split": split})
     return out
 
 
-def generate(source, n_specs: int = 60, seed: int = 0, styles=STYLES, progress: bool = False) -> list[dict]:
+def generate(source, n_specs: int = 60, seed: int = 0, styles=STYLES, progress: bool = False,
+             phrasings: int = 1) -> list[dict]:
     """Records for every scene of a NuScenesSource (its index and ground truth; no sensor data is read)."""
     by_scene: dict[str, list] = {}
     for e in source.index:
@@ -340,7 +361,7 @@ def generate(source, n_specs: int = 60, seed: int = 0, styles=STYLES, progress: 
     for scene, entries in items:
         entries.sort(key=lambda e: e["timestamp_us"])
         frames = [(e["token"], source._gt(e)) for e in entries]
-        out += scene_prompts(scene, frames, n_specs, seed, styles, split=source.split or "")
+        out += scene_prompts(scene, frames, n_specs, seed, styles, split=source.split or "", phrasings=phrasings)
     return out
 
 
@@ -375,7 +396,7 @@ def read(path) -> list[dict]:
     return out
 
 
-GENERATOR = 1  # bump when generation changes: the file name changes with it, so stale files are not reused
+GENERATOR = 2  # bump when generation changes: the file name changes with it, so stale files are not reused
 
 
 def default_path(dataroot, version: str) -> Path:
@@ -385,16 +406,17 @@ def default_path(dataroot, version: str) -> Path:
 def ensure(dataroot, version: str, train_split: str, val_split: str, n_train: int = 80, n_val: int = 60,
            seed: int = 0) -> Path:
     """The dataroot's prompt file, generated (deterministically) when missing: training-template prompts for
-    ``train_split``; both styles for ``val_split`` (held-out paraphrases exist only there). Returns its path."""
+    ``train_split`` (three phrasings of each spec); both styles for ``val_split`` (one phrasing each; held-out
+    paraphrases exist only there). Returns its path."""
     path = default_path(dataroot, version)
     if path.is_file():
         return path
     from perception.sources.nuscenes import NuScenesSource
 
     records = []
-    for split, n, styles in ((train_split, n_train, ("train",)), (val_split, n_val, STYLES)):
+    for split, n, styles, k in ((train_split, n_train, ("train",), 3), (val_split, n_val, STYLES, 1)):
         src = NuScenesSource(dataroot, version=version, split=split, cameras=(), lidar_sweeps=0, radar_sweeps=1)
-        records += generate(src, n, seed, styles=styles, progress=True)
+        records += generate(src, n, seed, styles=styles, progress=True, phrasings=k)
     write(path, records)
     return path
 

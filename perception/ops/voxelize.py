@@ -8,6 +8,7 @@ Dynamic mode: the (z, y, x) voxel of every point, -1 for points outside the rang
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,50 +34,71 @@ def _coords_numba(points, lo, size, shape):
     n = points.shape[0]
     out = np.full((n, 3), -1, np.int32)
     for i in range(n):
-        ok = True
-        c = np.empty(3, np.int32)
-        for a in range(3):
-            v = points[i, a]
-            if not (v == v):  # NaN
-                ok = False
-                break
-            f = np.floor((v - lo[a]) / size[a])
-            if f < 0 or f >= shape[a]:
-                ok = False
-                break
-            c[a] = np.int32(f)
-        if ok:
-            out[i, 0], out[i, 1], out[i, 2] = c[2], c[1], c[0]
+        fx = np.floor((points[i, 0] - lo[0]) / size[0])
+        fy = np.floor((points[i, 1] - lo[1]) / size[1])
+        fz = np.floor((points[i, 2] - lo[2]) / size[2])
+        # NaN fails every comparison, so it is rejected here too
+        if fx >= 0 and fx < shape[0] and fy >= 0 and fy < shape[1] and fz >= 0 and fz < shape[2]:
+            out[i, 0], out[i, 1], out[i, 2] = np.int32(fz), np.int32(fy), np.int32(fx)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _hard_numba(points, coords, shape, max_points, max_voxels):
+def _hard_numba(points, lo, size, shape, max_points, max_voxels, grid):
+    """One pass: voxel index, first-appearance numbering, copy. ``grid`` (X*Y*Z int32, all -1) is a reusable
+    lookup table; the entries this call set are put back to -1 before returning."""
     n, C = points.shape
-    grid = np.full(shape[0] * shape[1] * shape[2], -1, np.int32)
-    # uninitialised: each voxel's slab is zeroed when the voxel is created, not the whole max_voxels block
     voxels = np.empty((max_voxels, max_points, C), points.dtype)
-    vcoords = np.zeros((max_voxels, 3), np.int32)
+    vcoords = np.empty((max_voxels, 3), np.int32)
+    vlin = np.empty(max_voxels, np.int64)
     npts = np.zeros(max_voxels, np.int32)
+    sx, sy, sz = shape[0], shape[1], shape[2]
     m = 0
     for i in range(n):
-        if coords[i, 0] < 0:
+        fx = np.floor((points[i, 0] - lo[0]) / size[0])
+        fy = np.floor((points[i, 1] - lo[1]) / size[1])
+        fz = np.floor((points[i, 2] - lo[2]) / size[2])
+        if not (fx >= 0 and fx < sx and fy >= 0 and fy < sy and fz >= 0 and fz < sz):
             continue
-        lin = (coords[i, 0] * shape[1] + coords[i, 1]) * shape[0] + coords[i, 2]
+        cx, cy, cz = np.int64(fx), np.int64(fy), np.int64(fz)
+        lin = (cz * sy + cy) * sx + cx
         v = grid[lin]
         if v < 0:
             if m >= max_voxels:
                 continue
             v = m
             grid[lin] = v
-            vcoords[v] = coords[i]
-            voxels[v] = 0
+            vlin[v] = lin
+            vcoords[v, 0], vcoords[v, 1], vcoords[v, 2] = cz, cy, cx
             m += 1
         k = npts[v]
         if k < max_points:
-            voxels[v, k] = points[i]
+            for c in range(C):
+                voxels[v, k, c] = points[i, c]
             npts[v] = k + 1
+    for v in range(m):  # zero the unused slots of each voxel, reset the lookup table
+        for k in range(npts[v], max_points):
+            for c in range(C):
+                voxels[v, k, c] = 0
+        grid[vlin[v]] = -1
     return voxels[:m], vcoords[:m], npts[:m]
+
+
+_GRIDS: dict = {}
+_GRIDS_LOCK = threading.Lock()
+
+
+def _lookup_table(shape) -> np.ndarray:
+    """A -1-filled int32 table per grid shape and thread, reused across calls (allocating and filling a
+    fresh one per call cost more than the voxelization on fine grids)."""
+    key = (tuple(int(x) for x in shape), threading.get_ident())
+    with _GRIDS_LOCK:
+        t = _GRIDS.get(key)
+        if t is None:
+            if len(_GRIDS) > 64:
+                _GRIDS.clear()
+            t = _GRIDS[key] = np.full(int(np.prod(shape)), -1, np.int32)
+    return t
 
 
 def _grid_arrays(grid: VoxelGrid):
@@ -100,8 +122,7 @@ def voxelize_hard(points, grid: VoxelGrid, max_points: int, max_voxels: int):
         return _hard_torch(points, grid, max_points, max_voxels)
     pts = np.ascontiguousarray(points, dtype=np.float32)
     lo, size, shape = _grid_arrays(grid)
-    coords = _coords_numba(pts[:, :3].copy(), lo, size, shape)
-    return _hard_numba(pts, coords, shape, max_points, max_voxels)
+    return _hard_numba(pts, lo, size, shape, max_points, max_voxels, _lookup_table(shape))
 
 
 def _dynamic_torch(points: torch.Tensor, grid: VoxelGrid) -> torch.Tensor:

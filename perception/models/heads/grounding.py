@@ -56,7 +56,8 @@ class _Layer(nn.Module):
 class GroundingHead(nn.Module):
     def __init__(self, bev_channels: int, xy_range, text_dim: int = 384, dim: int = 64, heads: int = 4,
                  layers: int = 2, grad_scale: float = 0.1, prompts_per_sample: int = 12, jitter_xy: float = 0.25,
-                 jitter_vel: float = 0.3, attr_drop: float = 0.1, loss_weight: float = 1.0):
+                 jitter_vel: float = 0.3, attr_drop: float = 0.1, loss_weight: float = 1.0,
+                 token_drop: float = 0.15, token_noise: float = 0.05):
         super().__init__()
         self.xy_range = tuple(xy_range)
         self.text_dim = text_dim
@@ -64,6 +65,7 @@ class GroundingHead(nn.Module):
         self.prompts_per_sample = prompts_per_sample
         self.jitter_xy, self.jitter_vel, self.attr_drop = jitter_xy, jitter_vel, attr_drop
         self.loss_weight = loss_weight
+        self.token_drop, self.token_noise = token_drop, token_noise
         self.obj = nn.Sequential(nn.Linear(bev_channels + N_GEOM, dim), nn.GELU(), nn.Linear(dim, dim))
         self.tok = nn.Sequential(nn.Linear(text_dim, dim), nn.LayerNorm(dim))
         self.sent = nn.Linear(text_dim, dim)
@@ -92,10 +94,18 @@ class GroundingHead(nn.Module):
         P, N = text["tokens"].shape[0], obj.shape[0]
         if P == 0 or N == 0:
             return obj.new_zeros((N, P))
-        kv = self.tok(text["tokens"].to(obj))
-        s = self.sent(text["sentence"].to(obj))                      # P, dim
+        tokens, sent, mask = text["tokens"].to(obj), text["sentence"].to(obj), text["mask"].to(obj.device)
+        if self.training:
+            # paraphrase robustness: hide some word pieces ([CLS] stays) and blur the features a little
+            drop = torch.rand(mask.shape, device=mask.device) < self.token_drop
+            drop[:, 0] = False
+            mask = mask & ~drop
+            tokens = tokens + torch.randn_like(tokens) * self.token_noise
+            sent = F.normalize(sent + torch.randn_like(sent) * self.token_noise / 4, dim=-1)
+        kv = self.tok(tokens)
+        s = self.sent(sent)                                          # P, dim
         q = obj[None].expand(P, N, -1) + s[:, None]
-        pad = ~text["mask"].to(obj.device)
+        pad = ~mask
         for layer in self.layers:
             q = layer(q, kv, pad)
         logits = self.out(torch.cat([q, obj[None] * s[:, None]], -1))[..., 0]   # P, N
