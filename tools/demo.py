@@ -82,6 +82,12 @@ def main(argv=None) -> int:
     from ros_nodes.outputs import detections_to_json
     from tools.replay import _stamp_to_sample, replay
 
+    def shown_path(x) -> str:
+        try:
+            return str(Path(x).resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(x)
+
     t_all = time.time()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +193,8 @@ def main(argv=None) -> int:
     stages = {k: {"p50_ms": 1000 * float(np.percentile(v, 50)), "p95_ms": 1000 * float(np.percentile(v, 95))}
               for k, v in r["stages"].items() if v}
     (out / "results.json").write_text(json.dumps({
-        "scene": SCENE, "checkpoint": a.checkpoint, "prompts": list(prompts), "frames_replayed": r["frames"],
+        "scene": SCENE, "checkpoint": shown_path(a.checkpoint), "prompts": list(prompts),
+        "frames_replayed": r["frames"],
         "latency": stages, "detection": {"mAP": det_summary["mean_ap"], "NDS": det_summary["nd_score"]},
         "grounding": grounding_rows, "keyframes": frames_json}, indent=1))
     files["results"] = str(out / "results.json")
@@ -196,7 +203,7 @@ def main(argv=None) -> int:
 
     # -- table ------------------------------------------------------------------------------------------
     print()
-    print(f"PromptFusion demo - {SCENE} of the synthetic world ({data}), checkpoint {a.checkpoint}")
+    print(f"PromptFusion demo - {SCENE} of the synthetic world ({data}), checkpoint {shown_path(a.checkpoint)}")
     print(f"  world written in {gen_s:.0f} s, drive log in {bag_s:.0f} s; {r['frames']} frames replayed in "
           f"{r['wall_s']:.1f} s ({r['frames'] / max(r['wall_s'], 1e-9):.1f} frames/s), {len(keyframes)} keyframes")
     print(f"  {'stage':12s} {'p50 ms':>8s} {'p95 ms':>8s}")
