@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from perception.evaluation.grounding import average_precision, evaluate_prompt, summarize
+from perception.language import phrasing
 from perception.language import prompts as P
 from perception.language.prompts import PromptSpec
 from perception.types import ATTRIBUTES, DETECTION_CLASSES, Boxes3D, Detections
@@ -84,8 +85,8 @@ def test_train_and_heldout_phrasings_are_disjoint():
         assert P.render(s, "train") != P.render(s, "heldout")
     train_words = {w for s in specs for w in P.render(s, "train").split()}
     for group in P.GROUPS:
-        for noun in P.NOUNS["heldout"][group]:
-            assert noun not in {n for v in P.NOUNS["train"].values() for n in v}
+        for noun in phrasing.NOUNS["heldout"][group]:
+            assert noun not in {n for v in phrasing.NOUNS["train"].values() for n in v}
     assert "automobiles" not in train_words
     assert P.render(PromptSpec("car", motion="moving", lon="ahead", lat="left")) == "moving cars ahead on the left"
     with pytest.raises(ValueError, match="style"):

@@ -31,11 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.types import ATTRIBUTES, DETECTION_CLASSES, Boxes3D
-
-# nuScenes detection eval ranges (m), detection_cvpr_2019 config
-CLASS_RANGE = {"car": 50, "truck": 50, "bus": 50, "trailer": 50, "construction_vehicle": 50, "pedestrian": 40,
-               "motorcycle": 40, "bicycle": 40, "traffic_cone": 30, "barrier": 30}
+from perception.language.phrasing import STYLES, render
+from perception.types import CLASS_RANGE, DETECTION_CLASSES, Boxes3D
 
 VEHICLES = ("car", "truck", "bus", "trailer", "construction_vehicle")
 CYCLES = ("bicycle", "motorcycle")
@@ -103,11 +100,8 @@ def facts(boxes: Boxes3D, require_points: bool = True) -> Facts:
     dist = np.hypot(x, y)
     speed = np.hypot(v[:, 0], v[:, 1])
     radial = (v[:, 0] * x + v[:, 1] * y) / np.maximum(dist, 1e-6)
-    attrs = boxes.fields.get("attributes")
-    attr = [ATTRIBUTES[a] if attrs is not None and a >= 0 else "" for a in (attrs if attrs is not None else
-                                                                            [-1] * len(boxes))]
-    rng = np.array([CLASS_RANGE[DETECTION_CLASSES[c]] for c in boxes.labels], np.float64).reshape(-1)
-    valid = dist <= rng
+    attr = boxes.attribute_names
+    valid = dist <= np.array([CLASS_RANGE[n] for n in boxes.class_names], np.float64).reshape(-1)
     if require_points and boxes.fields.get("num_lidar_pts") is not None:
         pts = boxes.fields["num_lidar_pts"] + (boxes.fields.get("num_radar_pts")
                                                if boxes.fields.get("num_radar_pts") is not None else 0)
@@ -156,90 +150,6 @@ def referred(spec: PromptSpec, boxes: Boxes3D) -> list[str]:
     if inst is None:
         raise ValueError("referred(): the boxes carry no instance_tokens")
     return [str(t) for t in inst[matches(spec, facts(boxes))]]
-
-
-# -- phrasing ---------------------------------------------------------------------------------------------
-
-NOUNS = {
-    "train": {"car": ["cars", "passenger cars", "sedans"], "truck": ["trucks", "heavy trucks"],
-              "bus": ["buses", "city buses"], "trailer": ["trailers", "towed trailers"],
-              "construction_vehicle": ["construction vehicles", "excavators"], "barrier": ["barriers", "barricades"],
-              "motorcycle": ["motorcycles", "scooters"], "bicycle": ["bicycles", "cycles"],
-              "pedestrian": ["pedestrians", "people", "walkers"], "traffic_cone": ["traffic cones", "pylons"],
-              "vehicle": ["vehicles", "road vehicles"], "two_wheeler": ["two-wheelers"],
-              "object": ["objects", "road users and obstacles"]},
-    "heldout": {"car": ["automobiles"], "truck": ["lorries"], "bus": ["coaches"], "trailer": ["semi-trailers"],
-                "construction_vehicle": ["construction machines"], "barrier": ["crash barriers"],
-                "motorcycle": ["motorbikes"], "bicycle": ["bikes"], "pedestrian": ["persons on foot"],
-                "traffic_cone": ["cones"], "vehicle": ["motor vehicles"], "two_wheeler": ["bikes and motorbikes"],
-                "object": ["things"]},
-}
-# motion: phrasings as (words before the noun, words after it)
-MOTION_WORDS = {
-    "train": {"moving": [("moving", ""), ("", "that are moving"), ("driving", "")],
-              "stopped": [("stopped", ""), ("", "that are stopped"), ("waiting", "")],
-              "parked": [("parked", ""), ("", "that are parked"), ("", "parked along the road")],
-              "walking": [("walking", ""), ("", "who are walking")],
-              "standing": [("standing", ""), ("", "who are standing"), ("idle", "")],
-              "crossing": [("", "crossing the road"), ("", "crossing")]},
-    "heldout": {"moving": [("", "in motion")], "stopped": [("", "that have come to a halt")],
-                "parked": [("", "left parked")], "walking": [("", "on the move")],
-                "standing": [("", "standing still")], "crossing": [("", "walking across the street")]},
-}
-_LON = {"train": {"ahead": ["ahead", "ahead of us", "up ahead"], "behind": ["behind us", "behind", "at our back"]},
-        "heldout": {"ahead": ["in front of us"], "behind": ["to our rear"]}}
-_LAT = {"train": {"left": ["on the left", "on the left side", "left of us"],
-                  "right": ["on the right", "on the right side", "right of us"]},
-        "heldout": {"left": ["to our left"], "right": ["to our right"]}}
-_BOTH_LAT = {"heldout": {"left": "to the left", "right": "to the right"}}
-MEASURE_WORDS = {
-    "train": {"within": ["within {} m", "within {} meters", "less than {} m away", "at most {} m away"],
-              "beyond": ["more than {} m away", "over {} m away", "beyond {} m"],
-              "faster": ["faster than {} m/s", "with a speed above {} m/s", "at more than {} m/s"],
-              "approaching": ["approaching us", "approaching", "getting closer"],
-              "away": ["moving away from us", "receding", "getting farther away"]},
-    "heldout": {"within": ["closer than {} meters"], "beyond": ["farther than {} meters"],
-                "faster": ["going above {} meters per second"], "approaching": ["coming towards us"],
-                "away": ["heading away from us"]},
-}
-PREFIXES = {"train": ["", "", "", "the ", "all ", "show me the ", "find "], "heldout": [""]}
-STYLES = ("train", "heldout")
-
-
-def render(spec: PromptSpec, style: str = "train", variant: int = 0) -> str:
-    """The spec in words. ``variant`` seeds the choice among a style's phrasings (deterministic); variant 0
-    is the plain form (first phrasing of every part)."""
-    if style not in STYLES:
-        raise ValueError(f"render(): unknown style {style!r}; valid: {STYLES}")
-    rng = np.random.default_rng(variant) if variant else None
-
-    def pick(options):
-        return options[0] if rng is None else options[int(rng.integers(len(options)))]
-
-    words = [pick(NOUNS[style][spec.group])]
-    if spec.motion:
-        pre, post = pick(MOTION_WORDS[style][spec.motion])
-        if pre:
-            words.insert(0, pre)
-        if post:
-            words.append(post)
-    if spec.lon and spec.lat:
-        lat = _BOTH_LAT[style][spec.lat] if style in _BOTH_LAT else pick(_LAT[style][spec.lat])
-        words.append(f"{pick(_LON[style][spec.lon])} {lat}")
-    elif spec.lon:
-        words.append(pick(_LON[style][spec.lon]))
-    elif spec.lat:
-        words.append(pick(_LAT[style][spec.lat]))
-    m = MEASURE_WORDS[style]
-    if spec.within is not None:
-        words.append(pick(m["within"]).format(spec.within))
-    if spec.beyond is not None:
-        words.append(pick(m["beyond"]).format(spec.beyond))
-    if spec.faster is not None:
-        words.append(pick(m["faster"]).format(spec.faster))
-    if spec.radial:
-        words.append(pick(m[spec.radial]))
-    return pick(PREFIXES[style]) + " ".join(words)
 
 
 # -- generation -------------------------------------------------------------------------------------------
@@ -419,6 +329,18 @@ def ensure(dataroot, version: str, train_split: str, val_split: str, n_train: in
         records += generate(src, n, seed, styles=styles, progress=True, phrasings=k)
     write(path, records)
     return path
+
+
+CONFIG_DEFAULTS = {"train_per_scene": 80, "val_per_scene": 60, "seed": 0}  # the config's prompts section
+
+
+def ensure_from_config(dataroot, section: dict | None, version: str, train_split: str, val_split: str) -> Path:
+    """:func:`ensure` with a config's ``prompts`` section (unknown keys are an error naming the closest one)."""
+    from perception.config import check_section
+
+    pc = check_section("prompts", dict(section or {}), CONFIG_DEFAULTS)
+    return ensure(dataroot, version, train_split, val_split, pc["train_per_scene"], pc["val_per_scene"],
+                  pc["seed"])
 
 
 def by_sample(records: list[dict], style: str | None = None) -> dict[str, list[tuple[int, list[str]]]]:
