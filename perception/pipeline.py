@@ -15,6 +15,7 @@ import torch
 
 from perception.config import ConfigError, build, check_section, load_config
 from perception.geometry import invert_transform
+from perception.language.text_encoder import DEFAULTS as TEXT_ENCODER_DEFAULTS
 from perception.models.fusion import MODALITIES
 from perception.ops.voxelize import VoxelGrid, voxelize_hard
 from perception.types import CAMERAS, Boxes3D, Detections, Prompt, SensorFrame
@@ -185,7 +186,7 @@ class Pipeline:
         self.modalities = modalities
         self.last_timing: dict[str, float] = {}
         self._text_encoder = None
-        self.text_cfg = check_section("text_encoder", cfg.get("text_encoder", {}), {"path": None, "max_tokens": 32})
+        self.text_cfg = check_section("text_encoder", cfg.get("text_encoder", {}), TEXT_ENCODER_DEFAULTS)
 
     @property
     def grounding(self) -> bool:
@@ -197,7 +198,7 @@ class Pipeline:
         if self._text_encoder is None:
             from perception.language.text_encoder import TextEncoder
 
-            self._text_encoder = TextEncoder(self.text_cfg["path"], self.text_cfg["max_tokens"], device=self.device)
+            self._text_encoder = TextEncoder.from_config(self.text_cfg, device=self.device)
         return self._text_encoder
 
     @staticmethod

@@ -18,7 +18,7 @@ CLASS_COLORS = {
     "pedestrian": (40, 220, 200), "traffic_cone": (245, 140, 30),
 }
 # Box edges as corner index pairs (corner order of perception.geometry.box_corners).
-_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
+BOX_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
 
 
 def _bgr(rgb):
@@ -116,7 +116,7 @@ def draw_boxes_on_camera(image: np.ndarray, K: np.ndarray, T_ego_cam: np.ndarray
     corners = transform_points(T_cam_ego, boxes.corners().reshape(-1, 3)).reshape(-1, 8, 3)
     for k in range(len(boxes)):
         color = CLASS_COLORS[DETECTION_CLASSES[boxes.labels[k]]]
-        for i, j in _EDGES:
+        for i, j in BOX_EDGES:
             a, b = corners[k, i].copy(), corners[k, j].copy()
             if a[2] < near and b[2] < near:
                 continue

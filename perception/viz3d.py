@@ -9,15 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from perception.types import DETECTION_CLASSES, Boxes3D, SensorFrame
-
-_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
+from perception.viz import BOX_EDGES, CLASS_COLORS
 
 
 def _boxes_lineset(o3d, boxes: Boxes3D, colors):
     corners = boxes.corners().reshape(-1, 3)
-    lines = np.array([[8 * k + i, 8 * k + j] for k in range(len(boxes)) for i, j in _EDGES])
+    lines = np.array([[8 * k + i, 8 * k + j] for k in range(len(boxes)) for i, j in BOX_EDGES])
     ls = o3d.geometry.LineSet(o3d.utility.Vector3dVector(corners), o3d.utility.Vector2iVector(lines))
-    ls.colors = o3d.utility.Vector3dVector(np.repeat(np.asarray(colors, np.float64), len(_EDGES), axis=0))
+    ls.colors = o3d.utility.Vector3dVector(np.repeat(np.asarray(colors, np.float64), len(BOX_EDGES), axis=0))
     return ls
 
 
@@ -26,8 +25,6 @@ def render_frame(path, frame: SensorFrame, boxes: Boxes3D | None = None, gt: Box
     """Write a PNG seen from behind and above the ego vehicle. ``highlight``: indices of ``boxes`` drawn in
     yellow (e.g. grounded objects); other boxes in their class colour, ground truth in grey."""
     import open3d as o3d
-
-    from perception.viz import CLASS_COLORS
 
     geoms = []
     if frame.lidar is not None and len(frame.lidar):

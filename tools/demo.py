@@ -74,13 +74,13 @@ def main(argv=None) -> int:
     from perception import viz
     from perception.evaluation.detection import run_detection_eval, write_submission
     from perception.evaluation.grounding import evaluate_prompt
-    from perception.language.prompts import facts, matches, render
+    from perception.language.prompts import referred, render
     from perception.pipeline import Pipeline
     from perception.sources import devkit_compat
     from perception.sources.bag import BagSource, scene_to_bag
     from perception.sources.nuscenes import NuScenesSource
     from ros_nodes.outputs import detections_to_json
-    from tools.replay import _stamp_to_sample, replay
+    from tools.replay import replay, stamp_to_sample
 
     def shown_path(x) -> str:
         try:
@@ -110,7 +110,11 @@ def main(argv=None) -> int:
     src = BagSource(log, lidar_sweeps=cfg_data.get("lidar_sweeps", 9), radar_sweeps=cfg_data.get("radar_sweeps", 3),
                     cameras=pipe.pre.spec["camera"]["channels"], keyframes_only=a.keyframes_only)
     gt_src = NuScenesSource(data, "v1.0-mini", split=None, cameras=(), lidar_sweeps=0, radar_sweeps=1)
-    samples = _stamp_to_sample(data, "v1.0-mini")
+    devkit_compat.apply()
+    from nuscenes.nuscenes import NuScenes
+
+    nusc = NuScenes("v1.0-mini", str(data), verbose=False)  # loaded once: keyframe stamps and render_sample
+    samples = stamp_to_sample(nusc)
     keyframes: list[dict] = []
 
     def on_frame(frame, det, token):
@@ -157,10 +161,6 @@ def main(argv=None) -> int:
         files["Open3D render"] = str(out / "open3d.png")
     except (ImportError, OSError, RuntimeError) as e:
         print(f"warning: no Open3D render ({e})", file=sys.stderr)
-    devkit_compat.apply()
-    from nuscenes.nuscenes import NuScenes
-
-    nusc = NuScenes("v1.0-mini", str(data), verbose=False)
     nusc.render_sample(mid["token"], out_path=str(out / "devkit_render_sample.png"), verbose=False)
     import matplotlib.pyplot as plt
 
@@ -180,8 +180,7 @@ def main(argv=None) -> int:
         row = {"prompt": pr, "grounded": shown_hits}
         if specs is not None:
             record = {"scene_token": SCENE, "prompt": pr, "frame_token_object_token": {
-                kf["token"]: [str(t) for t in kf["gt"].instance_tokens[matches(specs[j], facts(kf["gt"]))]]
-                for kf in keyframes}}
+                kf["token"]: referred(specs[j], kf["gt"]) for kf in keyframes}}
             res = evaluate_prompt(record, dets, gts)
             row.update(referred=res.n_referred, hits=res.tp05, false=res.fp05, ap=res.ap)
         grounding_rows.append(row)

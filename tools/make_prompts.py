@@ -26,13 +26,13 @@ def main(argv=None) -> int:
     from perception.language import prompts as P
 
     cfg = load_config(a.config)
-    data, pc = cfg.get("data", {}), cfg.get("prompts", {})
+    data = cfg.get("data", {})
     version = data.get("version", "v1.0-mini")
     path = P.default_path(a.data_root, version)
     if a.force and path.exists():
         path.unlink()
-    path = P.ensure(a.data_root, version, data.get("train_split", "mini_train"), data.get("val_split", "mini_val"),
-                    pc.get("train_per_scene", 80), pc.get("val_per_scene", 60), pc.get("seed", 0))
+    path = P.ensure_from_config(a.data_root, cfg.get("prompts"), version, data.get("train_split", "mini_train"),
+                                data.get("val_split", "mini_val"))
     recs = P.read(path)
     counts = Counter((r.get("split", ""), r["style"]) for r in recs)
     print(f"{path}: {len(recs)} prompt records")

@@ -23,10 +23,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _stamp_to_sample(data_root, version):
-    from nuscenes.nuscenes import NuScenes
-
-    nusc = NuScenes(version, str(data_root), verbose=False)
+def stamp_to_sample(nusc) -> dict[int, str]:
+    """{LIDAR_TOP keyframe stamp (ns): sample token} of a loaded devkit NuScenes."""
     return {sd["timestamp"] * 1000: sd["sample_token"] for sd in nusc.sample_data
             if sd["is_key_frame"] and sd["channel"] == "LIDAR_TOP"}
 
@@ -70,7 +68,11 @@ def main(argv=None) -> int:
     cfg_data = pipe.cfg.get("data", {})
     src = BagSource(a.log, lidar_sweeps=cfg_data.get("lidar_sweeps", 9), radar_sweeps=cfg_data.get("radar_sweeps", 3),
                     cameras=pipe.pre.spec["camera"]["channels"], keyframes_only=a.keyframes_only, faults=a.faults)
-    samples = _stamp_to_sample(a.data_root, a.version) if a.data_root else {}
+    samples = {}
+    if a.data_root:
+        from nuscenes.nuscenes import NuScenes
+
+        samples = stamp_to_sample(NuScenes(a.version, str(a.data_root), verbose=False))
     stop = {"flag": False}
 
     def on_signal(signum, _frame):

@@ -123,9 +123,8 @@ def main(argv=None) -> int:
         if not pipe.grounding:
             p.error(f"--prompts: {a.checkpoint} has no grounding head")
         if a.prompts == "auto":
-            pc = cfg.get("prompts", {})
-            path = P.ensure(a.data_root, version, data.get("train_split", "mini_train"), split,
-                            pc.get("train_per_scene", 80), pc.get("val_per_scene", 60), pc.get("seed", 0))
+            path = P.ensure_from_config(a.data_root, cfg.get("prompts"), version,
+                                        data.get("train_split", "mini_train"), split)
         else:
             path = a.prompts
         records = P.read(path)
@@ -138,7 +137,8 @@ def main(argv=None) -> int:
                              cameras=pipe.pre.spec["camera"]["channels"] if "camera" in mods else ())
         slug = name.replace(" ", "_").replace("%", "pct")
         out = Path(a.out) if (a.out and not a.failure_table) else out_dir / slug / "results_nusc.json"
-        summary = evaluate(pipe, src, mods, parse_faults(f), out, a.data_root, version, split, prompts=records)
+        summary = evaluate(pipe, src, mods, parse_faults(f), out, a.data_root, version, split,
+                           prompts=None if a.failure_table else records)
         table.append((name, m, f, summary))
         if not a.failure_table:
             print(f"{len(src)} frames, split {split}, modalities {'+'.join(mods)}" + (f", faults {f}" if f else "")

@@ -11,7 +11,6 @@ preprocessing, loadable with torch.load(weights_only=True) by perception.pipelin
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ def main(argv=None) -> int:
     from torch.utils.data import DataLoader
 
     from perception.config import build, check_section, load_config
+    from perception.envvars import scoped_env
     from perception.pipeline import Preprocessor
     from perception.sources.nuscenes import NuScenesSource
     from perception.training.data import FrameDataset, collate
@@ -96,19 +96,11 @@ def main(argv=None) -> int:
         default_scope=None, log_processor=dict(by_epoch=False), **val_kw,
     )
     t = time.time()
-    saved = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    if a.resume:
-        # mmengine's training state (optimizer, message hub) holds objects that torch.load(weights_only=True)
-        # refuses; it is the state this tool wrote into --work-dir itself. Only for this resume; the deploy
-        # checkpoint (final.pth) and everything the Pipeline loads stay weights-only.
-        os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    try:
+    # mmengine's training state (optimizer, message hub) holds objects that torch.load(weights_only=True)
+    # refuses; it is the state this tool wrote into --work-dir itself. Only for this resume; the deploy
+    # checkpoint (final.pth) and everything the Pipeline loads stay weights-only.
+    with scoped_env(**({"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"} if a.resume else {})):
         runner.train()
-    finally:
-        if saved is None:
-            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        else:
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = saved
     final = Path(a.work_dir) / "final.pth"
     model.deploy_checkpoint(final, config=str(a.config), iters=max_iters, data_root=str(a.data_root))
     print(f"training done in {time.time() - t:.0f} s; deploy checkpoint: {final}")
@@ -117,19 +109,15 @@ def main(argv=None) -> int:
 
 def prompt_bank(cfg: dict, data_root, dc: dict):
     """The training-template prompts of the train split, encoded once; {sample: [(bank row, referred set)]}."""
-    from perception.config import check_section
     from perception.language import prompts as P
     from perception.language.text_encoder import PromptBank, TextEncoder
 
-    pc = check_section("prompts", cfg.get("prompts", {}), dict(train_per_scene=80, val_per_scene=60, seed=0))
-    tc = check_section("text_encoder", cfg.get("text_encoder", {}), dict(path=None, max_tokens=32))
-    path = P.ensure(data_root, dc["version"], dc["train_split"], dc["val_split"], pc["train_per_scene"],
-                    pc["val_per_scene"], pc["seed"])
+    path = P.ensure_from_config(data_root, cfg.get("prompts"), dc["version"], dc["train_split"], dc["val_split"])
     records = [r for r in P.read(path) if r.get("style", "train") == "train"
                and r.get("split", dc["train_split"]) == dc["train_split"]]
     texts = sorted({r["prompt"] for r in records})
     row = {t: i for i, t in enumerate(texts)}
-    bank = PromptBank(texts, TextEncoder(tc["path"], tc["max_tokens"]))
+    bank = PromptBank(texts, TextEncoder.from_config(cfg.get("text_encoder")))
     per_sample: dict[str, list] = {}
     for r in records:
         for tok, inst in r["frame_token_object_token"].items():

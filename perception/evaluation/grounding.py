@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.language.prompts import CLASS_RANGE
-from perception.types import DETECTION_CLASSES, Boxes3D, Detections
+from perception.types import CLASS_RANGE, Boxes3D, Detections
 
 MATCH_DIST = 2.0
 THRESHOLD = 0.5
@@ -85,7 +84,7 @@ def evaluate_prompt(record: dict, dets: dict[str, Detections], gts: dict[str, Bo
         referred_xy[tok] = gt.data[[idx[t] for t in inst], :2] if inst else np.zeros((0, 2))
         n_ref += len(inst)
         if len(det):
-            rng = np.array([CLASS_RANGE[DETECTION_CLASSES[c]] for c in det.labels])
+            rng = np.array([CLASS_RANGE[n] for n in det.boxes.class_names])
             ok = np.hypot(det.boxes.data[:, 0], det.boxes.data[:, 1]) <= rng
             score = det.grounding_scores[:, col] * det.scores
             score = np.where(ok, score, -1.0)

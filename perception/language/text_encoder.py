@@ -7,13 +7,17 @@ the model is opened with ``local_files_only`` and HF_HUB_OFFLINE=1 set for the l
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from perception.config import check_section
+from perception.envvars import scoped_env
+
+DEFAULTS = {"path": None, "max_tokens": 32}  # the config's text_encoder section
 
 
 def default_model_path() -> str:
@@ -54,23 +58,22 @@ class TextEncoder:
         self.hits = self.misses = 0
         self.device = torch.device(device)
         self._lock = threading.Lock()
-        saved = os.environ.get("HF_HUB_OFFLINE")
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        try:
+        with scoped_env(HF_HUB_OFFLINE="1"):
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             self.model = AutoModel.from_pretrained(self.path, local_files_only=True).to(self.device).eval()
-        finally:
-            if saved is None:
-                os.environ.pop("HF_HUB_OFFLINE", None)
-            else:
-                os.environ["HF_HUB_OFFLINE"] = saved
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
+
+    @classmethod
+    def from_config(cls, section: dict | None, device: str = "cpu") -> TextEncoder:
+        """From a config's ``text_encoder`` section (unknown keys are an error naming the closest one)."""
+        c = check_section("text_encoder", dict(section or {}), DEFAULTS)
+        return cls(c["path"], c["max_tokens"], device=device)
 
     @staticmethod
     def clean(text) -> str:

@@ -29,6 +29,12 @@ CATEGORY_TO_CLASS: dict[str, str] = {
     "movable_object.trafficcone": "traffic_cone",
 }
 
+# The nuScenes detection eval's range per class (m, detection_cvpr_2019): boxes beyond are not scored.
+CLASS_RANGE: dict[str, int] = {
+    "car": 50, "truck": 50, "bus": 50, "trailer": 50, "construction_vehicle": 50, "pedestrian": 40,
+    "motorcycle": 40, "bicycle": 40, "traffic_cone": 30, "barrier": 30,
+}
+
 # Which attributes are legal for which class (what the nuScenes detection eval accepts).
 CLASS_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "car": ATTRIBUTES[0:3], "truck": ATTRIBUTES[0:3], "construction_vehicle": ATTRIBUTES[0:3],
