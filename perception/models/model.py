@@ -41,7 +41,7 @@ class FusionModel(nn.Module):
                 out = self.encoders[m](x["voxels"], x["num_points"], x["coords"], B)
                 feats[m] = out["bev"]
                 if m == "lidar":
-                    hr = out["bev_hr"] * present[:, 1].to(out["bev_hr"].dtype).view(B, 1, 1, 1)
+                    hr = out["bev_hr"]
         lidar2img = img_hw = None
         if "camera" in self.encoders and inputs.get("camera") is not None:
             cam = inputs["camera"]
@@ -49,8 +49,8 @@ class FusionModel(nn.Module):
             lidar2img, img_hw = cam["lidar2img"], tuple(cam["images"].shape[-2:])
         fused = self.fuser(feats, present, lidar2img=lidar2img, img_hw=img_hw)
         x = self.up(fused)
-        if self.skip is not None and hr is not None:
-            x = x + self.skip(hr)
+        if self.skip is not None and hr is not None:  # a frame without lidar gets no skip term, not its bias
+            x = x + self.skip(hr) * present[:, 1].to(x.dtype).view(B, 1, 1, 1)
         out = self.head(x)
         if self.grounding is not None:
             out["bev"] = x  # the grounding head samples object features here

@@ -40,7 +40,7 @@ class PillarFeatureNet(nn.Module):
         centre = torch.stack([cx, cy], -1).unsqueeze(1)
         feats = torch.cat([voxels, voxels[..., :3] - mean, voxels[..., :2] - centre], dim=-1) * mask
         x = self.linear(feats.reshape(M * P, feats.shape[-1]))
-        x = torch.relu(self.norm(x)).view(M, P, -1)
+        x = torch.relu(self.norm(x)).view(M, P, self.linear.out_features)  # explicit: M may be 0 in ONNX
         x = x.masked_fill(~mask, float("-inf")).amax(dim=1)
         return torch.where(torch.isfinite(x), x, torch.zeros_like(x))
 

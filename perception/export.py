@@ -1,0 +1,131 @@
+"""ONNX export of the network after voxelization, and an onnxruntime runner with the model's interface.
+
+The exported graph has one fixed signature for every frame: the voxel counts are dynamic axes, and a
+modality a frame lacks is fed as zero voxels (or zero images) with its ``present`` flag off, which the
+fusion masks out exactly as the torch model does when the modality is absent from its inputs.
+
+    from perception.export import export_onnx, OnnxModel
+    export_onnx(model, batch, "tiny.onnx")          # batch from Preprocessor.collate
+    out = OnnxModel("tiny.onnx")(batch)             # dict of tensors, as model(batch)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+POINT_MODALITIES = ("lidar", "radar")
+POINT_FIELDS = ("voxels", "num_points", "coords")
+INPUT_NAMES = ("present", *(f"{m}_{k}" for m in POINT_MODALITIES for k in POINT_FIELDS), "images", "lidar2img")
+
+
+def output_names(model: nn.Module) -> tuple[str, ...]:
+    """The head's maps in a fixed order, plus "bev" (the grounding head's input) when the model has one."""
+    names = tuple(sorted(model.head.reg)) + ("heatmap",)
+    return names + (("bev",) if getattr(model, "grounding", None) is not None else ())
+
+
+class FlatModel(nn.Module):
+    """``model`` with positional tensors in and a tuple out (what the ONNX exporter traces)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.names = output_names(model)
+
+    def forward(self, present, lidar_voxels, lidar_num_points, lidar_coords, radar_voxels, radar_num_points,
+                radar_coords, images, lidar2img):
+        out = self.model({
+            "present": present,
+            "lidar": {"voxels": lidar_voxels, "num_points": lidar_num_points, "coords": lidar_coords},
+            "radar": {"voxels": radar_voxels, "num_points": radar_num_points, "coords": radar_coords},
+            "camera": {"images": images, "lidar2img": lidar2img},
+        })
+        return tuple(out[k] for k in self.names)
+
+
+def flat_inputs(batch: dict, spec: dict) -> dict[str, torch.Tensor]:
+    """Preprocessor.collate's batch -> the graph's named inputs; absent modalities become empty inputs.
+
+    ``spec``: the Preprocessor's spec (``pipeline.pre.spec``) for the shapes of what is absent.
+    """
+    present = batch["present"]
+    B, dev = present.shape[0], present.device
+    feeds = {"present": present}
+    for m in POINT_MODALITIES:
+        x = batch.get(m)
+        if x is None:
+            s = spec[m]
+            x = {"voxels": torch.zeros((0, s["max_points"], len(s["columns"])), device=dev),
+                 "num_points": torch.zeros(0, dtype=torch.int32, device=dev),
+                 "coords": torch.zeros((0, 4), dtype=torch.int32, device=dev)}
+        for k in POINT_FIELDS:
+            feeds[f"{m}_{k}"] = x[k]
+    cam = batch.get("camera")
+    if cam is None:
+        cs = spec["camera"]
+        H, W = cs["size"]
+        cam = {"images": torch.zeros((B, len(cs["channels"]), 3, H, W), device=dev),
+               "lidar2img": torch.zeros((B, len(cs["channels"]), 4, 4), device=dev)}
+    feeds["images"], feeds["lidar2img"] = cam["images"], cam["lidar2img"]
+    return feeds
+
+
+def export_onnx(model: nn.Module, batch: dict, spec: dict, path, opset: int = 17) -> Path:
+    """Trace ``model`` (eval mode) on ``batch`` and write ``path``. Voxel counts are dynamic; batch size,
+    camera count and image size are those of ``batch``. Every modality must be present in ``batch`` so
+    that every branch is traced."""
+    from perception.models.fusion import MODALITIES
+
+    missing = [m for i, m in enumerate(MODALITIES) if batch.get(m) is None or not bool(batch["present"][:, i].all())]
+    if missing:
+        raise ValueError(f"export needs a frame with every modality; this one lacks {missing}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    flat = FlatModel(model).eval()  # the exporter restores the wrapper's mode recursively afterwards
+    feeds = flat_inputs(batch, spec)
+    dynamic = {f"{m}_{k}": {0: f"{m}_voxels"} for m in POINT_MODALITIES for k in POINT_FIELDS}
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer warns about the Python branches on sizes; the traced graph is checked against torch
+        warnings.simplefilter("ignore")
+        torch.onnx.export(flat, tuple(feeds[n] for n in INPUT_NAMES), str(path), input_names=list(INPUT_NAMES),
+                          output_names=list(flat.names), dynamic_axes=dynamic, opset_version=opset,
+                          dynamo=False)
+    model.train(was_training)
+    return path
+
+
+class OnnxModel:
+    """An exported graph run by onnxruntime, called like the torch model: ``batch -> {name: tensor}``."""
+
+    def __init__(self, path, spec: dict, providers=None):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ImportError("onnxruntime is not installed: pip install -e .[export]") from e
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]  # unused inputs are pruned by the exporter
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.spec = spec
+
+    def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
+        feeds = flat_inputs(batch, self.spec)
+        res = self.session.run(None, {n: feeds[n].cpu().numpy() for n in self.inputs})
+        return {n: torch.from_numpy(np.asarray(r)) for n, r in zip(self.outputs, res)}
+
+
+def max_abs_diff(a: dict, b: dict) -> dict[str, float]:
+    """Per output name, the largest absolute difference between two output dicts."""
+    return {k: float((a[k].float().cpu() - b[k].float().cpu()).abs().max()) if a[k].numel() else 0.0
+            for k in b}
