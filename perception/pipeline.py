@@ -61,6 +61,14 @@ class Preprocessor:
         self.grids = {m: VoxelGrid(tuple(self.spec[m]["pc_range"]), tuple(self.spec[m]["voxel_size"]))
                       for m in ("lidar", "radar")}
 
+    @property
+    def decode_hw(self) -> tuple[int, int] | None:
+        """The smallest image (H, W) the camera input needs: sources decode JPEGs no larger than that allows
+        (``NuScenesSource(image_min_hw=...)``, ``compressed_to_rgb(min_hw=...)``); None without cameras."""
+        if "camera" not in self.spec["modalities"]:
+            return None
+        return tuple(int(x) for x in self.spec["camera"]["size"])
+
     def to_dict(self) -> dict:
         """Plain, JSON/weights_only-safe description (saved with the checkpoint)."""
         def plain(v):

@@ -200,7 +200,7 @@ def main(argv=None) -> int:
 
         def on_image(self, ch, msg, compressed: bool):
             try:
-                rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
+                rgb = compressed_to_rgb(msg, min_hw=self.pipe.pre.decode_hw) if compressed else image_to_rgb(msg)
             except MessageError as e:
                 return self._reject(ch, e)
             stamp = stamp_ns(msg.header)
@@ -211,11 +211,11 @@ def main(argv=None) -> int:
 
         def on_info(self, ch, msg):
             try:
-                K = camera_info(msg).K
+                info = camera_info(msg)
             except MessageError as e:
                 return self._reject(f"{ch}/camera_info", e)
             with self.lock:
-                self.asm.set_camera_info(ch, K)
+                self.asm.set_camera_info(ch, info.K, (info.height, info.width))
 
         def on_pose(self, msg):
             q, v = msg.pose.orientation, msg.pose.position

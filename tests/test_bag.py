@@ -88,16 +88,18 @@ def test_radar_fields_roundtrip_and_rclpy_decodes_cdr(synthetic_root, nusc, tmp_
     np.testing.assert_array_equal(cloud.xyz, ours.xyz)
 
 
-def test_log_frames_equal_dataset_frames(synthetic_root, tmp_path):
-    """Live/replay path (decode -> sync -> assemble) gives the same frames as NuScenesSource, number for number."""
+@pytest.mark.parametrize("min_hw", [None, (56, 100)], ids=["full-images", "reduced-decode"])
+def test_log_frames_equal_dataset_frames(synthetic_root, tmp_path, min_hw):
+    """Live/replay path (decode -> sync -> assemble) gives the same frames as NuScenesSource, number for number;
+    with reduced JPEG decoding both scale the same K (CameraInfo's size vs the decoded size)."""
     from perception.sources.bag import BagSource
     from perception.sources.nuscenes import NuScenesSource
 
     log = tmp_path / "log"
     scene_to_bag(synthetic_root, "scene-0103", log, progress=False)
-    src = BagSource(log, keyframes_only=True)
+    src = BagSource(log, keyframes_only=True, image_min_hw=min_hw)
     frames = [f for f, _, _ in src]
-    ref = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", cache_dir=tmp_path / "cache")
+    ref = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", cache_dir=tmp_path / "cache", image_min_hw=min_hw)
     assert len(frames) == len(ref) == 4 and src.rejected == {}
     for f, g in zip(frames, ref):
         assert f.stamp_ns == g.stamp_ns
@@ -110,6 +112,9 @@ def test_log_frames_equal_dataset_frames(synthetic_root, tmp_path):
         for ch, view in f.cameras.items():
             np.testing.assert_allclose(view.T_ego_cam, g.cameras[ch].T_ego_cam, atol=1e-6)
             np.testing.assert_array_equal(view.image, g.cameras[ch].image)
+            np.testing.assert_allclose(view.intrinsics, g.cameras[ch].intrinsics, rtol=1e-9)
+            if min_hw:
+                assert view.hw[0] < 2 * min_hw[0] and view.hw[0] >= min_hw[0]
 
 
 def test_replay_writes_a_readable_log_and_results(synthetic_root, tmp_path):

@@ -134,3 +134,27 @@ def test_images_and_camera_info():
     cal = camera_info(info)
     np.testing.assert_allclose(cal.K, np.reshape(K, (3, 3)))
     assert cal.frame_id == "LIDAR_TOP" and cal.width == 1600
+
+
+def test_reduced_jpeg_decoding_keeps_what_the_model_input_needs():
+    from perception.sources.messages import decode_image, decode_images, jpeg_reduction, scale_intrinsics
+
+    assert jpeg_reduction((900, 1600), (128, 224)) == 4  # 225 x 400 still covers 128 x 224
+    assert jpeg_reduction((900, 1600), (256, 704)) == 2  # 1/4 would give 400 < 704 columns
+    assert jpeg_reduction((900, 1600), None) == 1 and jpeg_reduction((100, 100), (128, 224)) == 1
+    yy, xx = np.mgrid[0:240, 0:320]
+    rgb = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    ok, jpg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    full, small = decode_image(jpg.reshape(-1)), decode_image(jpg.reshape(-1), (60, 80))
+    assert full.shape == (240, 320, 3) and small.shape == (60, 80, 3)  # 1/4: the largest that covers 60 x 80
+    area = cv2.resize(full, (80, 60), interpolation=cv2.INTER_AREA)
+    assert np.abs(area.astype(int) - small).mean() < 3.0  # the same picture, not a crop or a shift
+    ok, png = cv2.imencode(".png", rgb[..., ::-1])
+    assert decode_image(png.reshape(-1), (60, 80)).shape == (240, 320, 3)  # PNG: no DCT scaling, full size
+    # several views: a bad one is reported in its place and the others are kept
+    out = decode_images([jpg.reshape(-1), np.frombuffer(b"\xff\xd8garbage-not-a-jpeg", np.uint8), png.reshape(-1)],
+                        (60, 80))
+    assert out[0].shape == (60, 80, 3) and isinstance(out[1], MessageError) and out[2].shape == (240, 320, 3)
+    K = np.array([[300.0, 0, 160], [0, 300, 120], [0, 0, 1]])
+    Ks = scale_intrinsics(K, (240, 320), (60, 80))
+    np.testing.assert_allclose(Ks, [[75, 0, 40], [0, 75, 30], [0, 0, 1]])

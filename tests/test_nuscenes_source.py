@@ -134,3 +134,28 @@ def test_missing_or_truncated_file_names_file_and_sample(synthetic_root, tmp_pat
         src[1]
     path.write_bytes(blob)
     assert len(src[1].lidar) > 0
+
+
+def test_reduced_decoding_gives_the_same_model_input(synthetic_root, tmp_path):
+    """Reduced JPEG decoding changes the image size and K together: the Preprocessor's camera input and
+    its projection matrices stay those of the full decode."""
+    from perception.pipeline import Preprocessor
+
+    full = NuScenesSource(synthetic_root, "v1.0-mini", None, lidar_sweeps=0, cache_dir=tmp_path)
+    small = NuScenesSource(synthetic_root, "v1.0-mini", None, lidar_sweeps=0, cache_dir=tmp_path,
+                           image_min_hw=(56, 100))
+    a, b = full[1], small[1]
+    h0, w0 = a.cameras["CAM_FRONT"].hw
+    assert b.cameras["CAM_FRONT"].hw == (-(-h0 // 4), -(-w0 // 4))  # quarter-size test images: 1/4 covers 56 x 100
+    # the same ego point lands on the same relative place in both images
+    p = np.array([15.0, 1.0, 0.5, 1.0])
+    uv = []
+    for f in (a, b):
+        v = f.cameras["CAM_FRONT"]
+        q = v.intrinsics @ (invert_transform(v.T_ego_cam) @ p)[:3]
+        uv.append(q[:2] / q[2] / np.array(v.hw[::-1]))
+    np.testing.assert_allclose(uv[0], uv[1], atol=1e-6)
+    pre = Preprocessor({"camera": {"size": (56, 100)}})
+    x, y = pre.prepare(a)["camera"], pre.prepare(b)["camera"]
+    np.testing.assert_allclose(x["lidar2img"], y["lidar2img"], rtol=1e-5, atol=1e-4)
+    assert np.abs(x["images"].astype(int) - y["images"]).mean() < 3.0

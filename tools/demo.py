@@ -109,6 +109,7 @@ def main(argv=None) -> int:
     cfg_data = pipe.cfg.get("data", {})
     src = BagSource(log, lidar_sweeps=cfg_data.get("lidar_sweeps", 9), radar_sweeps=cfg_data.get("radar_sweeps", 3),
                     cameras=pipe.pre.spec["camera"]["channels"], keyframes_only=a.keyframes_only)
+    # full-size decoding here (unlike tools/replay.py): the camera mosaic draws at 600 px per view
     gt_src = NuScenesSource(data, "v1.0-mini", split=None, cameras=(), lidar_sweeps=0, radar_sweeps=1)
     devkit_compat.apply()
     from nuscenes.nuscenes import NuScenes

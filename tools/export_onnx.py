@@ -42,7 +42,8 @@ def main(argv=None) -> int:
         make_world(root, 20)
     out = Path(a.out or Path("work_dirs") / f"{Path(a.config).stem}.onnx")
     pipe = Pipeline(a.config, a.checkpoint)
-    src = NuScenesSource(root, "v1.0-mini", None, lidar_sweeps=int(pipe.cfg.get("data", {}).get("lidar_sweeps", 9)))
+    src = NuScenesSource(root, "v1.0-mini", None, lidar_sweeps=int(pipe.cfg.get("data", {}).get("lidar_sweeps", 9)),
+                         image_min_hw=pipe.pre.decode_hw)
     if len(src) < 2:
         print(f"error: {root} has {len(src)} frames; need at least 2", file=sys.stderr)
         return 2

@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     pipe = Pipeline(a.config, a.checkpoint, device=a.device)
     cfg_data = pipe.cfg.get("data", {})
     src = BagSource(a.log, lidar_sweeps=cfg_data.get("lidar_sweeps", 9), radar_sweeps=cfg_data.get("radar_sweeps", 3),
-                    cameras=pipe.pre.spec["camera"]["channels"], keyframes_only=a.keyframes_only, faults=a.faults)
+                    cameras=pipe.pre.spec["camera"]["channels"], keyframes_only=a.keyframes_only, faults=a.faults,
+                    image_min_hw=pipe.pre.decode_hw)
     samples = {}
     if a.data_root:
         from nuscenes.nuscenes import NuScenes

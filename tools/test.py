@@ -134,7 +134,8 @@ def main(argv=None) -> int:
         mods = tuple(x for x in m.split(",") if x)
         src = NuScenesSource(a.data_root, version=version, split=split, lidar_sweeps=data.get("lidar_sweeps", 9),
                              radar_sweeps=data.get("radar_sweeps", 3),
-                             cameras=pipe.pre.spec["camera"]["channels"] if "camera" in mods else ())
+                             cameras=pipe.pre.spec["camera"]["channels"] if "camera" in mods else (),
+                             image_min_hw=pipe.pre.decode_hw)
         slug = name.replace(" ", "_").replace("%", "pct")
         out = Path(a.out) if (a.out and not a.failure_table) else out_dir / slug / "results_nusc.json"
         summary = evaluate(pipe, src, mods, parse_faults(f), out, a.data_root, version, split,

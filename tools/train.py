@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     pre = Preprocessor(cfg.get("preprocess", {}))
     cams = pre.spec["camera"]["channels"] if "camera" in pre.spec["modalities"] else ()
     src_kw = dict(version=dc["version"], lidar_sweeps=dc["lidar_sweeps"], radar_sweeps=dc["radar_sweeps"],
-                  cameras=cams)
+                  cameras=cams, image_min_hw=pre.decode_hw)
     train_set = FrameDataset(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre,
                              modality_dropout=tc["modality_dropout"])
     train_loader = DataLoader(train_set, batch_size=tc["batch_size"], shuffle=True, collate_fn=collate,

@@ -16,6 +16,7 @@ from collections import deque
 import numpy as np
 
 from perception.geometry import invert_transform, make_transform, matrix_to_quat, quat_to_matrix
+from perception.sources.messages import scale_intrinsics
 from perception.sources.nuscenes import DEFAULT_RADAR_FILTERS
 from perception.sources.sweeps import sweep_in_reference
 from perception.types import CAMERAS, LIDAR, RADARS, CameraView, PointCloud, SensorFrame
@@ -57,6 +58,7 @@ class FrameAssembler:
         self.lidar = deque(maxlen=lidar_sweeps + 1 + 20)
         self.radar = {ch: deque(maxlen=radar_sweeps + 20) for ch in RADARS}
         self.camera_K: dict[str, np.ndarray] = {}
+        self.camera_hw: dict[str, tuple[int, int] | None] = {}
 
     # -- inputs -----------------------------------------------------------------------------------------
     def add_static(self, child: str, translation, rotation_wxyz) -> None:
@@ -82,8 +84,11 @@ class FrameAssembler:
             raise KeyError(f"unknown radar channel {channel!r}; valid: {RADARS}")
         self._insert(self.radar[channel], stamp_ns, cloud)
 
-    def set_camera_info(self, channel: str, K: np.ndarray) -> None:
+    def set_camera_info(self, channel: str, K: np.ndarray, hw: tuple[int, int] | None = None) -> None:
+        """K of the camera's full image of ``hw`` (height, width) pixels (CameraInfo's size; None or 0 when
+        unknown): an image of another size (a reduced JPEG decode, a downscaled stream) gets K scaled to it."""
         self.camera_K[channel] = np.asarray(K, np.float64).reshape(3, 3)
+        self.camera_hw[channel] = tuple(hw) if hw and all(hw) else None
 
     @staticmethod
     def _insert(buf: deque, stamp: int, item) -> None:
@@ -165,6 +170,7 @@ class FrameAssembler:
                 T = T_ego_global @ self.pose_at(stamp) @ self.extrinsic(ch)
             except PoseError:
                 continue
-            cams[ch] = CameraView(rgb, self.camera_K[ch], T, stamp, ch)
+            K, hw = self.camera_K[ch], self.camera_hw.get(ch)
+            cams[ch] = CameraView(rgb, scale_intrinsics(K, hw, rgb.shape[:2]) if hw else K, T, stamp, ch)
         return SensorFrame(stamp_ns=ref_stamp, T_global_ego=T_ref, cameras=cams, lidar=cloud, radar=radar,
                            source="log")

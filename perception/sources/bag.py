@@ -213,7 +213,7 @@ class BagSource:
 
     def __init__(self, path, lidar_sweeps: int = 9, radar_sweeps: int = 3, cameras=CAMERAS, slop_s: float = 0.05,
                  timeout_s: float = 0.1, queue_size: int = 10, keyframes_only: bool = False, remove_close: float = 1.0,
-                 radar_filters="default", faults=None, seed: int = 0):
+                 radar_filters="default", faults=None, seed: int = 0, image_min_hw=None):
         from perception.faults import parse_faults
         from perception.sources.assembler import FrameAssembler
         from perception.sources.nuscenes import DEFAULT_RADAR_FILTERS
@@ -223,6 +223,7 @@ class BagSource:
         if not self.path.exists():
             raise FileNotFoundError(f"drive log not found: {self.path}")
         self.cameras = tuple(cameras)
+        self.image_min_hw = image_min_hw  # JPEGs decoded no larger than this needs (Preprocessor.decode_hw)
         self.assembler = FrameAssembler(lidar_sweeps, radar_sweeps, self.cameras,
                                         DEFAULT_RADAR_FILTERS if radar_filters == "default" else radar_filters,
                                         remove_close)
@@ -278,13 +279,15 @@ class BagSource:
                     elif topic.endswith("/camera_info"):
                         ch = topic.split("/")[1]
                         if ch in self.cameras:
-                            a.set_camera_info(ch, camera_info(msg).K)
+                            info = camera_info(msg)
+                            a.set_camera_info(ch, info.K, (info.height, info.width))
                     elif topic.endswith("/image_rect_compressed") or topic.endswith("/image_rect"):
                         ch = topic.split("/")[1]
                         if ch in self.cameras:
                             from perception.sources.messages import image_to_rgb
 
-                            rgb = compressed_to_rgb(msg) if topic.endswith("compressed") else image_to_rgb(msg)
+                            rgb = compressed_to_rgb(msg, min_hw=self.image_min_hw) if topic.endswith("compressed") \
+                                else image_to_rgb(msg)
                             stamp = stamp_ns(msg.header)
                             matches = self.sync.add(ch, stamp, (stamp, rgb), t)
                     else:

@@ -13,6 +13,7 @@ ValueError) with the reason; size caps are parameters.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import cv2
@@ -144,8 +145,74 @@ def image_to_rgb(msg, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(img[..., 0]), cv2.COLOR_GRAY2RGB)
 
 
-def compressed_to_rgb(msg, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """sensor_msgs/CompressedImage (JPEG or PNG) -> (H, W, 3) uint8 RGB."""
+_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def jpeg_reduction(full_hw: tuple[int, int], min_hw: tuple[int, int] | None) -> int:
+    """The largest JPEG decode reduction (1, 2, 4 or 8) that still gives at least ``min_hw`` pixels.
+
+    libjpeg decodes at 1/2, 1/4, 1/8 size by scaling its DCT (``ceil(size / r)`` pixels) at a fraction of the
+    full decode's cost; the model never sees more than its input size, so anything larger is wasted.
+    """
+    if not min_hw:
+        return 1
+    (h, w), (H, W) = full_hw, min_hw
+    for r in (8, 4, 2):
+        if -(-h // r) >= H and -(-w // r) >= W:
+            return r
+    return 1
+
+
+def decode_image(buf: np.ndarray, min_hw: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS,
+                 what: str = "image") -> np.ndarray:
+    """JPEG / PNG bytes -> (H, W, 3) uint8 RGB. ``min_hw``: decode a JPEG only as large as needed for an
+    (H, W) model input (see ``jpeg_reduction``); the caller scales its intrinsics by the returned size.
+    A header announcing more than ``max_pixels`` is refused before decoding. Raises MessageError."""
+    size = _compressed_size(buf)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise MessageError(f"{what}: {size[0]}x{size[1]} exceeds {max_pixels} pixels")
+    r = jpeg_reduction((size[1], size[0]), min_hw) if size is not None and buf[:2].tobytes() == b"\xff\xd8" else 1
+    img = cv2.imdecode(buf, _REDUCED[r] if r > 1 else cv2.IMREAD_COLOR)
+    if img is None:
+        raise MessageError(f"{what}: could not be decoded")
+    if img.shape[0] * img.shape[1] > max_pixels:
+        raise MessageError(f"{what}: {img.shape[1]}x{img.shape[0]} exceeds {max_pixels} pixels")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+_POOL = None
+
+
+def decode_images(bufs, min_hw: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS) -> list:
+    """``decode_image`` over several views on a small thread pool (OpenCV decodes without the GIL). Each
+    item is the RGB image or the MessageError that view raised, so one bad view does not lose the others."""
+    global _POOL
+
+    def one(b):
+        try:
+            return decode_image(b, min_hw, max_pixels)
+        except MessageError as e:
+            return e
+
+    bufs = list(bufs)
+    if len(bufs) < 2 or (os.cpu_count() or 1) < 2:
+        return [one(b) for b in bufs]
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="decode")
+    return list(_POOL.map(one, bufs))
+
+
+def scale_intrinsics(K: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
+    """Pinhole K of an image of ``from_hw`` pixels, for the same image resized to ``to_hw``."""
+    if tuple(from_hw) == tuple(to_hw):
+        return np.asarray(K, np.float64)
+    return np.diag([to_hw[1] / from_hw[1], to_hw[0] / from_hw[0], 1.0]) @ np.asarray(K, np.float64)
+
+
+def compressed_to_rgb(msg, max_pixels: int = MAX_PIXELS, min_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG or PNG) -> (H, W, 3) uint8 RGB; ``min_hw`` as in ``decode_image``."""
     try:
         fmt = str(msg.format).lower()
         buf = _buffer(msg.data)
@@ -155,20 +222,11 @@ def compressed_to_rgb(msg, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise MessageError(f"CompressedImage: unsupported format {fmt!r} (jpeg, png)")
     if len(buf) < 8:
         raise MessageError("CompressedImage: data is empty or too short")
-    # read the size from the header first, so a huge image is refused before it is decoded
-    size = _compressed_size(buf)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise MessageError(f"CompressedImage: {size[0]}x{size[1]} exceeds {max_pixels} pixels")
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None:
-        raise MessageError(f"CompressedImage: {fmt or 'data'} could not be decoded")
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise MessageError(f"CompressedImage: {img.shape[1]}x{img.shape[0]} exceeds {max_pixels} pixels")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return decode_image(buf, min_hw, max_pixels, f"CompressedImage ({fmt or 'data'})")
 
 
 def _compressed_size(buf: np.ndarray):
-    b = buf.tobytes()[:65536]
+    b = buf[:65536].tobytes()
     if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24:
         return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
     if b[:2] == b"\xff\xd8":

@@ -21,11 +21,11 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from perception.geometry import invert_transform, make_transform, quat_to_yaw, rotate_vectors, transform_points
 from perception.sources.files import RADAR_FIELDS, SourceDataError, read_lidar_bin, read_radar_pcd
+from perception.sources.messages import MessageError, decode_images, scale_intrinsics
 from perception.sources.sweeps import sweep_in_reference
 from perception.types import (
     ATTRIBUTES,
@@ -40,7 +40,7 @@ from perception.types import (
     SensorFrame,
 )
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 VERSIONS = ("v1.0-mini", "v1.0-trainval", "v1.0-test")
 # The devkit's default radar filters (RadarPointCloud.from_file): valid clusters, dyn_prop 0-6, unambiguous.
 DEFAULT_RADAR_FILTERS = {"invalid_state": (0,), "dyn_prop": tuple(range(7)), "ambig_state": (3,)}
@@ -69,14 +69,18 @@ class NuScenesSource:
     """Yields SensorFrames (with ground truth) for the keyframes of a nuScenes split.
 
     ``source[i]`` reads one frame; iterating reads them in scene/time order. ``cameras`` selects camera
-    channels (empty = no images). Radar points are filtered like the devkit unless ``radar_filters=None``.
+    channels (empty = no images). ``image_min_hw`` (H, W): decode JPEGs only as large as a model input of
+    that size needs (1/2, 1/4 or 1/8 scale DCT decoding, intrinsics scaled to match); None = full size.
+    Radar points are filtered like the devkit unless ``radar_filters=None``.
     Points within ``remove_close`` metres of their sensor (|x| and |y|) are dropped, as the devkit does.
     """
 
     def __init__(self, dataroot, version: str = "v1.0-mini", split: str | None = None, lidar_sweeps: int = 9,
                  radar_sweeps: int = 3, cameras: Sequence[str] = CAMERAS, radar_filters=DEFAULT_RADAR_FILTERS,
-                 remove_close: float = 1.0, cache_dir=None, use_cache: bool = True):
+                 remove_close: float = 1.0, cache_dir=None, use_cache: bool = True,
+                 image_min_hw: tuple[int, int] | None = None):
         self.dataroot = Path(dataroot)
+        self.image_min_hw = tuple(image_min_hw) if image_min_hw else None
         if version not in VERSIONS:
             raise ValueError(f"unknown version {version!r}; valid: {VERSIONS}")
         table_dir = self.dataroot / version
@@ -154,7 +158,8 @@ class NuScenesSource:
             cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
             ep = nusc.get("ego_pose", sd["ego_pose_token"])
             out.append({"path": sd["filename"], "timestamp_us": sd["timestamp"], "T_ego_sensor": _pose(cs),
-                        "T_global_ego": _pose(ep), "K": cs["camera_intrinsic"]})
+                        "T_global_ego": _pose(ep), "K": cs["camera_intrinsic"],
+                        "hw": [int(sd.get("height") or 0), int(sd.get("width") or 0)]})
             sd_token = sd["prev"]
         return out
 
@@ -258,7 +263,7 @@ class NuScenesSource:
         return cloud
 
     def _cameras(self, e: dict, T_ego_global) -> dict[str, CameraView]:
-        out = {}
+        blobs = {}
         for ch in self.cameras:
             cam = e["cameras"].get(ch)
             if cam is None:
@@ -268,12 +273,18 @@ class NuScenesSource:
                 blob = f.read()
             if path.lower().endswith((".jpg", ".jpeg")) and not blob.rstrip(b"\x00").endswith(b"\xff\xd9"):
                 raise SourceDataError(f"truncated JPEG {path} (sample {e['token']}): no end-of-image marker")
-            img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
-            if img is None:
-                raise SourceDataError(f"cannot decode image {path} (sample {e['token']})")
+            blobs[ch] = (path, np.frombuffer(blob, np.uint8))
+        images = decode_images([b for _, b in blobs.values()], self.image_min_hw)
+        out = {}
+        for (ch, (path, _)), img in zip(blobs.items(), images):
+            if isinstance(img, MessageError):
+                raise SourceDataError(f"cannot decode image {path} (sample {e['token']}): {img}")
+            cam = e["cameras"][ch]
             T = T_ego_global @ np.array(cam["T_global_ego"]) @ np.array(cam["T_ego_sensor"])
-            out[ch] = CameraView(image=cv2.cvtColor(img, cv2.COLOR_BGR2RGB), intrinsics=np.array(cam["K"]),
-                                 T_ego_cam=T, stamp_ns=cam["timestamp_us"] * 1000, channel=ch)
+            K = np.array(cam["K"])
+            full = tuple(cam["hw"]) if all(cam["hw"]) else img.shape[:2]  # K belongs to the table's image size
+            K = scale_intrinsics(K, full, img.shape[:2])
+            out[ch] = CameraView(image=img, intrinsics=K, T_ego_cam=T, stamp_ns=cam["timestamp_us"] * 1000, channel=ch)
         return out
 
     @staticmethod
