@@ -31,6 +31,13 @@ PREPROCESS_DEFAULTS = {
     "max_points": 2_000_000,
 }
 
+# How the Pipeline runs (config section ``runtime``; not saved with the checkpoint, a deployment choice):
+# precision "fp32" | "fp16" | "bf16" | "auto" (autocast around the network; "auto" = fp16 on CUDA, fp32 elsewhere:
+# CPUs have no fast fp16 kernels), voxelization with the
+# torch kernel on the Pipeline's device, and pinned host memory + asynchronous copies for the inputs.
+RUNTIME_DEFAULTS = {"precision": "fp32", "voxelize_on_device": False, "pin_memory": False}
+_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
 
 def resize_image(img: np.ndarray, W: int, H: int) -> np.ndarray:
     """Area-averaging resize to (H, W). From a much larger image it goes through an integer-factor area
@@ -60,6 +67,8 @@ class Preprocessor:
             raise ConfigError(f"preprocess.modalities: unknown {sorted(bad)}; valid: {MODALITIES}")
         self.grids = {m: VoxelGrid(tuple(self.spec[m]["pc_range"]), tuple(self.spec[m]["voxel_size"]))
                       for m in ("lidar", "radar")}
+        self.voxel_device: torch.device | None = None  # set: points go to it and the torch kernel voxelizes
+        self.pin_memory = False
 
     @property
     def decode_hw(self) -> tuple[int, int] | None:
@@ -95,6 +104,8 @@ class Preprocessor:
             if missing:
                 raise ValueError(f"{m} point cloud lacks columns {missing} (has {list(cloud.columns)})")
             pts = cloud.to_array(cols)
+            if self.voxel_device is not None:
+                pts = self._to_device(torch.from_numpy(pts), self.voxel_device)
             s = self.spec[m]
             vox, coords, npts = voxelize_hard(pts, self.grids[m], s["max_points"], s["max_voxels"])
             out[m] = {"voxels": vox, "coords": coords, "num_points": npts}
@@ -120,6 +131,14 @@ class Preprocessor:
                 out["present"][0] = True
         return out
 
+    def _to_device(self, x: torch.Tensor, device) -> torch.Tensor:
+        device = torch.device(device)
+        if device.type == "cuda":
+            if self.pin_memory:
+                x = x.pin_memory()
+            return x.to(device, non_blocking=self.pin_memory)
+        return x.to(device)
+
     def collate(self, items: list[dict], device="cpu") -> dict:
         B = len(items)
         batch: dict = {"present": torch.as_tensor(np.stack([it["present"] for it in items]), device=device)}
@@ -132,10 +151,10 @@ class Preprocessor:
                     x = it[m]
                     vox.append(torch.as_tensor(x["voxels"]))
                     c = torch.as_tensor(x["coords"], dtype=torch.int32)
-                    coords.append(torch.cat([torch.full((len(c), 1), b, dtype=torch.int32), c], 1))
+                    coords.append(torch.cat([torch.full((len(c), 1), b, dtype=torch.int32, device=c.device), c], 1))
                     npts.append(torch.as_tensor(x["num_points"]))
-            batch[m] = {"voxels": torch.cat(vox).to(device), "coords": torch.cat(coords).to(device),
-                        "num_points": torch.cat(npts).to(device)}
+            batch[m] = {k: self._to_device(torch.cat(v), device)
+                        for k, v in (("voxels", vox), ("coords", coords), ("num_points", npts))}
         if any("camera" in it for it in items):
             cs = self.spec["camera"]
             N, (H, W) = len(cs["channels"]), cs["size"]
@@ -147,8 +166,8 @@ class Preprocessor:
                     l2i[b] = torch.as_tensor(it["camera"]["lidar2img"])
             mean = torch.tensor(cs["mean"]).view(1, 1, 3, 1, 1) * 255
             std = torch.tensor(cs["std"]).view(1, 1, 3, 1, 1) * 255
-            x = (imgs.to(device).permute(0, 1, 4, 2, 3).float() - mean.to(device)) / std.to(device)
-            batch["camera"] = {"images": x, "lidar2img": l2i.to(device)}
+            x = (self._to_device(imgs, device).permute(0, 1, 4, 2, 3).float() - mean.to(device)) / std.to(device)
+            batch["camera"] = {"images": x, "lidar2img": self._to_device(l2i, device)}
         return batch
 
 
@@ -177,10 +196,17 @@ def load_checkpoint(path) -> dict:
 class Pipeline:
     """Pipeline(config, checkpoint, device): ``pipeline(frame) -> Detections`` (ego frame of the frame)."""
 
-    def __init__(self, config, checkpoint=None, device: str = "cpu", modalities=None):
+    def __init__(self, config, checkpoint=None, device: str = "cpu", modalities=None, runtime: dict | None = None):
+        """``runtime`` overrides the config's runtime section (RUNTIME_DEFAULTS: precision, voxelize_on_device,
+        pin_memory)."""
         cfg = load_config(config) if isinstance(config, (str, Path)) else dict(config)
         self.cfg = cfg
         self.device = torch.device(device)
+        self.runtime = check_section("runtime", {**cfg.get("runtime", {}), **(runtime or {})}, RUNTIME_DEFAULTS)
+        if self.runtime["precision"] == "auto":
+            self.runtime["precision"] = "fp16" if self.device.type == "cuda" else "fp32"
+        if self.runtime["precision"] not in _DTYPES:
+            raise ConfigError(f"runtime.precision: {self.runtime['precision']!r}; valid: {sorted(_DTYPES)} or 'auto'")
         self.model = build(cfg["model"]).to(self.device).eval()
         preprocess = cfg.get("preprocess", {})
         if checkpoint is not None:
@@ -191,6 +217,9 @@ class Pipeline:
                                  f"unexpected keys {unexpected[:20]}")
             preprocess = ckpt.get("meta", {}).get("preprocess", preprocess)
         self.pre = Preprocessor(preprocess)
+        if self.runtime["voxelize_on_device"]:
+            self.pre.voxel_device = self.device
+        self.pre.pin_memory = bool(self.runtime["pin_memory"]) and self.device.type == "cuda"
         self.modalities = modalities
         self.last_timing: dict[str, float] = {}
         self._text_encoder = None
@@ -240,7 +269,8 @@ class Pipeline:
             return [Detections.empty(prompts) for _ in frames]
         batch = self.pre.collate(items, self.device)
         t1 = time.perf_counter()
-        out = self.model(batch)
+        with self._autocast():
+            out = self.model(batch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
@@ -249,12 +279,20 @@ class Pipeline:
             if not it["present"].any():
                 dets.append(Detections.empty(prompts))
                 continue
-            g = self._ground(out["bev"][b], d, text) if prompts else None
+            if prompts:
+                with self._autocast():
+                    g = self._ground(out["bev"][b], d, text)
+            else:
+                g = None
             dets.append(detections_from_decoded(d, prompts, g))
         t3 = time.perf_counter()
         self.last_timing = {"preprocess": t1 - t0 - t_text, "inference": t2 - t1, "postprocess": t3 - t2,
                             "text": t_text}
         return dets
+
+    def _autocast(self):
+        dtype = _DTYPES[self.runtime["precision"]]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     def _ground(self, bev: torch.Tensor, d: dict, text: dict) -> np.ndarray:
         g = self.model.grounding

@@ -21,7 +21,9 @@ MODALITIES = ("camera", "lidar", "radar")
 
 
 def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
-    logits = logits.masked_fill(~mask, -1e4)
+    """Softmax over the unmasked entries; all-masked rows give zeros. In float32 whatever the autocast
+    precision (the 1e-6 guard underflows to 0 in fp16 and a query that sees no camera would divide by it)."""
+    logits = logits.float().masked_fill(~mask, -1e4)
     w = torch.softmax(logits, dim=dim) * mask
     return w / w.sum(dim=dim, keepdim=True).clamp(min=1e-6)
 
@@ -80,7 +82,8 @@ class CameraCrossAttention(nn.Module):
         v = self.value(feats.flatten(0, 1))  # B*N, Dv, h, w
         pts = torch.cat([xy.unsqueeze(1).expand(Q, Z, 2), self.heights.view(1, Z, 1).expand(Q, Z, 1),
                          torch.ones(Q, Z, 1, device=q.device)], -1)  # Q, Z, 4
-        proj = torch.einsum("bnij,qzj->bnqzi", lidar2img, pts)  # B, N, Q, Z, 4
+        with torch.autocast(q.device.type, enabled=False):  # pixel geometry in float32 under fp16 autocast
+            proj = torch.einsum("bnij,qzj->bnqzi", lidar2img.float(), pts.float())  # B, N, Q, Z, 4
         depth = proj[..., 2]
         uv = proj[..., :2] / depth.clamp(min=1e-3).unsqueeze(-1)
         Hin, Win = img_hw
@@ -94,7 +97,7 @@ class CameraCrossAttention(nn.Module):
         logits = self.weights(q).view(B, Q, 1, Z * P).expand(B, Q, N, Z * P)
         mask = inside.permute(0, 2, 1, 3, 4).reshape(B, Q, N, Z * P)
         w = _masked_softmax(logits.reshape(B, Q, -1), mask.reshape(B, Q, -1), -1).view(B, Q, N, Z * P)
-        out = torch.einsum("bndqk,bqnk->bqd", s.view(B, N, Dv, Q, Z * P), w)
+        out = torch.einsum("bndqk,bqnk->bqd", s.view(B, N, Dv, Q, Z * P), w.to(s.dtype))
         return self.out(out), mask.flatten(2).any(-1)
 
 

@@ -183,6 +183,14 @@ def decode_image(buf: np.ndarray, min_hw: tuple[int, int] | None = None, max_pix
 _POOL = None
 
 
+def _forget_pool() -> None:  # a forked child (DataLoader workers) inherits the pool object but not its threads
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def decode_images(bufs, min_hw: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS) -> list:
     """``decode_image`` over several views on a small thread pool (OpenCV decodes without the GIL). Each
     item is the RGB image or the MessageError that view raised, so one bad view does not lose the others."""
