@@ -18,7 +18,7 @@ import numpy as np
 from perception.geometry import invert_transform, make_transform, matrix_to_quat, quat_to_matrix
 from perception.sources.messages import scale_intrinsics
 from perception.sources.nuscenes import DEFAULT_RADAR_FILTERS
-from perception.sources.sweeps import sweep_in_reference
+from perception.sources.sweeps import merge_in_reference
 from perception.types import CAMERAS, LIDAR, RADARS, CameraView, PointCloud, SensorFrame
 
 
@@ -135,12 +135,13 @@ class FrameAssembler:
         T_ref = self.pose_at(ref_stamp)
         T_ego_global = invert_transform(T_ref)
 
-        def in_reference(channel, stamp, c, filters=None):
+        def in_reference(channel, stamp, c):
+            """(cloud, T_ref_sensor, lag) for merge_in_reference; None without a pose."""
             try:
                 T = T_ego_global @ self.pose_at(stamp) @ self.extrinsic(channel)
             except PoseError:
                 return None
-            return sweep_in_reference(c, T, (ref_stamp - stamp) * 1e-9, self.remove_close, filters)
+            return c, T, (ref_stamp - stamp) * 1e-9
 
         cloud = None
         if lidar:
@@ -150,7 +151,7 @@ class FrameAssembler:
             parts = [in_reference(LIDAR, stamp, PointCloud(c.xyz, {k: v for k, v in c.features.items()
                                                                     if k in ("intensity", "ring")}))
                      for stamp, c in sweeps]
-            cloud, _ = PointCloud.concatenate([p for p in parts if p is not None]).finite()
+            cloud = merge_in_reference(parts, self.remove_close)
         radar = None
         if radar_stamps:
             parts = []
@@ -158,10 +159,10 @@ class FrameAssembler:
                 if ch not in radar_stamps:
                     continue
                 hist = [x for x in self.radar[ch] if x[0] <= radar_stamps[ch]][-self.radar_sweeps:][::-1]
-                parts += [in_reference(ch, stamp, c, self.radar_filters) for stamp, c in hist]
+                parts += [in_reference(ch, stamp, c) for stamp, c in hist]
             parts = [p for p in parts if p is not None]
             if parts:
-                radar, _ = PointCloud.concatenate(parts).finite()
+                radar = merge_in_reference(parts, self.remove_close, self.radar_filters)
         cams = {}
         for ch, (stamp, rgb) in (images or {}).items():
             if ch not in self.cameras or ch not in self.camera_K:

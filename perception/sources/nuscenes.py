@@ -26,7 +26,7 @@ import numpy as np
 from perception.geometry import invert_transform, make_transform, quat_to_yaw, rotate_vectors, transform_points
 from perception.sources.files import RADAR_FIELDS, SourceDataError, read_lidar_bin, read_radar_pcd
 from perception.sources.messages import MessageError, decode_images, scale_intrinsics
-from perception.sources.sweeps import sweep_in_reference
+from perception.sources.sweeps import merge_in_reference
 from perception.types import (
     ATTRIBUTES,
     CAMERAS,
@@ -237,30 +237,26 @@ class NuScenesSource:
         return str(p)
 
     def _lidar(self, e: dict, T_ego_global) -> PointCloud:
-        clouds = []
+        parts = []
         for sw in e["lidar"]:
             pts = read_lidar_bin(self._path(sw["path"], e), 5, sample=e["token"])
             T = T_ego_global @ np.array(sw["T_global_ego"]) @ np.array(sw["T_ego_sensor"])
             lag = (e["timestamp_us"] - sw["timestamp_us"]) * 1e-6
-            raw = PointCloud(pts[:, :3], {"intensity": pts[:, 3], "ring": pts[:, 4]})
-            clouds.append(sweep_in_reference(raw, T, lag, self.remove_close))
-        cloud, _ = PointCloud.concatenate(clouds).finite()
-        return cloud
+            parts.append((PointCloud(pts[:, :3], {"intensity": pts[:, 3], "ring": pts[:, 4]}), T, lag))
+        return merge_in_reference(parts, self.remove_close)
 
     def _radar(self, e: dict, T_ego_global) -> PointCloud | None:
         if not e["radar"]:
             return None
-        clouds = []
+        parts = []
         for ch in RADARS:
             for sw in e["radar"].get(ch, []):
                 rec = read_radar_pcd(self._path(sw["path"], e), sample=e["token"])
                 T = T_ego_global @ np.array(sw["T_global_ego"]) @ np.array(sw["T_ego_sensor"])
                 raw = PointCloud(np.stack([rec["x"], rec["y"], rec["z"]], axis=1),
                                  {f: rec[f] for f in RADAR_FIELDS[3:]})
-                lag = (e["timestamp_us"] - sw["timestamp_us"]) * 1e-6
-                clouds.append(sweep_in_reference(raw, T, lag, self.remove_close, self.radar_filters))
-        cloud, _ = PointCloud.concatenate(clouds).finite()
-        return cloud
+                parts.append((raw, T, (e["timestamp_us"] - sw["timestamp_us"]) * 1e-6))
+        return merge_in_reference(parts, self.remove_close, self.radar_filters)
 
     def _cameras(self, e: dict, T_ego_global) -> dict[str, CameraView]:
         blobs = {}

@@ -33,14 +33,24 @@ def as_array(name: str, value, dtype, shape: tuple, *, copy: bool = False) -> np
 
 def check_transform(name: str, T) -> np.ndarray:
     T = as_array(name, T, np.float64, (4, 4))
-    if not np.all(np.isfinite(T)):
+    # np.allclose's tolerances written out: allclose and linalg.det cost ~60 us per transform, and frame
+    # assembly checks ~20 transforms per frame
+    if not np.isfinite(T).all():
         raise ValueError(f"{name}: transform contains NaN or inf")
-    if not np.allclose(T[3], [0, 0, 0, 1]):
+    if not (np.abs(T[3] - _LAST_ROW) <= _LAST_ROW_TOL).all():
         raise ValueError(f"{name}: last row of a 4x4 transform must be [0, 0, 0, 1], got {T[3].tolist()}")
     R = T[:3, :3]
-    if not np.allclose(R @ R.T, np.eye(3), atol=1e-5) or np.linalg.det(R) < 0:
+    det = (R[0, 0] * (R[1, 1] * R[2, 2] - R[1, 2] * R[2, 1]) - R[0, 1] * (R[1, 0] * R[2, 2] - R[1, 2] * R[2, 0])
+           + R[0, 2] * (R[1, 0] * R[2, 1] - R[1, 1] * R[2, 0]))
+    if not (np.abs(R @ R.T - _EYE3) <= _EYE3_TOL).all() or det < 0:
         raise ValueError(f"{name}: rotation part is not a proper rotation matrix")
     return T
+
+
+_LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
+_LAST_ROW_TOL = 1e-8 + 1e-5 * _LAST_ROW      # np.allclose defaults
+_EYE3 = np.eye(3)
+_EYE3_TOL = 1e-5 + 1e-5 * _EYE3              # atol=1e-5, default rtol
 
 
 def check_length(name: str, arr: np.ndarray, n: int) -> None:
