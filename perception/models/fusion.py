@@ -97,7 +97,10 @@ class CameraCrossAttention(nn.Module):
         logits = self.weights(q).view(B, Q, 1, Z * P).expand(B, Q, N, Z * P)
         mask = inside.permute(0, 2, 1, 3, 4).reshape(B, Q, N, Z * P)
         w = _masked_softmax(logits.reshape(B, Q, -1), mask.reshape(B, Q, -1), -1).view(B, Q, N, Z * P)
-        out = torch.einsum("bndqk,bqnk->bqd", s.view(B, N, Dv, Q, Z * P), w.to(s.dtype))
+        # weighted sum over cameras and points; a dot product over the contiguous last axis, then over cameras
+        # (the equivalent einsum permuted the (B, N, Dv, Q, ZP) samples for a bmm: 18% of the tiny model's time)
+        wp = w.to(s.dtype).permute(0, 2, 1, 3).unsqueeze(2)  # B, N, 1, Q, ZP
+        out = (s.view(B, N, Dv, Q, Z * P) * wp).sum(-1).sum(1).transpose(1, 2)  # B, Q, Dv
         return self.out(out), mask.flatten(2).any(-1)
 
 
