@@ -1,0 +1,96 @@
+"""Where the network spends its time: torch.profiler's operator table and wall time per top-level module.
+
+    python benchmarks/profile_model.py [--config configs/tiny.py] [--checkpoint checkpoints/tiny.pth]
+        [--device cpu|cuda] [--data-root data/demo] [--iters 5]
+
+Runs the Pipeline's own preprocessing on a real frame of the synthetic world (made if missing, as the demo
+does), then profiles ``model(batch)`` only (no decode, no post-processing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/tiny.py")
+    p.add_argument("--checkpoint", default="checkpoints/tiny.pth", help="'none' for the config's random init")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", default="data/demo")
+    p.add_argument("--iters", type=int, default=5)
+    a = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from perception.pipeline import Pipeline
+    from perception.sources.nuscenes import NuScenesSource
+    from tools.demo import make_world
+
+    root = Path(a.data_root)
+    if not (root / "v1.0-mini").is_dir():
+        make_world(root, 20)
+    pipe = Pipeline(a.config, None if a.checkpoint == "none" else a.checkpoint, device=a.device)
+    src = NuScenesSource(root, "v1.0-mini", None, lidar_sweeps=int(pipe.cfg.get("data", {}).get("lidar_sweeps", 9)),
+                         image_min_hw=pipe.pre.decode_hw)
+    batch = pipe.pre.collate([pipe.pre.prepare(src[min(5, len(src) - 1)])], pipe.device)
+    model = pipe.model
+
+    def sync():
+        if pipe.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if pipe.device.type == "cuda" else [])
+    with torch.no_grad(), pipe._autocast():
+        for _ in range(3):
+            model(batch)
+        with profile(activities=acts) as prof:
+            for _ in range(a.iters):
+                model(batch)
+            sync()
+    key = "self_cuda_time_total" if pipe.device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=15))
+
+    spent: dict[str, float] = collections.defaultdict(float)
+    start: dict[str, float] = {}
+    hooks = []
+
+    def before(name):
+        def hook(module, inputs):  # returns None: a pre-hook's return value would replace the inputs
+            sync()
+            start[name] = time.perf_counter()
+        return hook
+
+    def after(name):
+        def hook(module, inputs, output):
+            sync()
+            spent[name] += time.perf_counter() - start[name]
+        return hook
+
+    for name, mod in model.named_modules():
+        if name and name.count(".") <= 1:
+            hooks += [mod.register_forward_pre_hook(before(name)), mod.register_forward_hook(after(name))]
+    with torch.no_grad(), pipe._autocast():
+        t = time.perf_counter()
+        for _ in range(a.iters):
+            model(batch)
+        sync()
+        total = (time.perf_counter() - t) / a.iters
+    for h in hooks:
+        h.remove()
+    print(f"\nwall time per forward {1000 * total:.1f} ms ({a.config}, {pipe.device}, {pipe.runtime['precision']}); "
+          "per module (nested modules are inside their parent):")
+    for name, s in sorted(spent.items(), key=lambda kv: -kv[1])[:14]:
+        print(f"  {name:32s} {1000 * s / a.iters:8.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
