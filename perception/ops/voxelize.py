@@ -58,9 +58,10 @@ def _hard_numba(points, lo, size, shape, max_points, max_voxels, grid):
     m = 0
     for i in range(n):
         slot[i] = -1
-        fx = np.floor((points[i, 0] - lo[0]) / size[0])
-        fy = np.floor((points[i, 1] - lo[1]) / size[1])
-        fz = np.floor((points[i, 2] - lo[2]) / size[2])
+        # no floor needed: for 0 <= f < s (checked first; NaN fails it) truncation is the floor
+        fx = (points[i, 0] - lo[0]) / size[0]
+        fy = (points[i, 1] - lo[1]) / size[1]
+        fz = (points[i, 2] - lo[2]) / size[2]
         if not (fx >= 0 and fx < sx and fy >= 0 and fy < sy and fz >= 0 and fz < sz):
             continue
         cx, cy, cz = np.int64(fx), np.int64(fy), np.int64(fz)
