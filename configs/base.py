@@ -17,8 +17,9 @@ train = dict(max_iters=60000, batch_size=4, lr=2e-4, weight_decay=1e-2, val_inte
              modality_dropout=dict(camera=0.15, lidar=0.25, radar=0.2), num_workers=4, log_interval=50)
 
 # the GPU path: fp16 autocast on CUDA (fp32 on a CPU), voxelization by the torch kernel on the GPU, pinned
-# host memory with asynchronous copies (perception.pipeline.RUNTIME_DEFAULTS)
-runtime = dict(precision="auto", voxelize_on_device=True, pin_memory=True)
+# host memory with asynchronous copies; on a CPU the network runs in ONNX Runtime when it is installed
+# (perception.pipeline.RUNTIME_DEFAULTS)
+runtime = dict(precision="auto", voxelize_on_device=True, pin_memory=True, backend="auto")
 
 text_encoder = dict(path=None, max_tokens=32)
 prompts = dict(train_per_scene=80, val_per_scene=60, seed=0)

@@ -11,6 +11,7 @@ fusion masks out exactly as the torch model does when the modality is absent fro
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -74,17 +75,44 @@ def flat_inputs(batch: dict, spec: dict) -> dict[str, torch.Tensor]:
     return feeds
 
 
-def export_onnx(model: nn.Module, batch: dict, spec: dict, path, opset: int = 17) -> Path:
-    """Trace ``model`` (eval mode) on ``batch`` and write ``path``. Voxel counts are dynamic; batch size,
-    camera count and image size are those of ``batch``. Every modality must be present in ``batch`` so
-    that every branch is traced."""
+def example_batch(spec: dict) -> dict:
+    """A batch of one frame with every modality, shaped by the Preprocessor ``spec``, for tracing: a few
+    one-point voxels per point modality (more than one: a traced size of 1 can be baked into a reshape),
+    black images. The values do not matter (the graph has no branch on them); the round-trip test checks
+    the graph on real frames."""
+    batch: dict = {"present": torch.ones((1, 3), dtype=torch.bool)}
+    for m in POINT_MODALITIES:
+        s = spec[m]
+        x0, y0, z0, x1, y1, z1 = s["pc_range"]
+        vx, vy, _ = s["voxel_size"]
+        k = 3
+        vox = torch.zeros((k, s["max_points"], len(s["columns"])))
+        coords = torch.zeros((k, 4), dtype=torch.int32)
+        for j in range(k):
+            x, y = x0 + (j + 0.5) * vx, y0 + (j + 0.5) * vy
+            vox[j, 0, :3] = torch.tensor([x, y, (z0 + z1) / 2])
+            coords[j, 2], coords[j, 3] = j, j
+        batch[m] = {"voxels": vox, "num_points": torch.ones(k, dtype=torch.int32), "coords": coords}
+    cs = spec["camera"]
+    H, W = cs["size"]
+    l2i = torch.eye(4).repeat(1, len(cs["channels"]), 1, 1)
+    batch["camera"] = {"images": torch.zeros((1, len(cs["channels"]), 3, H, W)), "lidar2img": l2i}
+    return batch
+
+
+def export_onnx(model: nn.Module, batch: dict, spec: dict, path=None, opset: int = 17) -> Path | bytes:
+    """Trace ``model`` (eval mode) on ``batch`` and write ``path`` (None: return the graph's bytes). Voxel
+    counts are dynamic; batch size, camera count and image size are those of ``batch``. Every modality must
+    be present in ``batch`` so that every branch is traced."""
     from perception.models.fusion import MODALITIES
 
     missing = [m for i, m in enumerate(MODALITIES) if batch.get(m) is None or not bool(batch["present"][:, i].all())]
     if missing:
         raise ValueError(f"export needs a frame with every modality; this one lacks {missing}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    target = io.BytesIO() if path is None else str(path)
     was_training = model.training
     flat = FlatModel(model).eval()  # the exporter restores the wrapper's mode recursively afterwards
     feeds = flat_inputs(batch, spec)
@@ -94,27 +122,30 @@ def export_onnx(model: nn.Module, batch: dict, spec: dict, path, opset: int = 17
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer warns about the Python branches on sizes; the traced graph is checked against torch
         warnings.simplefilter("ignore")
-        torch.onnx.export(flat, tuple(feeds[n] for n in INPUT_NAMES), str(path), input_names=list(INPUT_NAMES),
+        torch.onnx.export(flat, tuple(feeds[n] for n in INPUT_NAMES), target, input_names=list(INPUT_NAMES),
                           output_names=list(flat.names), dynamic_axes=dynamic, opset_version=opset,
                           dynamo=False)
     model.train(was_training)
-    return path
+    return target.getvalue() if path is None else path
 
 
 class OnnxModel:
     """An exported graph run by onnxruntime, called like the torch model: ``batch -> {name: tensor}``."""
 
     def __init__(self, path, spec: dict, providers=None):
+        """``path``: an .onnx file or the graph's bytes (``export_onnx(..., path=None)``)."""
         try:
             import onnxruntime as ort
         except ImportError as e:
             raise ImportError("onnxruntime is not installed: pip install -e .[export]") from e
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
+        if not isinstance(path, bytes):
+            path = Path(path)
+            if not path.is_file():
+                raise FileNotFoundError(f"ONNX model not found: {path}")
+            path = str(path)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(path, opts, providers=providers or ["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]  # unused inputs are pruned by the exporter
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.spec = spec

@@ -70,3 +70,30 @@ def test_export_tool_checks_its_own_graph(synthetic_root, tmp_path, capsys):
     # a tolerance nothing can meet makes the tool fail, so the check is real
     assert main(["configs/tiny.py", "checkpoints/tiny.pth", "--data-root", str(synthetic_root),
                  "--out", str(out), "--frames", "1", "--atol", "0"]) == 1
+
+
+def test_onnxruntime_backend_gives_the_torch_detections(synthetic_root):
+    """runtime.backend: the Pipeline exports its network in memory and ONNX Runtime runs it; detections and
+    grounding scores are torch's, for one frame, a batch of two, and a frame without lidar."""
+    from perception.config import ConfigError
+    from perception.sources.nuscenes import NuScenesSource
+
+    src = NuScenesSource(synthetic_root, "v1.0-mini", None, lidar_sweeps=4)
+    ref = Pipeline("configs/tiny.py", "checkpoints/tiny.pth", runtime={"backend": "torch"})
+    ort_pipe = Pipeline("configs/tiny.py", "checkpoints/tiny.pth", runtime={"backend": "onnxruntime"})
+    assert ref._onnx is None and ort_pipe._onnx is not None
+    assert Pipeline("configs/tiny.py").runtime["backend"] == "onnxruntime"  # tiny.py says auto: the CPU gets it
+    prompts = ["moving cars ahead", "parked vehicles on the right"]
+    frames = [src[1], src[len(src) - 1]]
+    for mods in (None, ("camera", "radar")):
+        ref.modalities = ort_pipe.modalities = mods
+        a, b = ref.run_batch(frames, prompts), ort_pipe.run_batch(frames, prompts)
+        for da, db in zip(a, b):
+            assert len(da) == len(db) > 0
+            np.testing.assert_allclose(da.scores, db.scores, atol=1e-4)
+            np.testing.assert_allclose(da.boxes.data[:, :7], db.boxes.data[:, :7], atol=1e-3)
+            np.testing.assert_allclose(da.grounding_scores, db.grounding_scores, atol=1e-3)
+    with pytest.raises(ConfigError, match="onnxruntime"):
+        Pipeline("configs/tiny.py", runtime={"backend": "onnxruntime", "precision": "bf16"})
+    with pytest.raises(ConfigError, match="backend"):
+        Pipeline("configs/tiny.py", runtime={"backend": "tensorrt"})
