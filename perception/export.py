@@ -152,8 +152,10 @@ class OnnxModel:
         self.inputs = [i.name for i in self.session.get_inputs()]  # unused inputs are pruned by the exporter
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.spec = spec
+        self.calls = 0
 
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
+        self.calls += 1
         feeds = flat_inputs(batch, self.spec)
         res = self.session.run(None, {n: feeds[n].cpu().numpy() for n in self.inputs})
         return {n: torch.from_numpy(np.asarray(r)) for n, r in zip(self.outputs, res)}

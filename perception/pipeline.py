@@ -291,7 +291,10 @@ class Pipeline:
             self.last_timing = {"preprocess": time.perf_counter() - t0 - t_text, "inference": 0.0,
                                 "postprocess": 0.0, "text": t_text}
             return [Detections.empty(prompts) for _ in frames]
-        if self._onnx is not None:  # the exported graph has batch size 1: one run per frame
+        # the exported graph has batch size 1 and always computes every modality's branch, so it runs frames
+        # with every modality; a frame without one (e.g. a lidar sweep between camera frames) is cheaper in
+        # torch, which skips the missing branch (the outputs agree: tests/test_export.py)
+        if self._onnx is not None and all(it["present"].all() for it in items):
             batches = [self.pre.collate([it], self.device) for it in items]
             t1 = time.perf_counter()
             parts = [self._onnx(b) for b in batches]

@@ -73,8 +73,9 @@ def test_export_tool_checks_its_own_graph(synthetic_root, tmp_path, capsys):
 
 
 def test_onnxruntime_backend_gives_the_torch_detections(synthetic_root):
-    """runtime.backend: the Pipeline exports its network in memory and ONNX Runtime runs it; detections and
-    grounding scores are torch's, for one frame, a batch of two, and a frame without lidar."""
+    """runtime.backend: the Pipeline exports its network in memory and ONNX Runtime runs frames with every
+    modality (a frame without one goes to torch, which skips that branch); detections and grounding scores
+    are torch's, for a batch of two, with and without lidar."""
     from perception.config import ConfigError
     from perception.sources.nuscenes import NuScenesSource
 
@@ -85,9 +86,11 @@ def test_onnxruntime_backend_gives_the_torch_detections(synthetic_root):
     assert Pipeline("configs/tiny.py").runtime["backend"] == "onnxruntime"  # tiny.py says auto: the CPU gets it
     prompts = ["moving cars ahead", "parked vehicles on the right"]
     frames = [src[1], src[len(src) - 1]]
-    for mods in (None, ("camera", "radar")):
+    for mods, ort_runs in ((None, 2), (("camera", "radar"), 0)):
         ref.modalities = ort_pipe.modalities = mods
+        calls = ort_pipe._onnx.calls
         a, b = ref.run_batch(frames, prompts), ort_pipe.run_batch(frames, prompts)
+        assert ort_pipe._onnx.calls - calls == ort_runs
         for da, db in zip(a, b):
             assert len(da) == len(db) > 0
             np.testing.assert_allclose(da.scores, db.scores, atol=1e-4)
