@@ -242,45 +242,19 @@ def bench_onnx(pipe, src, repeat):
 def bench_live_node(root, seconds: float):
     """lidar message arrival -> /perception/objects published, minus the pipeline and the wait for the other
     sensors of the frame: what the node itself costs. Real processes: the node and the log player over DDS."""
-    import json
-    import subprocess
-
-    try:
-        import rclpy
-        from std_msgs.msg import String
-    except ImportError:
+    if importlib.util.find_spec("rclpy") is None:
         row("live node overhead (rclpy not installed)", None)
         return
     from perception.sources.bag import scene_to_bag
+    from ros_nodes.local_run import node_and_player
 
     log = root / "bench_log"
     if not log.exists():
         scene_to_bag(root, "scene-0103", log, progress=False)
-    env = dict(os.environ, ROS_DOMAIN_ID=str(100 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    rclpy.init()
-    listener = rclpy.create_node("pf_bench")
-    status = []
-    listener.create_subscription(String, "/perception/status", lambda m: status.append(json.loads(m.data)), 100)
-    node = subprocess.Popen([sys.executable, "-m", "ros_nodes.fusion_node", "--ros-args", "--params-file",
-                             "ros_nodes/params/fusion.yaml"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    player = subprocess.Popen([sys.executable, "-m", "ros_nodes.player", str(log), "--loop", "--start-delay", "60"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 120 and not any(s.get("event") == "frame" for s in status):
-            rclpy.spin_once(listener, timeout_sec=0.1)
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < seconds:
-            rclpy.spin_once(listener, timeout_sec=0.1)
-    finally:
-        for p in (player, node):
-            p.terminate()
-            p.wait(timeout=30)
-        listener.destroy_node()
-        rclpy.try_shutdown()
+    with node_and_player(log, start_delay=60.0, domain_base=100, name="pf_bench") as run:
+        run.spin(120.0, until=lambda: bool(run.frames()))  # the node loads, the player waits for it
+        run.spin(seconds)
+    status = run.status
     frames = [s for s in status if s.get("event") == "frame"][3:]  # the first frames warm up
     if not frames:
         row("live node overhead: no frames came back", None)

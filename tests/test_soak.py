@@ -9,8 +9,6 @@ the figures.
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -29,42 +27,21 @@ def _rss_kib(pid: int) -> int:
 
 
 def test_soak_live_node(synthetic_root, tmp_path):
-    from std_msgs.msg import String
-
     from perception.sources.bag import scene_to_bag
+    from ros_nodes.local_run import node_and_player
 
     seconds = float(os.environ.get("PF_SOAK_SECONDS", "600"))
     warmup = min(60.0, seconds / 5)
     log = tmp_path / "log"
     scene_to_bag(synthetic_root, "scene-0103", log, progress=False)
-    env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               PYTHONPATH=os.getcwd())
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    rclpy.init()
-    listener = rclpy.create_node("pf_soak")
-    status = []
-    listener.create_subscription(String, "/perception/status", lambda m: status.append(json.loads(m.data)), 100)
-    node = subprocess.Popen([sys.executable, "-m", "ros_nodes.fusion_node", "--ros-args", "--params-file",
-                             "ros_nodes/params/fusion.yaml"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    player = subprocess.Popen([sys.executable, "-m", "ros_nodes.player", str(log), "--loop", "--start-delay", "30"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rss = []
     t0 = time.monotonic()
-    try:
+    with node_and_player(log, name="pf_soak") as run:
         while time.monotonic() - t0 < seconds:
-            end = time.monotonic() + 5
-            while time.monotonic() < end:
-                rclpy.spin_once(listener, timeout_sec=0.1)
-            rss.append((time.monotonic() - t0, _rss_kib(node.pid)))
-            assert node.poll() is None, "the node died"
-    finally:
-        for p in (player, node):
-            p.terminate()
-            p.wait(timeout=30)
-        listener.destroy_node()
-        rclpy.try_shutdown()
-    frames = [s for s in status if s.get("event") == "frame"]
+            run.spin(5.0)
+            rss.append((time.monotonic() - t0, _rss_kib(run.node.pid)))
+            assert run.node.poll() is None, "the node died"
+    frames = run.frames()
     assert len(frames) > 10
     after = [r for t, r in rss if t >= warmup]
     growth = (max(after[len(after) // 2:]) - after[0]) / after[0]
