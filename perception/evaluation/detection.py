@@ -22,7 +22,7 @@ def to_nuscenes_boxes(sample_token: str, det: Detections, T_global_ego: np.ndarr
     det = det.topk(max_boxes)
     glob = det.boxes.transform(T_global_ego)
     out = []
-    attrs = det.boxes.attributes if det.boxes.attributes is not None else np.full(len(det), -1)
+    attrs = det.boxes.attribute_ids
     for k in range(len(det)):
         name = DETECTION_CLASSES[det.labels[k]]
         a = int(attrs[k])

@@ -55,8 +55,7 @@ class FusionDetector(BaseModel):
             target = torch.tensor([[t in prompts[i][1] for i in sel] for t in inst], dtype=torch.float32,
                                   device=device)
             boxes = torch.as_tensor(np.nan_to_num(gt.data), dtype=torch.float32, device=device)
-            attrs = torch.as_tensor(gt.attributes if gt.attributes is not None else np.full(len(gt), -1),
-                                    device=device)
+            attrs = torch.as_tensor(gt.attribute_ids, device=device)
             boxes, attrs = g.jitter(boxes, attrs)
             obj = g.objects(out["bev"][b], boxes, torch.as_tensor(gt.labels, device=device), attrs)
             logits = g(obj, self.prompt_bank.select([prompts[i][0] for i in sel], device))

@@ -113,11 +113,14 @@ class Boxes3D:
         return [DETECTION_CLASSES[i] for i in self.labels]
 
     @property
-    def attribute_names(self) -> list[str]:
+    def attribute_ids(self) -> np.ndarray:
+        """(N,) int64 index into ATTRIBUTES per box, -1 where a box has none (or the boxes carry no field)."""
         attrs = self.fields.get("attributes")
-        if attrs is None:
-            return [""] * len(self)
-        return [ATTRIBUTES[a] if a >= 0 else "" for a in attrs]
+        return np.full(len(self), -1, np.int64) if attrs is None else attrs
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return [ATTRIBUTES[a] if a >= 0 else "" for a in self.attribute_ids]
 
     def corners(self) -> np.ndarray:
         """(N, 8, 3) corners in the devkit's order (front face first)."""

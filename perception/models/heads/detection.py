@@ -78,7 +78,7 @@ class CenterHead(nn.Module):
             if gt is None or not len(gt):
                 continue
             d = gt.data
-            attrs = gt.attributes if gt.attributes is not None else np.full(len(gt), -1)
+            attrs = gt.attribute_ids
             for k in range(len(gt)):
                 fx, fy = (d[k, 0] - x0) / cx, (d[k, 1] - y0) / cy
                 ix, iy = int(fx), int(fy)
