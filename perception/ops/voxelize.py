@@ -45,27 +45,35 @@ def _coords_numba(points, lo, size, shape):
 
 @njit(cache=True, nogil=True)
 def _hard_numba(points, lo, size, shape, max_points, max_voxels, grid):
-    """Two passes. 1: voxel of every point, first-appearance numbering and the slot of each kept point.
-    2: copy the kept points into a (M, max_points, C) zero array of the exact size (allocating max_voxels
-    slots per call and zeroing their padding cost more than the points themselves at one sweep).
-    ``grid`` (X*Y*Z int32, all -1) is a reusable lookup table; the entries this call set are reset."""
+    """Three passes. 1: the cell of every point (arithmetic only, so it vectorizes). 2: first-appearance
+    numbering and the slot of each kept point. 3: copy the kept points into a (M, max_points, C) zero array
+    of the exact size (allocating max_voxels slots per call and zeroing their padding cost more than the
+    points themselves at one sweep). ``grid`` (X*Y*Z int32, all -1) is a reusable lookup table; the entries
+    this call set are reset. Cells are numbered in int32 (the table has one int32 per cell)."""
     n, C = points.shape
-    slot = np.empty(n, np.int32)  # v * max_points + k of each point, -1 when dropped
+    slot = np.empty(n, np.int32)  # pass 1: cell of each point (-1 outside); pass 2: v * max_points + k or -1
     vcoords = np.empty((max_voxels, 3), np.int32)
-    vlin = np.empty(max_voxels, np.int64)
+    vlin = np.empty(max_voxels, np.int32)
     npts = np.zeros(max_voxels, np.int32)
-    sx, sy, sz = shape[0], shape[1], shape[2]
+    sx, sy = np.int32(shape[0]), np.int32(shape[1])
+    fsx, fsy, fsz = np.float32(shape[0]), np.float32(shape[1]), np.float32(shape[2])
+    lx, ly, lz = lo[0], lo[1], lo[2]
+    vx, vy, vz = size[0], size[1], size[2]
+    for i in range(n):
+        # no floor needed: for 0 <= f < s (checked first; NaN fails it) truncation is the floor
+        fx = (points[i, 0] - lx) / vx
+        fy = (points[i, 1] - ly) / vy
+        fz = (points[i, 2] - lz) / vz
+        if (fx >= 0) & (fx < fsx) & (fy >= 0) & (fy < fsy) & (fz >= 0) & (fz < fsz):
+            slot[i] = (np.int32(fz) * sy + np.int32(fy)) * sx + np.int32(fx)
+        else:
+            slot[i] = -1
     m = 0
     for i in range(n):
-        slot[i] = -1
-        # no floor needed: for 0 <= f < s (checked first; NaN fails it) truncation is the floor
-        fx = (points[i, 0] - lo[0]) / size[0]
-        fy = (points[i, 1] - lo[1]) / size[1]
-        fz = (points[i, 2] - lo[2]) / size[2]
-        if not (fx >= 0 and fx < sx and fy >= 0 and fy < sy and fz >= 0 and fz < sz):
+        lin = slot[i]
+        if lin < 0:
             continue
-        cx, cy, cz = np.int64(fx), np.int64(fy), np.int64(fz)
-        lin = (cz * sy + cy) * sx + cx
+        slot[i] = -1
         v = grid[lin]
         if v < 0:
             if m >= max_voxels:
@@ -73,7 +81,7 @@ def _hard_numba(points, lo, size, shape, max_points, max_voxels, grid):
             v = m
             grid[lin] = v
             vlin[v] = lin
-            vcoords[v, 0], vcoords[v, 1], vcoords[v, 2] = cz, cy, cx
+            vcoords[v, 0], vcoords[v, 1], vcoords[v, 2] = lin // (sx * sy), (lin // sx) % sy, lin % sx
             m += 1
         k = npts[v]
         if k < max_points:
