@@ -135,11 +135,11 @@ class Preprocessor:
         return out
 
     def _to_device(self, x: torch.Tensor, device) -> torch.Tensor:
+        """To ``device``; a host tensor bound for CUDA goes through pinned memory without blocking when
+        ``pin_memory`` is set (a tensor already on the device, e.g. voxelized there, is left as it is)."""
         device = torch.device(device)
-        if device.type == "cuda":
-            if self.pin_memory:
-                x = x.pin_memory()
-            return x.to(device, non_blocking=self.pin_memory)
+        if device.type == "cuda" and x.device.type == "cpu" and self.pin_memory:
+            return x.pin_memory().to(device, non_blocking=True)
         return x.to(device)
 
     def collate(self, items: list[dict], device="cpu") -> dict:
