@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -45,6 +46,30 @@ class CloudStats:
     dropped_nonfinite: int
 
 
+@lru_cache(maxsize=64)
+def _layout(fields: tuple, step: int, big: bool):
+    """(names, formats, offsets, structured dtype) of the usable fields, or the error text."""
+    names, formats, offsets = [], [], []
+    for name, off, dt, cnt in fields:
+        if dt not in _PF:
+            return f"PointCloud2: field {name!r} has unknown datatype {dt}"
+        size = np.dtype(_PF[dt]).itemsize
+        if cnt != 1 or off < 0 or off + size > step:
+            if name in ("x", "y", "z"):
+                return f"PointCloud2: field {name!r} offset {off}/count {cnt} does not fit point_step"
+            continue  # skip multi-count or out-of-point fields other than xyz
+        if name in names:
+            return f"PointCloud2: duplicate field {name!r}"
+        names.append(name)
+        formats.append((">" if big else "<") + _PF[dt])
+        offsets.append(off)
+    for c in ("x", "y", "z"):
+        if c not in names:
+            return f"PointCloud2: no {c!r} field (fields: {names})"
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": step})
+    return tuple(names), tuple(formats), tuple(offsets), dtype
+
+
 def pointcloud2_to_cloud(msg, columns=None, rename=None, max_points: int = MAX_POINTS
                          ) -> tuple[PointCloud, CloudStats]:
     """PointCloud2 -> (PointCloud, stats). ``columns``: which non-xyz fields to keep (default: all
@@ -67,28 +92,14 @@ def pointcloud2_to_cloud(msg, columns=None, rename=None, max_points: int = MAX_P
     need = (h - 1) * row_step + w * step if n else 0
     if len(buf) < need:
         raise MessageError(f"PointCloud2: data has {len(buf)} bytes, layout needs {need}")
-    names, formats, offsets = [], [], []
-    for f in fields:
-        try:
-            name, off, dt, cnt = str(f.name), int(f.offset), int(f.datatype), int(f.count)
-        except (AttributeError, TypeError, ValueError) as e:
-            raise MessageError(f"PointCloud2: bad PointField ({e})") from None
-        if dt not in _PF:
-            raise MessageError(f"PointCloud2: field {name!r} has unknown datatype {dt}")
-        size = np.dtype(_PF[dt]).itemsize
-        if cnt != 1 or off < 0 or off + size > step:
-            if name in ("x", "y", "z"):
-                raise MessageError(f"PointCloud2: field {name!r} offset {off}/count {cnt} does not fit point_step")
-            continue  # skip multi-count or out-of-point fields other than xyz
-        if name in names:
-            raise MessageError(f"PointCloud2: duplicate field {name!r}")
-        names.append(name)
-        formats.append((">" if big else "<") + _PF[dt])
-        offsets.append(off)
-    for c in ("x", "y", "z"):
-        if c not in names:
-            raise MessageError(f"PointCloud2: no {c!r} field (fields: {names})")
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": step})
+    try:
+        key = tuple((str(f.name), int(f.offset), int(f.datatype), int(f.count)) for f in fields)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise MessageError(f"PointCloud2: bad PointField ({e})") from None
+    layout = _layout(key, step, big)  # a sensor sends one layout: parsed once, not per message
+    if isinstance(layout, str):
+        raise MessageError(layout)
+    names, formats, offsets, dtype = layout
     if n == 0:
         rec = np.zeros(0, dtype)
     elif h == 1 or row_step == w * step:
@@ -107,10 +118,16 @@ def pointcloud2_to_cloud(msg, columns=None, rename=None, max_points: int = MAX_P
     feats = {}
     for c in keep:
         if c not in names:
-            raise MessageError(f"PointCloud2: requested column {c!r} not in fields {names}")
+            raise MessageError(f"PointCloud2: requested column {c!r} not in fields {list(names)}")
         col = rec[c]
         feats[rename.get(c, c)] = col if col.dtype == np.float32 else col.astype(np.float32)
-    cloud, dropped = PointCloud(xyz, feats).finite()
+    cloud = PointCloud(xyz, feats)
+    if (n and native and rec.base is not None and len(keep) + 3 == len(names) and step == 4 * len(names)
+            and all(f == "<f4" for f in formats) and sorted(offsets) == list(range(0, step, 4))):
+        # every field is a kept float32 and the points are packed: one contiguous check over the buffer
+        if np.isfinite(np.ndarray((n, len(names)), np.float32, buffer=buf, offset=0, strides=(step, 4))).all():
+            return cloud, CloudStats(received=n, dropped_nonfinite=0)
+    cloud, dropped = cloud.finite()
     return cloud, CloudStats(received=n, dropped_nonfinite=dropped)
 
 
