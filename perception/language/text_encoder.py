@@ -94,9 +94,11 @@ class TextEncoder:
             fresh = {}
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i:i + batch_size]
+                # one tokenization, one piece longer than allowed: a prompt that fills it was truncated; cut it
+                # to max_tokens keeping its closing special token (what truncating at max_tokens gives)
                 full = self.tokenizer(chunk, truncation=True, max_length=self.max_tokens + 1)["input_ids"]
-                b = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_tokens,
-                                   return_tensors="pt").to(self.device)
+                ids = [x if len(x) <= self.max_tokens else x[:self.max_tokens - 1] + x[-1:] for x in full]
+                b = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
                 h = self.model(**b).last_hidden_state.float()
                 m = b["attention_mask"].bool()
                 sent = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)
