@@ -32,11 +32,9 @@ def main(argv=None) -> int:
 
     from perception.pipeline import Pipeline
     from perception.sources.nuscenes import NuScenesSource
-    from tools.demo import make_world
+    from tools.demo import ensure_world
 
-    root = Path(a.data_root)
-    if not (root / "v1.0-mini").is_dir():
-        make_world(root, 20)
+    root = ensure_world(Path(a.data_root))
     pipe = Pipeline(a.config, None if a.checkpoint == "none" else a.checkpoint, device=a.device)
     src = NuScenesSource(root, "v1.0-mini", None, lidar_sweeps=int(pipe.cfg.get("data", {}).get("lidar_sweeps", 9)),
                          image_min_hw=pipe.pre.decode_hw)

@@ -289,12 +289,10 @@ def main(argv=None) -> int:
                   f"{torch.__version__})", file=sys.stderr)
             return 2
     repeat = 5 if a.quick else 20
-    root = Path(a.data_root)
-    if not (root / "v1.0-mini").is_dir():
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tools.demo import make_world
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tools.demo import ensure_world
 
-        make_world(root, 20)  # the demo's world
+    root = ensure_world(Path(a.data_root))
     from perception.sources.nuscenes import NuScenesSource
 
     frame = NuScenesSource(root, "v1.0-mini", None, lidar_sweeps=9, cameras=())[3]

@@ -53,6 +53,15 @@ def make_world(data: Path, samples: int) -> float:
     return time.time() - t0
 
 
+def ensure_world(data: Path, samples: int = 20) -> Path:
+    """``data`` as a dataroot for the tools that need real frames (benchmarks, export): the demo's world is
+    written there only when it holds no tables (a dataroot that has some is used as it is, never remade)."""
+    data = Path(data)
+    if not (data / "v1.0-mini").is_dir():
+        make_world(data, samples)
+    return data
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_out")

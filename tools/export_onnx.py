@@ -35,11 +35,9 @@ def main(argv=None) -> int:
     from perception.export import OnnxModel, export_onnx, max_abs_diff
     from perception.pipeline import Pipeline
     from perception.sources.nuscenes import NuScenesSource
-    from tools.demo import make_world
+    from tools.demo import ensure_world
 
-    root = Path(a.data_root)
-    if not (root / "v1.0-mini").is_dir():
-        make_world(root, 20)
+    root = ensure_world(Path(a.data_root))
     out = Path(a.out or Path("work_dirs") / f"{Path(a.config).stem}.onnx")
     pipe = Pipeline(a.config, a.checkpoint)
     src = NuScenesSource(root, "v1.0-mini", None, lidar_sweeps=int(pipe.cfg.get("data", {}).get("lidar_sweeps", 9)),
