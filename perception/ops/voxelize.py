@@ -30,22 +30,42 @@ class VoxelGrid:
 
 
 @njit(cache=True, nogil=True)
+def _cells_numba(points, lo, size, shape, out):
+    """The cell of every point, (z * Y + y) * X + x in int32, -1 outside the grid (float32 arithmetic, as
+    mmcv and spconv). Arithmetic only, so it vectorizes."""
+    sx, sy = np.int32(shape[0]), np.int32(shape[1])
+    fsx, fsy, fsz = np.float32(shape[0]), np.float32(shape[1]), np.float32(shape[2])
+    lx, ly, lz = lo[0], lo[1], lo[2]
+    vx, vy, vz = size[0], size[1], size[2]
+    for i in range(points.shape[0]):
+        # no floor needed: for 0 <= f < s (checked first; NaN fails it) truncation is the floor
+        fx = (points[i, 0] - lx) / vx
+        fy = (points[i, 1] - ly) / vy
+        fz = (points[i, 2] - lz) / vz
+        if (fx >= 0) & (fx < fsx) & (fy >= 0) & (fy < fsy) & (fz >= 0) & (fz < fsz):
+            out[i] = (np.int32(fz) * sy + np.int32(fy)) * sx + np.int32(fx)
+        else:
+            out[i] = -1
+
+
+@njit(cache=True, nogil=True)
 def _coords_numba(points, lo, size, shape):
+    """(N, 3) int32 (z, y, x) of every point's cell, -1 rows outside the grid."""
     n = points.shape[0]
+    lin = np.empty(n, np.int32)
+    _cells_numba(points, lo, size, shape, lin)
+    sx, sy = np.int32(shape[0]), np.int32(shape[1])
     out = np.full((n, 3), -1, np.int32)
     for i in range(n):
-        fx = np.floor((points[i, 0] - lo[0]) / size[0])
-        fy = np.floor((points[i, 1] - lo[1]) / size[1])
-        fz = np.floor((points[i, 2] - lo[2]) / size[2])
-        # NaN fails every comparison, so it is rejected here too
-        if fx >= 0 and fx < shape[0] and fy >= 0 and fy < shape[1] and fz >= 0 and fz < shape[2]:
-            out[i, 0], out[i, 1], out[i, 2] = np.int32(fz), np.int32(fy), np.int32(fx)
+        c = lin[i]
+        if c >= 0:
+            out[i, 0], out[i, 1], out[i, 2] = c // (sx * sy), (c // sx) % sy, c % sx
     return out
 
 
 @njit(cache=True, nogil=True)
 def _hard_numba(points, lo, size, shape, max_points, max_voxels, grid):
-    """Three passes. 1: the cell of every point (arithmetic only, so it vectorizes). 2: first-appearance
+    """Three passes. 1: the cell of every point (``_cells_numba``). 2: first-appearance
     numbering and the slot of each kept point. 3: copy the kept points into a (M, max_points, C) zero array
     of the exact size (allocating max_voxels slots per call and zeroing their padding cost more than the
     points themselves at one sweep). ``grid`` (X*Y*Z int32, all -1) is a reusable lookup table; the entries
@@ -55,19 +75,8 @@ def _hard_numba(points, lo, size, shape, max_points, max_voxels, grid):
     vcoords = np.empty((max_voxels, 3), np.int32)
     vlin = np.empty(max_voxels, np.int32)
     npts = np.zeros(max_voxels, np.int32)
+    _cells_numba(points, lo, size, shape, slot)
     sx, sy = np.int32(shape[0]), np.int32(shape[1])
-    fsx, fsy, fsz = np.float32(shape[0]), np.float32(shape[1]), np.float32(shape[2])
-    lx, ly, lz = lo[0], lo[1], lo[2]
-    vx, vy, vz = size[0], size[1], size[2]
-    for i in range(n):
-        # no floor needed: for 0 <= f < s (checked first; NaN fails it) truncation is the floor
-        fx = (points[i, 0] - lx) / vx
-        fy = (points[i, 1] - ly) / vy
-        fz = (points[i, 2] - lz) / vz
-        if (fx >= 0) & (fx < fsx) & (fy >= 0) & (fy < fsy) & (fz >= 0) & (fz < fsz):
-            slot[i] = (np.int32(fz) * sy + np.int32(fy)) * sx + np.int32(fx)
-        else:
-            slot[i] = -1
     m = 0
     for i in range(n):
         lin = slot[i]
