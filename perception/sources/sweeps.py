@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from perception.geometry import rotate_vectors
+from perception.geometry import transform_points
 from perception.types import PointCloud
 from perception.types._validate import check_transform
-from perception.types.pointcloud import VECTOR_COLUMNS
+from perception.types.pointcloud import rotated_vectors
 
 
 def merge_in_reference(parts, remove_close: float, filters: dict | None = None) -> PointCloud:
@@ -40,18 +40,16 @@ def merge_in_reference(parts, remove_close: float, filters: dict | None = None) 
     total = sum(sizes)
     xyz = np.empty((total, 3), np.float32)
     feats = {n: np.empty(total, np.float32) for n in (*names, "time_lag")}
-    vectors = [(a, b) for a, b in VECTOR_COLUMNS if a in feats and b in feats]
     o = 0
     for (cloud, T, lag), keep, k in zip(parts, keeps, sizes):
         T = check_transform("merge_in_reference(T)", T)
         sl = slice(o, o + k)
         p = cloud.xyz if keep is None else cloud.xyz[keep]
-        xyz[sl] = p.astype(np.float64) @ T[:3, :3].T + T[:3, 3]  # float64 arithmetic, as PointCloud.transform
+        xyz[sl] = transform_points(T, p.astype(np.float64))  # float64 arithmetic, as PointCloud.transform
         for n in names:
             feats[n][sl] = cloud.features[n] if keep is None else cloud.features[n][keep]
-        for a, b in vectors:
-            v = rotate_vectors(T, np.stack([feats[a][sl], feats[b][sl]], axis=1))
-            feats[a][sl], feats[b][sl] = v[:, 0], v[:, 1]
+        for n, v in rotated_vectors(T, {n: feats[n][sl] for n in names}).items():
+            feats[n][sl] = v
         feats["time_lag"][sl] = lag
         o += k
     cloud, _ = PointCloud(xyz, feats).finite()

@@ -13,6 +13,17 @@ from perception.types._validate import as_array, check_length, check_transform
 VECTOR_COLUMNS: tuple[tuple[str, str], ...] = (("vx", "vy"), ("vx_comp", "vy_comp"))
 
 
+def rotated_vectors(T: np.ndarray, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The VECTOR_COLUMNS pairs among ``features`` rotated by the rotation of ``T`` (new arrays); the other
+    columns do not change with the frame and are not returned."""
+    out = {}
+    for a, b in VECTOR_COLUMNS:
+        if a in features and b in features:
+            v = rotate_vectors(T, np.stack([features[a], features[b]], axis=1))
+            out[a], out[b] = v[:, 0].copy(), v[:, 1].copy()
+    return out
+
+
 class PointCloud:
     """Points in one frame (normally the ego frame of a SensorFrame).
 
@@ -65,12 +76,8 @@ class PointCloud:
     def transform(self, T) -> PointCloud:
         """Return the cloud expressed in another frame (``T`` = T_new_old); vector columns rotate too."""
         T = check_transform("PointCloud.transform(T)", T)
-        feats = dict(self.features)
-        for a, b in VECTOR_COLUMNS:
-            if a in feats and b in feats:
-                v = rotate_vectors(T, np.stack([feats[a], feats[b]], axis=1))
-                feats[a], feats[b] = v[:, 0].copy(), v[:, 1].copy()
-        return PointCloud(transform_points(T.astype(np.float64), self.xyz.astype(np.float64)), feats)
+        return PointCloud(transform_points(T.astype(np.float64), self.xyz.astype(np.float64)),
+                          {**self.features, **rotated_vectors(T, self.features)})
 
     def finite(self) -> tuple[PointCloud, int]:
         """Drop points with a non-finite coordinate or feature; returns (cloud, number dropped)."""
