@@ -12,6 +12,7 @@ fusion masks out exactly as the torch model does when the modality is absent fro
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -117,8 +118,6 @@ def export_onnx(model: nn.Module, batch: dict, spec: dict, path=None, opset: int
     flat = FlatModel(model).eval()  # the exporter restores the wrapper's mode recursively afterwards
     feeds = flat_inputs(batch, spec)
     dynamic = {f"{m}_{k}": {0: f"{m}_voxels"} for m in POINT_MODALITIES for k in POINT_FIELDS}
-    import warnings
-
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer warns about the Python branches on sizes; the traced graph is checked against torch
         warnings.simplefilter("ignore")

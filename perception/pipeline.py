@@ -207,7 +207,7 @@ class Pipeline:
 
     def __init__(self, config, checkpoint=None, device: str = "cpu", modalities=None, runtime: dict | None = None):
         """``runtime`` overrides the config's runtime section (RUNTIME_DEFAULTS: precision, voxelize_on_device,
-        pin_memory)."""
+        pin_memory, backend)."""
         cfg = load_config(config) if isinstance(config, (str, Path)) else dict(config)
         self.cfg = cfg
         self.device = torch.device(device)
@@ -230,15 +230,15 @@ class Pipeline:
             self.pre.voxel_device = self.device
         self.pre.pin_memory = bool(self.runtime["pin_memory"]) and self.device.type == "cuda"
         self._onnx = None
-        if self.runtime["backend"] == "onnxruntime":
-            if self.device.type != "cpu" or self.runtime["precision"] != "fp32":
-                raise ConfigError("runtime.backend 'onnxruntime' runs fp32 on the CPU; use the torch backend for "
-                                  f"device {self.device.type} / precision {self.runtime['precision']}")
-        elif self.runtime["backend"] == "auto":  # onnxruntime where it can run and is installed, else torch
-            ok = self.device.type == "cpu" and self.runtime["precision"] == "fp32"
-            self.runtime["backend"] = "onnxruntime" if ok and _has_onnxruntime() else "torch"
-        elif self.runtime["backend"] != "torch":
-            raise ConfigError(f"runtime.backend: {self.runtime['backend']!r}; valid: 'torch', 'onnxruntime', 'auto'")
+        backend = self.runtime["backend"]
+        if backend not in ("torch", "onnxruntime", "auto"):
+            raise ConfigError(f"runtime.backend: {backend!r}; valid: 'torch', 'onnxruntime', 'auto'")
+        ort_can_run = self.device.type == "cpu" and self.runtime["precision"] == "fp32"
+        if backend == "onnxruntime" and not ort_can_run:
+            raise ConfigError("runtime.backend 'onnxruntime' runs fp32 on the CPU; use the torch backend for "
+                              f"device {self.device.type} / precision {self.runtime['precision']}")
+        if backend == "auto":  # onnxruntime where it can run and is installed, else torch
+            self.runtime["backend"] = "onnxruntime" if ort_can_run and _has_onnxruntime() else "torch"
         if self.runtime["backend"] == "onnxruntime":
             from perception.export import OnnxModel, example_batch, export_onnx
 
