@@ -11,7 +11,8 @@ velocities. Annotations, point counts and visibility come from the generated dat
 logic and DetectionEval work unchanged. Everything is a pure function of the seed: same seed, same bytes.
 """
 
-from perception.sources.synthetic.world import CLASS_NAMES, CLASS_SPECS, EGO_BODY, Scene, build_scene, scene_names
+from perception.sources.synthetic.sensors import EGO_BODY
+from perception.sources.synthetic.world import CLASS_NAMES, CLASS_SPECS, Scene, build_scene, scene_names
 from perception.sources.synthetic.writer import WorldConfig, generate
 
 __all__ = ["CLASS_NAMES", "CLASS_SPECS", "EGO_BODY", "Scene", "WorldConfig", "build_scene", "generate", "scene_names"]

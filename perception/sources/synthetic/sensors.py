@@ -1,4 +1,5 @@
-"""Sensor simulation of the synthetic world: lidar, radar and camera views ray-cast against one scene."""
+"""The sensor rig of the synthetic world and its simulation: lidar, radar and camera views ray-cast against
+one scene."""
 
 from __future__ import annotations
 
@@ -16,30 +17,49 @@ from perception.geometry import (
 )
 from perception.sources import _raycast as rc
 from perception.sources.files import RADAR_DTYPE
-from perception.sources.synthetic.world import (
-    CAMERA_RIG,
-    CLASS_NAMES,
-    CLASS_SPECS,
-    EGO_BODY,
-    IMAGE_H,
-    IMAGE_W,
-    LIDAR_COLUMNS,
-    LIDAR_ELEVATIONS,
-    LIDAR_RANGE,
-    LIDAR_T,
-    LIDAR_YAW,
-    LIGHT,
-    RADAR_FAR,
-    RADAR_NEAR,
-    RADAR_RIG,
-    SKY_HOR,
-    SKY_TOP,
-    VEHICLES,
-    Scene,
-    build_scene,
-    camera_rotation,
-    hue_rgb,
-)
+from perception.sources.synthetic.world import CLASS_NAMES, CLASS_SPECS, VEHICLES, Scene, build_scene, hue_rgb
+
+# ------------------------------------------------------------------------------------------------------
+# The rig: nuScenes-like sensor placement (ego frame: x forward, y left, z up).
+# ------------------------------------------------------------------------------------------------------
+CAMERA_RIG = {  # channel: (fx, cx, cy, yaw deg, translation)
+    "CAM_FRONT": (1266.417, 816.267, 491.507, 0.0, (1.70, 0.016, 1.51)),
+    "CAM_FRONT_RIGHT": (1260.847, 807.968, 495.334, -55.0, (1.55, -0.49, 1.50)),
+    "CAM_FRONT_LEFT": (1272.598, 826.615, 479.752, 55.0, (1.52, 0.49, 1.51)),
+    "CAM_BACK": (809.221, 829.220, 481.778, 180.0, (0.03, 0.0, 1.57)),
+    "CAM_BACK_LEFT": (1256.741, 792.113, 492.776, 110.0, (1.04, 0.48, 1.56)),
+    "CAM_BACK_RIGHT": (1259.514, 807.253, 501.196, -110.0, (1.03, -0.48, 1.59)),
+}
+CAMERA_OFFSET_S = {"CAM_FRONT": 0.012, "CAM_FRONT_RIGHT": 0.020, "CAM_FRONT_LEFT": 0.004, "CAM_BACK": -0.037,
+                   "CAM_BACK_LEFT": -0.022, "CAM_BACK_RIGHT": 0.045}
+IMAGE_W, IMAGE_H = 1600, 900
+LIDAR_T = (0.943, 0.0, 1.84)
+LIDAR_YAW = -math.pi / 2  # nuScenes LIDAR_TOP: x right, y forward
+LIDAR_ELEVATIONS = np.deg2rad(np.linspace(-30.67, 10.67, 32))
+LIDAR_COLUMNS = 1085
+LIDAR_RANGE = 70.0
+LIDAR_PERIOD = 0.05
+RADAR_RIG = {  # channel: (translation, yaw deg, phase s)
+    "RADAR_FRONT": ((3.412, 0.0, 0.5), 0.0, 0.011),
+    "RADAR_FRONT_LEFT": ((2.422, 0.80, 0.78), 90.0, 0.023),
+    "RADAR_FRONT_RIGHT": ((2.422, -0.80, 0.77), -90.0, 0.037),
+    "RADAR_BACK_LEFT": ((-0.562, 0.628, 0.53), 150.0, 0.049),
+    "RADAR_BACK_RIGHT": ((-0.562, -0.618, 0.53), -150.0, 0.061),
+}
+RADAR_PERIOD = 1.0 / 13.0
+RADAR_NEAR = (math.radians(60), 70.0)
+RADAR_FAR = (math.radians(9), 150.0)
+EGO_BODY = (0.9, 0.0, 0.45, 4.1, 1.8, 0.9)  # centre x y z, l w h below the roof rack: rays hitting it give no return
+SKY_TOP = np.array([150.0, 168.0, 196.0])
+SKY_HOR = np.array([200.0, 204.0, 210.0])
+LIGHT = np.array([0.35, 0.45, 0.82]) / np.linalg.norm([0.35, 0.45, 0.82])
+
+
+def camera_rotation(yaw_deg: float) -> np.ndarray:
+    """R_ego_cam for an optical camera (x right, y down, z forward) looking along ego yaw."""
+    base = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]) @ base
 
 
 @lru_cache(maxsize=8)

@@ -21,6 +21,10 @@ from perception.geometry import (
 )
 from perception.sources.files import write_lidar_bin, write_radar_pcd
 from perception.sources.synthetic.sensors import (
+    CAMERA_OFFSET_S,
+    LIDAR_PERIOD,
+    RADAR_PERIOD,
+    RADAR_RIG,
     calib_camera,
     calib_lidar,
     calib_radar,
@@ -33,13 +37,9 @@ from perception.sources.synthetic.sensors import (
 from perception.sources.synthetic.world import (
     ALL_CATEGORIES,
     ATTRIBUTE_DESCRIPTIONS,
-    CAMERA_OFFSET_S,
     CLASS_NAMES,
     CLASS_SPECS,
-    LIDAR_PERIOD,
     MAP_RES,
-    RADAR_PERIOD,
-    RADAR_RIG,
     SAMPLE_PERIOD,
     VISIBILITY,
     Scene,
