@@ -22,4 +22,4 @@ train = dict(max_iters=60000, batch_size=4, lr=2e-4, weight_decay=1e-2, val_inte
 runtime = dict(precision="auto", voxelize_on_device=True, pin_memory=True, backend="auto")
 
 text_encoder = dict(path=None, max_tokens=32)
-prompts = dict(train_per_scene=80, val_per_scene=60, seed=0)
+prompts = dict(train_per_scene=80, val_per_scene=60, train_phrasings=6, seed=0)

@@ -21,4 +21,4 @@ train = dict(max_iters=4000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_inter
 runtime = dict(backend="auto")
 
 text_encoder = dict(path=None, max_tokens=32)
-prompts = dict(train_per_scene=80, val_per_scene=60, seed=0)
+prompts = dict(train_per_scene=80, val_per_scene=60, train_phrasings=6, seed=0)

@@ -115,7 +115,8 @@ def test_two_iteration_training_smoke(synthetic_root, tmp_path, config):
     from tools.train import main as train_main
 
     assert train_main([config, "--data-root", str(synthetic_root), "--work-dir", str(tmp_path), "--max-iters", "2",
-                       "--no-val", "--override-data", "version=v1.0-mini,train_split=mini_train,lidar_sweeps=1"]) == 0
+                       "--no-val", "--override-data",
+                       "version=v1.0-mini,train_split=mini_train,val_split=mini_val,lidar_sweeps=1"]) == 0
     ckpt = torch.load(tmp_path / "final.pth", weights_only=True)
     assert "preprocess" in ckpt["meta"]
     pipe = Pipeline(config, tmp_path / "final.pth")

@@ -3,8 +3,8 @@
     python tools/make_prompts.py --data-root data/synthetic [--config configs/tiny.py] [--force] [--show 12]
 
 Training-template prompts for the config's train split; both training templates and held-out paraphrases for
-its val split. Written to DATAROOT/prompts/VERSION.genN.json (tools/train.py and tools/test.py --prompts auto
-make it on first use; this command shows what is in it).
+its val split. Written to DATAROOT/prompts/VERSION.genN.<parameters>.json (tools/train.py and
+tools/test.py --prompts auto make it on first use; this command shows what is in it).
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ def main(argv=None) -> int:
     cfg = load_config(a.config)
     data = cfg.get("data", {})
     version = data.get("version", "v1.0-mini")
-    path = P.default_path(a.data_root, version)
-    if a.force and path.exists():
-        path.unlink()
     path = P.ensure_from_config(a.data_root, cfg.get("prompts"), version, data.get("train_split", "mini_train"),
-                                data.get("val_split", "mini_val"))
+                                data.get("val_split", "mini_val"), force=a.force)
     recs = P.read(path)
     counts = Counter((r.get("split", ""), r["style"]) for r in recs)
     print(f"{path}: {len(recs)} prompt records")

@@ -1,8 +1,9 @@
 """How a PromptSpec is said: the training templates and the held-out paraphrases (disjoint word choices).
 
 ``render(spec, "train", variant)`` picks one phrasing of every part (noun, motion, position, measures,
-prefix) with a generator seeded by ``variant``; variant 0 is the plain form. ``"heldout"`` has one
-phrasing per part, with words the training templates never use.
+prefix) with a generator seeded by ``variant``; variant 0 is the plain form. The training templates give
+every part several natural phrasings (the grounding head should learn what a part means, not one word for
+it). ``"heldout"`` has one phrasing per part, built on words no training phrasing uses (:data:`HELDOUT_ONLY`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,20 @@ if TYPE_CHECKING:
     from perception.language.prompts import PromptSpec
 
 NOUNS = {
-    "train": {"car": ["cars", "passenger cars", "sedans"], "truck": ["trucks", "heavy trucks"],
-              "bus": ["buses", "city buses"], "trailer": ["trailers", "towed trailers"],
-              "construction_vehicle": ["construction vehicles", "excavators"], "barrier": ["barriers", "barricades"],
-              "motorcycle": ["motorcycles", "scooters"], "bicycle": ["bicycles", "cycles"],
-              "pedestrian": ["pedestrians", "people", "walkers"], "traffic_cone": ["traffic cones", "pylons"],
-              "vehicle": ["vehicles", "road vehicles"], "two_wheeler": ["two-wheelers"],
-              "object": ["objects", "road users and obstacles"]},
+    "train": {"car": ["cars", "passenger cars", "sedans", "hatchbacks", "SUVs", "vans", "family cars"],
+              "truck": ["trucks", "heavy trucks", "pickup trucks", "box trucks", "freight trucks", "delivery trucks"],
+              "bus": ["buses", "city buses", "transit buses", "shuttle buses", "public buses"],
+              "trailer": ["trailers", "towed trailers", "cargo trailers", "flatbed trailers"],
+              "construction_vehicle": ["construction vehicles", "excavators", "bulldozers", "diggers",
+                                       "road rollers"],
+              "barrier": ["barriers", "barricades", "road barriers", "concrete barriers", "guardrails"],
+              "motorcycle": ["motorcycles", "scooters", "mopeds", "motorcyclists"],
+              "bicycle": ["bicycles", "cycles", "cyclists", "pedal cycles"],
+              "pedestrian": ["pedestrians", "people", "walkers", "humans", "passers-by", "individuals"],
+              "traffic_cone": ["traffic cones", "pylons", "safety pylons"],
+              "vehicle": ["vehicles", "road vehicles", "four-wheelers", "wheeled vehicles"],
+              "two_wheeler": ["two-wheelers", "cycles and motorcycles", "riders"],
+              "object": ["objects", "road users and obstacles", "anything", "everything", "all items"]},
     "heldout": {"car": ["automobiles"], "truck": ["lorries"], "bus": ["coaches"], "trailer": ["semi-trailers"],
                 "construction_vehicle": ["construction machines"], "barrier": ["crash barriers"],
                 "motorcycle": ["motorbikes"], "bicycle": ["bikes"], "pedestrian": ["persons on foot"],
@@ -30,32 +38,54 @@ NOUNS = {
 }
 # motion: phrasings as (words before the noun, words after it)
 MOTION_WORDS = {
-    "train": {"moving": [("moving", ""), ("", "that are moving"), ("driving", "")],
-              "stopped": [("stopped", ""), ("", "that are stopped"), ("waiting", "")],
-              "parked": [("parked", ""), ("", "that are parked"), ("", "parked along the road")],
-              "walking": [("walking", ""), ("", "who are walking")],
-              "standing": [("standing", ""), ("", "who are standing"), ("idle", "")],
-              "crossing": [("", "crossing the road"), ("", "crossing")]},
+    "train": {"moving": [("moving", ""), ("", "that are moving"), ("driving", ""), ("travelling", ""),
+                         ("rolling", ""), ("", "under way"), ("", "that are driving")],
+              "stopped": [("stopped", ""), ("", "that are stopped"), ("waiting", ""), ("stationary", ""),
+                          ("", "at a standstill"), ("", "that have stopped"), ("idling", "")],
+              "parked": [("parked", ""), ("", "that are parked"), ("", "parked along the road"),
+                         ("", "parked at the curb"), ("", "that were parked")],
+              "walking": [("walking", ""), ("", "who are walking"), ("strolling", ""), ("", "walking along"),
+                          ("", "who walk")],
+              "standing": [("standing", ""), ("", "who are standing"), ("idle", ""), ("", "standing around"),
+                           ("waiting", "")],
+              "crossing": [("", "crossing the road"), ("", "crossing"), ("", "crossing the lane"),
+                           ("", "crossing the roadway")]},
     "heldout": {"moving": [("", "in motion")], "stopped": [("", "that have come to a halt")],
                 "parked": [("", "left parked")], "walking": [("", "on the move")],
                 "standing": [("", "standing still")], "crossing": [("", "walking across the street")]},
 }
-_LON = {"train": {"ahead": ["ahead", "ahead of us", "up ahead"], "behind": ["behind us", "behind", "at our back"]},
-        "heldout": {"ahead": ["in front of us"], "behind": ["to our rear"]}}
-_LAT = {"train": {"left": ["on the left", "on the left side", "left of us"],
-                  "right": ["on the right", "on the right side", "right of us"]},
-        "heldout": {"left": ["to our left"], "right": ["to our right"]}}
-_BOTH_LAT = {"heldout": {"left": "to the left", "right": "to the right"}}
+LON_WORDS = {
+    "train": {"ahead": ["ahead", "ahead of us", "up ahead", "further up the road", "down the road", "forward of us"],
+              "behind": ["behind us", "behind", "at our back", "following us", "back there", "in back of us",
+                         "trailing us"]},
+    "heldout": {"ahead": ["in front of us"], "behind": ["to our rear"]},
+}
+LAT_WORDS = {
+    "train": {"left": ["on the left", "on the left side", "left of us", "on our left", "on the left-hand side"],
+              "right": ["on the right", "on the right side", "right of us", "on our right", "on the right-hand side"]},
+    "heldout": {"left": ["to our left"], "right": ["to our right"]},
+}
+BOTH_LAT_WORDS = {"heldout": {"left": "to the left", "right": "to the right"}}
 MEASURE_WORDS = {
-    "train": {"within": ["within {} m", "within {} meters", "less than {} m away", "at most {} m away"],
-              "beyond": ["more than {} m away", "over {} m away", "beyond {} m"],
-              "faster": ["faster than {} m/s", "with a speed above {} m/s", "at more than {} m/s"],
-              "approaching": ["approaching us", "approaching", "getting closer"],
-              "away": ["moving away from us", "receding", "getting farther away"]},
+    "train": {"within": ["within {} m", "within {} meters", "less than {} m away", "at most {} m away",
+                         "nearer than {} m", "no more than {} meters away", "under {} m away", "inside {} meters"],
+              "beyond": ["more than {} m away", "over {} m away", "beyond {} m", "further than {} m",
+                         "at least {} meters away", "outside {} meters", "more distant than {} m"],
+              "faster": ["faster than {} m/s", "with a speed above {} m/s", "at more than {} m/s",
+                         "quicker than {} m/s", "exceeding {} m/s", "above {} m/s"],
+              "approaching": ["approaching us", "approaching", "getting nearer", "nearing us", "closing in on us",
+                              "driving toward us"],
+              "away": ["moving away from us", "receding", "getting more distant", "driving away", "pulling away",
+                       "leaving us"]},
     "heldout": {"within": ["closer than {} meters"], "beyond": ["farther than {} meters"],
                 "faster": ["going above {} meters per second"], "approaching": ["coming towards us"],
                 "away": ["heading away from us"]},
 }
+# the words that carry the held-out paraphrases: no training phrasing uses them (tests/test_language.py), so
+# the held-out score measures how far the frozen text encoder carries the head to words it never trained on
+HELDOUT_ONLY = frozenset("""automobiles lorries coaches semi machines crash motorbikes bikes persons foot things
+    motor motion halt come move still across street front rear closer farther going per second coming towards
+    heading""".split())
 PREFIXES = {"train": ["", "", "", "the ", "all ", "show me the ", "find "], "heldout": [""]}
 STYLES = ("train", "heldout")
 
@@ -78,12 +108,12 @@ def render(spec: PromptSpec, style: str = "train", variant: int = 0) -> str:
         if post:
             words.append(post)
     if spec.lon and spec.lat:
-        lat = _BOTH_LAT[style][spec.lat] if style in _BOTH_LAT else pick(_LAT[style][spec.lat])
-        words.append(f"{pick(_LON[style][spec.lon])} {lat}")
+        lat = BOTH_LAT_WORDS[style][spec.lat] if style in BOTH_LAT_WORDS else pick(LAT_WORDS[style][spec.lat])
+        words.append(f"{pick(LON_WORDS[style][spec.lon])} {lat}")
     elif spec.lon:
-        words.append(pick(_LON[style][spec.lon]))
+        words.append(pick(LON_WORDS[style][spec.lon]))
     elif spec.lat:
-        words.append(pick(_LAT[style][spec.lat]))
+        words.append(pick(LAT_WORDS[style][spec.lat]))
     m = MEASURE_WORDS[style]
     if spec.within is not None:
         words.append(pick(m["within"]).format(spec.within))

@@ -306,41 +306,44 @@ def read(path) -> list[dict]:
     return out
 
 
-GENERATOR = 2  # bump when generation changes: the file name changes with it, so stale files are not reused
+GENERATOR = 3  # bump when generation changes: the file name changes with it, so stale files are not reused
+CONFIG_DEFAULTS = {"train_per_scene": 80, "val_per_scene": 60, "train_phrasings": 6, "seed": 0}  # the section
 
 
-def default_path(dataroot, version: str) -> Path:
-    return Path(dataroot) / "prompts" / f"{version}.gen{GENERATOR}.json"
+def default_path(dataroot, version: str, train_split: str = "mini_train", val_split: str = "mini_val",
+                 n_train: int = 80, n_val: int = 60, train_phrasings: int = 6, seed: int = 0) -> Path:
+    """Where :func:`ensure` keeps the file made with these parameters (they are in its name, so a file made
+    with other ones is never taken for it)."""
+    return Path(dataroot) / "prompts" / (f"{version}.gen{GENERATOR}.{train_split}-{n_train}x{train_phrasings}."
+                                         f"{val_split}-{n_val}.seed{seed}.json")
 
 
 def ensure(dataroot, version: str, train_split: str, val_split: str, n_train: int = 80, n_val: int = 60,
-           seed: int = 0) -> Path:
-    """The dataroot's prompt file, generated (deterministically) when missing: training-template prompts for
-    ``train_split`` (three phrasings of each spec); both styles for ``val_split`` (one phrasing each; held-out
-    paraphrases exist only there). Returns its path."""
-    path = default_path(dataroot, version)
-    if path.is_file():
+           seed: int = 0, train_phrasings: int = 6, force: bool = False) -> Path:
+    """The dataroot's prompt file, generated (deterministically) when missing or ``force``: training-template
+    prompts for ``train_split`` (``train_phrasings`` phrasings of each spec); both styles for ``val_split`` (one
+    phrasing each; held-out paraphrases exist only there). Returns its path."""
+    path = default_path(dataroot, version, train_split, val_split, n_train, n_val, train_phrasings, seed)
+    if path.is_file() and not force:
         return path
     from perception.sources.nuscenes import NuScenesSource
 
     records = []
-    for split, n, styles, k in ((train_split, n_train, ("train",), 3), (val_split, n_val, STYLES, 1)):
+    for split, n, styles, k in ((train_split, n_train, ("train",), train_phrasings), (val_split, n_val, STYLES, 1)):
         src = NuScenesSource(dataroot, version=version, split=split, cameras=(), lidar_sweeps=0, radar_sweeps=1)
         records += generate(src, n, seed, styles=styles, progress=True, phrasings=k)
     write(path, records)
     return path
 
 
-CONFIG_DEFAULTS = {"train_per_scene": 80, "val_per_scene": 60, "seed": 0}  # the config's prompts section
-
-
-def ensure_from_config(dataroot, section: dict | None, version: str, train_split: str, val_split: str) -> Path:
+def ensure_from_config(dataroot, section: dict | None, version: str, train_split: str, val_split: str,
+                       force: bool = False) -> Path:
     """:func:`ensure` with a config's ``prompts`` section (unknown keys are an error naming the closest one)."""
     from perception.config import check_section
 
     pc = check_section("prompts", dict(section or {}), CONFIG_DEFAULTS)
     return ensure(dataroot, version, train_split, val_split, pc["train_per_scene"], pc["val_per_scene"],
-                  pc["seed"])
+                  pc["seed"], pc["train_phrasings"], force=force)
 
 
 def by_sample(records: list[dict], style: str | None = None) -> dict[str, list[tuple[int, list[str]]]]:

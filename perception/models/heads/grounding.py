@@ -57,7 +57,7 @@ class GroundingHead(nn.Module):
     def __init__(self, bev_channels: int, xy_range, text_dim: int = 384, dim: int = 64, heads: int = 4,
                  layers: int = 2, grad_scale: float = 0.1, prompts_per_sample: int = 12, jitter_xy: float = 0.25,
                  jitter_vel: float = 0.3, attr_drop: float = 0.1, loss_weight: float = 1.0,
-                 token_drop: float = 0.15, token_noise: float = 0.05):
+                 token_drop: float = 0.15, token_noise: float = 0.2):
         super().__init__()
         self.xy_range = tuple(xy_range)
         self.text_dim = text_dim
