@@ -20,15 +20,18 @@ from pathlib import Path
 import numpy as np
 
 
-def timeit(fn, repeat: int, warmup: int = 2) -> float:
-    """Median seconds of ``fn()``."""
+def timeit(fn, repeat: int, warmup: int = 2, min_s: float = 0.25, max_repeat: int = 5000) -> float:
+    """Median seconds of ``fn()`` over at least ``repeat`` calls, and over more until the calls add up to
+    ``min_s`` (a sub-millisecond kernel timed 5 times gave medians 2x apart from run to run)."""
     for _ in range(warmup):
         fn()
     ts = []
-    for _ in range(repeat):
+    total = 0.0
+    while len(ts) < repeat or (total < min_s and len(ts) < max_repeat):
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
+        total += ts[-1]
     return float(np.median(ts))
 
 
