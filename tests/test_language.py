@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from perception.config import load_config
 from perception.evaluation.grounding import average_precision, evaluate_prompt, summarize
 from perception.language import phrasing
 from perception.language import prompts as P
@@ -170,6 +171,25 @@ def test_prompt_file_of_a_dataroot(synthetic_root):
             assert set(inst) == set(P.referred(spec, src.ground_truth(tok)))
             n_ref += len(inst)
     assert n_ref > 0
+
+
+def test_prompt_files_are_named_by_their_parameters_and_make_prompts_forces(synthetic_root, capsys):
+    """A file made with other counts or splits is never taken for another one; make_prompts --force
+    regenerates the config's file (same content: generation is deterministic)."""
+    small = P.ensure(synthetic_root, "v1.0-mini", "mini_train", "mini_val", n_train=10, n_val=8)
+    other = P.ensure(synthetic_root, "v1.0-mini", "mini_train", "mini_val", n_train=12, n_val=8)
+    assert small != other and small.is_file() and other.is_file()
+    assert len(P.read(other)) > len(P.read(small))
+    from tools.make_prompts import main as make_prompts
+
+    assert make_prompts(["--data-root", str(synthetic_root), "--show", "2"]) == 0
+    path = P.ensure_from_config(synthetic_root, load_config("configs/tiny.py")["prompts"], "v1.0-mini",
+                                "mini_train", "mini_val")
+    before, stamp = path.read_bytes(), (path.stat().st_ino, path.stat().st_mtime_ns)
+    assert make_prompts(["--data-root", str(synthetic_root), "--force", "--show", "2"]) == 0
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) != stamp and path.read_bytes() == before  # rewritten
+    out = capsys.readouterr().out
+    assert str(path) in out and "held out as" in out
 
 
 # -- text encoder --------------------------------------------------------------------------------------------
