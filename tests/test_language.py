@@ -328,6 +328,29 @@ def test_grounding_metric_by_hand():
     assert s["empty_false_alarm_rate"] == 1.0 and s["mAP"] == pytest.approx(0.5)
 
 
+def test_grounding_summary_by_part():
+    """Every prompt counts toward each part of its spec: the table says which words a style loses."""
+    from perception.evaluation.grounding import PromptResult, format_summary
+
+    def res(style, ap, words):
+        return PromptResult("p", "s", style, "x", ap, 1, 0, 0, 0, 0, words)
+
+    results = [res("train", 0.8, ("moving", "ahead")), res("train", 0.6, ("ahead",)), res("train", 1.0, ()),
+               res("heldout", 0.2, ("moving", "ahead")), res("heldout", 0.4, ("within",))]
+    s = summarize(results)
+    assert s["train"]["by_part"] == {"ahead": {"mAP": pytest.approx(0.7), "prompts": 2},
+                                     "moving": {"mAP": pytest.approx(0.8), "prompts": 1}}
+    assert s["heldout"]["by_part"]["within"] == {"mAP": pytest.approx(0.4), "prompts": 1}
+    lines = format_summary(s).splitlines()
+    ahead = next(x for x in lines if x.startswith("ahead "))
+    assert ahead.split() == ["ahead", "0.700", "0.200", "2"]
+    assert next(x for x in lines if x.startswith("within ")).split() == ["within", "-", "0.400", "1"]
+    assert lines[-1] == "grounding mAP: 0.800 heldout mAP: 0.300"
+    rec = {"scene_token": "s", "prompt": "cars", "spec": {"group": "car", "motion": "parked", "lat": "left",
+                                                          "within": 10}, "frame_token_object_token": {}}
+    assert evaluate_prompt(rec, {}, {}).words == ("parked", "left", "within")
+
+
 def test_metric_drops_detections_beyond_the_class_range():
     gt = Boxes3D(np.array([[45, 0, 0, 0.5, 0.5, 1.0, 0, 0, 0]], float), [C("traffic_cone")], instance_tokens=["k"])
     record = {"scene_token": "s", "prompt": "cones", "frame_token_object_token": {"f": ["k"]}}

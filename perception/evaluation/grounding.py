@@ -50,6 +50,7 @@ class PromptResult:
     fp05: int
     empty_frames: int
     empty_false_alarms: int
+    words: tuple[str, ...] = ()   # the spec's parts by their training word ("moving", "ahead", "within", ...)
 
 
 def _kind(record: dict) -> str:
@@ -62,6 +63,12 @@ def _kind(record: dict) -> str:
     tags = {"lon": "position", "lat": "position", "within": "distance", "beyond": "distance", "faster": "speed",
             "radial": "approach"}
     return "+".join(sorted({tags.get(p, p) for p in parts}))
+
+
+def _words(record: dict) -> tuple[str, ...]:
+    spec = record.get("spec") or {}
+    words = [spec[k] for k in ("motion", "lon", "lat", "radial") if spec.get(k)]
+    return tuple(words + [k for k in ("within", "beyond", "faster") if spec.get(k) is not None])
 
 
 def evaluate_prompt(record: dict, dets: dict[str, Detections], gts: dict[str, Boxes3D]) -> PromptResult:
@@ -111,7 +118,7 @@ def evaluate_prompt(record: dict, dets: dict[str, Detections], gts: dict[str, Bo
     above = np.array([r[0] > THRESHOLD for r in rows], bool)
     return PromptResult(text, record["scene_token"], record.get("style", "train"), _kind(record),
                         average_precision(tp, n_ref), n_ref, int(tp[above].sum()), int((1 - tp[above]).sum()),
-                        empty, empty_fa)
+                        empty, empty_fa, _words(record))
 
 
 def summarize(results: list[PromptResult]) -> dict:
@@ -127,12 +134,16 @@ def summarize(results: list[PromptResult]) -> dict:
         for k in sorted({r.kind for r in scored}):
             aps = [r.ap for r in scored if r.kind == k]
             kinds[k] = {"mAP": float(np.mean(aps)), "prompts": len(aps)}
+        words = {}  # every prompt with this part, whatever else it says
+        for w in sorted({w for r in scored for w in r.words}):
+            aps = [r.ap for r in scored if w in r.words]
+            words[w] = {"mAP": float(np.mean(aps)), "prompts": len(aps)}
         out[style] = {
             "mAP": float(np.mean([r.ap for r in scored])) if scored else float("nan"),
             "prompts": len(rs), "prompts_scored": len(scored),
             "precision@0.5": tp / max(tp + fp, 1), "recall@0.5": tp / max(n, 1),
             "empty_false_alarm_rate": sum(r.empty_false_alarms for r in rs) / max(empty, 1),
-            "empty_pairs": empty, "by_kind": kinds,
+            "empty_pairs": empty, "by_kind": kinds, "by_part": words,
         }
     return out
 
@@ -150,6 +161,15 @@ def format_summary(summary: dict) -> str:
             vals = " ".join(f"{s['by_kind'][k]['mAP']:9.3f}" if k in s["by_kind"] else f"{'-':>9s}"
                             for s in summary.values())
             lines.append(f"{k:28s} {vals}")
+    parts = sorted({k for s in summary.values() for k in s.get("by_part", {})})
+    if parts:
+        lines.append("")
+        lines.append(f"{'prompts with the part':28s} " + " ".join(f"{st:>9s}" for st in summary) + "  prompts")
+        for k in parts:
+            vals = " ".join(f"{s['by_part'][k]['mAP']:9.3f}" if k in s.get("by_part", {}) else f"{'-':>9s}"
+                            for s in summary.values())
+            n = max(s.get("by_part", {}).get(k, {}).get("prompts", 0) for s in summary.values())
+            lines.append(f"{k:28s} {vals}  {n:7d}")
     train = summary.get("train", {}).get("mAP", float("nan"))
     held = summary.get("heldout", {}).get("mAP", float("nan"))
     lines.append(f"grounding mAP: {train:.3f} heldout mAP: {held:.3f}")
