@@ -121,6 +121,15 @@ def evaluate_prompt(record: dict, dets: dict[str, Detections], gts: dict[str, Bo
                         empty, empty_fa, _words(record))
 
 
+def _map_by(results: list[PromptResult], keys) -> dict:
+    """{key: {"mAP", "prompts"}} over the results whose ``keys(result)`` holds the key."""
+    out = {}
+    for k in sorted({k for r in results for k in keys(r)}):
+        aps = [r.ap for r in results if k in keys(r)]
+        out[k] = {"mAP": float(np.mean(aps)), "prompts": len(aps)}
+    return out
+
+
 def summarize(results: list[PromptResult]) -> dict:
     out = {}
     for style in sorted({r.style for r in results}, key=lambda st: (st != "train", st)):
@@ -130,14 +139,8 @@ def summarize(results: list[PromptResult]) -> dict:
         fp = sum(r.fp05 for r in rs)
         n = sum(r.n_referred for r in rs)
         empty = sum(r.empty_frames for r in rs)
-        kinds = {}
-        for k in sorted({r.kind for r in scored}):
-            aps = [r.ap for r in scored if r.kind == k]
-            kinds[k] = {"mAP": float(np.mean(aps)), "prompts": len(aps)}
-        words = {}  # every prompt with this part, whatever else it says
-        for w in sorted({w for r in scored for w in r.words}):
-            aps = [r.ap for r in scored if w in r.words]
-            words[w] = {"mAP": float(np.mean(aps)), "prompts": len(aps)}
+        kinds = _map_by(scored, lambda r: (r.kind,))
+        words = _map_by(scored, lambda r: r.words)  # every prompt with this part, whatever else it says
         out[style] = {
             "mAP": float(np.mean([r.ap for r in scored])) if scored else float("nan"),
             "prompts": len(rs), "prompts_scored": len(scored),
@@ -148,28 +151,27 @@ def summarize(results: list[PromptResult]) -> dict:
     return out
 
 
+def _table(summary: dict, key: str, title: str, counts: bool = False) -> list[str]:
+    """The lines of one breakdown (``by_kind`` / ``by_part``): a column per style, '-' where a style has no
+    such prompt; ``counts``: a last column with the largest number of prompts over the styles."""
+    rows = sorted({k for s in summary.values() for k in s.get(key, {})})
+    if not rows:
+        return []
+    lines = ["", f"{title:28s} " + " ".join(f"{st:>9s}" for st in summary) + ("  prompts" if counts else "")]
+    for k in rows:
+        vals = " ".join(f"{s[key][k]['mAP']:9.3f}" if k in s.get(key, {}) else f"{'-':>9s}" for s in summary.values())
+        n = max(s.get(key, {}).get(k, {}).get("prompts", 0) for s in summary.values())
+        lines.append(f"{k:28s} {vals}" + (f"  {n:7d}" if counts else ""))
+    return lines
+
+
 def format_summary(summary: dict) -> str:
     lines = [f"{'style':9s} {'prompts':>7s} {'mAP':>6s} {'P@0.5':>6s} {'R@0.5':>6s} {'empty FA':>8s}"]
     for style, s in summary.items():
         lines.append(f"{style:9s} {s['prompts_scored']:7d} {s['mAP']:6.3f} {s['precision@0.5']:6.3f} "
                      f"{s['recall@0.5']:6.3f} {s['empty_false_alarm_rate']:8.3f}")
-    kinds = sorted({k for s in summary.values() for k in s["by_kind"]})
-    if kinds:
-        lines.append("")
-        lines.append(f"{'kind':28s} " + " ".join(f"{st:>9s}" for st in summary))
-        for k in kinds:
-            vals = " ".join(f"{s['by_kind'][k]['mAP']:9.3f}" if k in s["by_kind"] else f"{'-':>9s}"
-                            for s in summary.values())
-            lines.append(f"{k:28s} {vals}")
-    parts = sorted({k for s in summary.values() for k in s.get("by_part", {})})
-    if parts:
-        lines.append("")
-        lines.append(f"{'prompts with the part':28s} " + " ".join(f"{st:>9s}" for st in summary) + "  prompts")
-        for k in parts:
-            vals = " ".join(f"{s['by_part'][k]['mAP']:9.3f}" if k in s.get("by_part", {}) else f"{'-':>9s}"
-                            for s in summary.values())
-            n = max(s.get("by_part", {}).get(k, {}).get("prompts", 0) for s in summary.values())
-            lines.append(f"{k:28s} {vals}  {n:7d}")
+    lines += _table(summary, "by_kind", "kind")
+    lines += _table(summary, "by_part", "prompts with the part", counts=True)
     train = summary.get("train", {}).get("mAP", float("nan"))
     held = summary.get("heldout", {}).get("mAP", float("nan"))
     lines.append(f"grounding mAP: {train:.3f} heldout mAP: {held:.3f}")
