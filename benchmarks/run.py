@@ -257,8 +257,7 @@ def bench_live_node(root, seconds: float):
     with node_and_player(log, start_delay=60.0, domain_base=100, name="pf_bench") as run:
         run.spin(120.0, until=lambda: bool(run.frames()))  # the node loads, the player waits for it
         run.spin(seconds)
-    status = run.status
-    frames = [s for s in status if s.get("event") == "frame"][3:]  # the first frames warm up
+    frames = run.frames()[3:]  # the first frames warm up
     if not frames:
         row("live node overhead: no frames came back", None)
         return

@@ -91,15 +91,14 @@ def test_train_and_heldout_phrasings_are_disjoint():
             assert noun not in {n for v in phrasing.NOUNS["train"].values() for n in v}
     assert "automobiles" not in train_words
     # every training phrasing of every part, word by word: none of the held-out paraphrases' carrying words
-    tables = [phrasing.NOUNS["train"], phrasing.LON_WORDS["train"], phrasing.LAT_WORDS["train"],
-              phrasing.MEASURE_WORDS["train"], {"m": [w for v in phrasing.MOTION_WORDS["train"].values()
-                                                     for pair in v for w in pair]}, {"p": phrasing.PREFIXES["train"]}]
-    vocab = {w for t in tables for v in t.values() for text in v for w in re.findall(r"[a-z]+", text.lower())}
-    assert vocab & phrasing.HELDOUT_ONLY == set()
-    held = [phrasing.NOUNS["heldout"], phrasing.LON_WORDS["heldout"], phrasing.LAT_WORDS["heldout"],
-            phrasing.MEASURE_WORDS["heldout"]]
-    held_vocab = {w for t in held for v in t.values() for text in v for w in re.findall(r"[a-z]+", text.lower())}
-    assert {"front", "rear", "closer", "farther", "automobiles"} <= held_vocab & phrasing.HELDOUT_ONLY
+    def vocabulary(style):
+        tables = [phrasing.NOUNS[style], phrasing.LON_WORDS[style], phrasing.LAT_WORDS[style],
+                  phrasing.MEASURE_WORDS[style], {"m": [w for v in phrasing.MOTION_WORDS[style].values()
+                                                       for pair in v for w in pair]}, {"p": phrasing.PREFIXES[style]}]
+        return {w for t in tables for v in t.values() for text in v for w in re.findall(r"[a-z]+", text.lower())}
+
+    assert vocabulary("train") & phrasing.HELDOUT_ONLY == set()
+    assert {"front", "rear", "closer", "farther", "automobiles"} <= vocabulary("heldout") & phrasing.HELDOUT_ONLY
     assert P.render(PromptSpec("car", motion="moving", lon="ahead", lat="left")) == "moving cars ahead on the left"
     with pytest.raises(ValueError, match="style"):
         P.render(specs[0], "poetry")

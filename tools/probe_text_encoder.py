@@ -26,7 +26,6 @@ import numpy as np
 NOUNS = ("cars", "trucks", "buses", "vehicles", "pedestrians", "people", "bicycles", "objects")
 VEHICLE_NOUNS = ("cars", "trucks", "buses", "vehicles", "trailers")
 PERSON_NOUNS = ("pedestrians", "people", "walkers", "humans")
-DISTANCES = (10, 15, 20, 30)
 
 
 @dataclass
@@ -43,6 +42,7 @@ class PartProbe:
 def _phrasings(style: str) -> dict[str, tuple[tuple[str, str], dict[str, list[tuple[str, str]]], tuple[str, ...]]]:
     """part -> ((side a, side b), {side: [(words before the noun, words after it)]}, nouns)."""
     from perception.language import phrasing as ph
+    from perception.language.prompts import DISTANCES
 
     def after(words):
         return [("", w) for w in words]

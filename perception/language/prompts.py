@@ -310,16 +310,18 @@ GENERATOR = 3  # bump when generation changes: the file name changes with it, so
 CONFIG_DEFAULTS = {"train_per_scene": 80, "val_per_scene": 60, "train_phrasings": 6, "seed": 0}  # the section
 
 
-def default_path(dataroot, version: str, train_split: str = "mini_train", val_split: str = "mini_val",
-                 n_train: int = 80, n_val: int = 60, train_phrasings: int = 6, seed: int = 0) -> Path:
+def default_path(dataroot, version: str, train_split: str, val_split: str, n_train: int, n_val: int,
+                 train_phrasings: int, seed: int) -> Path:
     """Where :func:`ensure` keeps the file made with these parameters (they are in its name, so a file made
     with other ones is never taken for it)."""
     return Path(dataroot) / "prompts" / (f"{version}.gen{GENERATOR}.{train_split}-{n_train}x{train_phrasings}."
                                          f"{val_split}-{n_val}.seed{seed}.json")
 
 
-def ensure(dataroot, version: str, train_split: str, val_split: str, n_train: int = 80, n_val: int = 60,
-           seed: int = 0, train_phrasings: int = 6, force: bool = False) -> Path:
+def ensure(dataroot, version: str, train_split: str, val_split: str,
+           n_train: int = CONFIG_DEFAULTS["train_per_scene"], n_val: int = CONFIG_DEFAULTS["val_per_scene"],
+           seed: int = CONFIG_DEFAULTS["seed"], train_phrasings: int = CONFIG_DEFAULTS["train_phrasings"],
+           force: bool = False) -> Path:
     """The dataroot's prompt file, generated (deterministically) when missing or ``force``: training-template
     prompts for ``train_split`` (``train_phrasings`` phrasings of each spec); both styles for ``val_split`` (one
     phrasing each; held-out paraphrases exist only there). Returns its path."""
