@@ -26,10 +26,7 @@ def main(argv=None) -> int:
     from perception.language import prompts as P
 
     cfg = load_config(a.config)
-    data = cfg.get("data", {})
-    version = data.get("version", "v1.0-mini")
-    path = P.ensure_from_config(a.data_root, cfg.get("prompts"), version, data.get("train_split", "mini_train"),
-                                data.get("val_split", "mini_val"), force=a.force)
+    path = P.ensure_for(a.data_root, cfg, force=a.force)
     recs = P.read(path)
     counts = Counter((r.get("split", ""), r["style"]) for r in recs)
     print(f"{path}: {len(recs)} prompt records")

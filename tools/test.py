@@ -123,8 +123,7 @@ def main(argv=None) -> int:
         if not pipe.grounding:
             p.error(f"--prompts: {a.checkpoint} has no grounding head")
         if a.prompts == "auto":
-            path = P.ensure_from_config(a.data_root, cfg.get("prompts"), version,
-                                        data.get("train_split", "mini_train"), split)
+            path = P.ensure_for(a.data_root, cfg, val_split=split)
         else:
             path = a.prompts
         records = P.read(path)

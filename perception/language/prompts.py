@@ -49,6 +49,11 @@ SPEEDS = (2, 5, 8)
 LATERAL_M = 2.0
 MOVING_MPS = 1.0
 RADIAL_MPS = 1.0
+# every part of a spec and the values it can take (None: the prompt does not say)
+SLOT_VALUES: dict[str, tuple] = {
+    "group": tuple(GROUPS), "motion": (None, *MOTIONS), "lon": (None, "ahead", "behind"),
+    "lat": (None, "left", "right"), "within": (None, *DISTANCES), "beyond": (None, *DISTANCES),
+    "faster": (None, *SPEEDS), "radial": (None, "approaching", "away")}
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,8 @@ class PromptSpec:
     def __post_init__(self):
         if self.group not in GROUPS:
             raise ValueError(f"PromptSpec.group: unknown {self.group!r}; valid: {sorted(GROUPS)}")
-        for name, value, valid in (("motion", self.motion, MOTIONS), ("lon", self.lon, ("ahead", "behind")),
-                                   ("lat", self.lat, ("left", "right")),
-                                   ("radial", self.radial, ("approaching", "away"))):
+        for name in ("motion", "lon", "lat", "radial"):
+            value, valid = getattr(self, name), SLOT_VALUES[name][1:]
             if value is not None and value not in valid:
                 raise ValueError(f"PromptSpec.{name}: unknown {value!r}; valid: {valid}")
 
@@ -346,6 +350,15 @@ def ensure_from_config(dataroot, section: dict | None, version: str, train_split
     pc = check_section("prompts", dict(section or {}), CONFIG_DEFAULTS)
     return ensure(dataroot, version, train_split, val_split, pc["train_per_scene"], pc["val_per_scene"],
                   pc["seed"], pc["train_phrasings"], force=force)
+
+
+def ensure_for(dataroot, cfg: dict, val_split: str | None = None, force: bool = False) -> Path:
+    """:func:`ensure_from_config` for a whole config: its ``prompts`` section and its ``data`` section's version
+    and splits (nuScenes mini's by default); ``val_split`` overrides the data section's."""
+    data = cfg.get("data") or {}
+    return ensure_from_config(dataroot, cfg.get("prompts"), data.get("version", "v1.0-mini"),
+                              data.get("train_split", "mini_train"), val_split or data.get("val_split", "mini_val"),
+                              force=force)
 
 
 def by_sample(records: list[dict], style: str | None = None) -> dict[str, list[tuple[int, list[str]]]]:
