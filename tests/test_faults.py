@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,3 +127,20 @@ def test_failure_table_runs_every_condition(synthetic_root, tmp_path, capsys):
     assert all(0 <= r["mAP"] <= 1 and 0 <= r["NDS"] <= 1 for r in rows)
     assert rows[0]["mAP"] > 0.2  # the shipped checkpoint detects on the test world too
     assert "sensor failure table" in capsys.readouterr().out
+
+
+def test_grounding_evaluation_end_to_end(synthetic_root, tmp_path, capsys):
+    """tools/test.py --prompts auto: the dataroot's prompt file is made, every validation prompt is asked of the
+    shipped checkpoint on every frame, and the issue's final line and the per-prompt JSON come out."""
+    from tools.test import main as test_main
+
+    assert test_main(["configs/tiny.py", "checkpoints/tiny.pth", "--data-root", str(synthetic_root),
+                      "--prompts", "auto", "--out", str(tmp_path / "results.json")]) == 0
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
+    m = re.fullmatch(r"grounding mAP: (\d\.\d{3}) heldout mAP: (\d\.\d{3})", last)
+    assert m, last
+    g = json.loads((tmp_path / "grounding.json").read_text())
+    assert {p["style"] for p in g["prompts"]} == {"train", "heldout"}
+    assert float(m.group(1)) == round(g["summary"]["train"]["mAP"], 3) and float(m.group(1)) > 0.3
+    assert "prompts with the part" in out

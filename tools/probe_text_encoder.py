@@ -1,6 +1,6 @@
 """Can the frozen text encoder carry the grounding head to the held-out paraphrases? A linear probe per part.
 
-    python tools/probe_text_encoder.py [--config configs/tiny.py] [--encoder DIR]
+    python tools/probe_text_encoder.py [--config configs/tiny.py] [--encoder DIR] [--data-root DIR | --prompts FILE]
 
 For every two-sided part of a prompt (ahead / behind, left / right, within / beyond N m, approaching / moving
 away, moving / stopped, walking / standing) a logistic regression is fitted on the encoder's features of every
@@ -11,8 +11,16 @@ Two feature kinds are probed: the mean-pooled sentence vector and the mean of th
 column is the held-out phrasing's nearest training phrasing by sentence cosine (after "cars"), and whether
 it means the same side.
 
-Cheap (a few hundred short sentences through the encoder): run it before training with another encoder
-(``--encoder`` or the config's ``text_encoder.path``) or other phrasings.
+With ``--data-root`` (or ``--prompts FILE``) a second probe reads whole prompts, where the parts meet: a
+small slot parser (per part of the spec, a learned query attends over the frozen token features; a linear
+layer names the value) is trained on the training-phrasing prompts of the prompt file and asked for the
+spec of every validation prompt, in both styles. It prints the accuracy per part, the rate of prompts read
+wholly right, and the most frequent misreadings with an example ("ahead -> behind: 'things in front of us
+to the left'"). A part the parser misreads from the frozen features is one the grounding head is not told
+either.
+
+Cheap (a few hundred short sentences through the encoder; the parse probe trains for ~20 s): run it before
+training with another encoder (``--encoder`` or the config's ``text_encoder.path``) or other phrasings.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
 
 NOUNS = ("cars", "trucks", "buses", "vehicles", "pedestrians", "people", "bicycles", "objects")
 VEHICLE_NOUNS = ("cars", "trucks", "buses", "vehicles", "trailers")
@@ -117,21 +127,142 @@ def format_table(rows: list[PartProbe]) -> str:
     return "\n".join(lines)
 
 
+# -- whole prompts: a slot parser on the frozen token features -----------------------------------------------
+
+class SlotParser(nn.Module):
+    """Per part of a spec (``prompts.SLOT_VALUES``): a learned query attends over the token features, a linear
+    layer reads the value. Noise and word-piece dropout on the features while training, as the grounding
+    head has."""
+
+    def __init__(self, text_dim: int, slots: dict[str, tuple], dim: int = 64, noise: float = 0.4,
+                 drop: float = 0.15):
+        super().__init__()
+        self.slots = dict(slots)
+        self.key, self.value = nn.Linear(text_dim, dim), nn.Linear(text_dim, dim)
+        self.query = nn.Parameter(torch.randn(len(slots), dim) * 0.1)
+        self.read = nn.ModuleList(nn.Linear(dim, len(v)) for v in slots.values())
+        self.noise, self.drop = noise, drop
+
+    def forward(self, text: dict) -> list[torch.Tensor]:
+        """{"tokens" (P, T, D), "mask" (P, T)} -> one (P, values) logit tensor per slot."""
+        tokens, mask = text["tokens"], text["mask"]
+        if self.training:
+            tokens = tokens + torch.randn_like(tokens) * self.noise
+            hide = torch.rand(mask.shape) < self.drop
+            hide[:, 0] = False
+            mask = mask & ~hide
+        k, v = self.key(tokens), self.value(tokens)
+        att = torch.einsum("sd,ptd->pst", self.query, k) / k.shape[-1] ** 0.5
+        att = att.masked_fill(~mask[:, None], float("-inf")).softmax(-1)
+        pooled = torch.einsum("pst,ptd->psd", att, v)
+        return [read(pooled[:, i]) for i, read in enumerate(self.read)]
+
+
+@dataclass
+class ParseProbe:
+    n_train: int                                  # distinct training-phrasing prompts the parser learned from
+    styles: dict[str, dict]                       # style -> {"n", "exact", "slots": {slot: accuracy}}
+    misreadings: list[tuple[str, str, str, str, int, str]]  # (style, slot, said, read as, count, example prompt)
+
+
+def _label(v) -> str:
+    return "-" if v is None else str(v)
+
+
+def probe_prompts(encoder, records: list[dict], steps: int = 2000, seed: int = 0) -> ParseProbe:
+    """Train a :class:`SlotParser` on the training-phrasing prompts of the train split of ``records``
+    (NuPrompt-style records with ``spec``) and read the specs of the validation split's prompts, per style."""
+    from perception.language.prompts import SLOT_VALUES
+    from perception.language.text_encoder import PromptBank
+
+    recs = [r for r in records if r.get("spec")]
+    if not recs:
+        raise ValueError("parse probe: the prompt records carry no spec (real NuPrompt files do not); "
+                         "use a generated prompt file")
+    splits = list(dict.fromkeys(r.get("split", "") for r in recs))
+    train_split = next((sp for sp in splits if any(r.get("style") == "heldout" for r in recs
+                                                    if r.get("split", "") != sp)), splits[0])
+    train = list({r["prompt"]: r for r in recs if r.get("split", "") == train_split
+                  and r.get("style", "train") == "train"}.values())
+    val = [r for r in recs if r.get("split", "") != train_split]
+    if not train or not val:
+        raise ValueError("parse probe: needs training-phrasing prompts of one split and prompts of another "
+                         f"(splits here: {splits})")
+
+    def targets(rs):
+        return torch.tensor([[SLOT_VALUES[k].index(r["spec"].get(k)) for k in SLOT_VALUES] for r in rs])
+
+    torch.manual_seed(seed)
+    bank, y = PromptBank([r["prompt"] for r in train], encoder), targets(train)
+    parser = SlotParser(encoder.dim, SLOT_VALUES)
+    opt = torch.optim.AdamW(parser.parameters(), lr=3e-3, weight_decay=1e-2)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        rows = torch.randint(len(bank), (min(128, len(bank)),), generator=gen)
+        logits = parser(bank.select(rows.tolist()))
+        loss = sum(nn.functional.cross_entropy(lg, y[rows, i]) for i, lg in enumerate(logits))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    parser.eval()
+    styles, misread = {}, []
+    for style in sorted({r.get("style", "train") for r in val}, key=lambda st: (st != "train", st)):
+        rs = [r for r in val if r.get("style", "train") == style]
+        with torch.no_grad():
+            pred = torch.stack([lg.argmax(-1) for lg in parser(encoder.batch([r["prompt"] for r in rs]))], 1)
+        ok = pred == targets(rs)
+        styles[style] = {"n": len(rs), "exact": float(ok.all(1).float().mean()),
+                         "slots": {k: float(ok[:, i].float().mean()) for i, k in enumerate(SLOT_VALUES)}}
+        for i, (slot, values) in enumerate(SLOT_VALUES.items()):
+            seen: dict[tuple[str, str], list[str]] = {}
+            for r, p, good in zip(rs, pred[:, i].tolist(), ok[:, i].tolist()):
+                if not good:
+                    seen.setdefault((_label(r["spec"].get(slot)), _label(values[p])), []).append(r["prompt"])
+            misread += [(style, slot, said, got, len(ex), ex[0]) for (said, got), ex in seen.items()]
+    misread.sort(key=lambda m: (m[0] != "train", m[0], -m[4], m[1]))
+    return ParseProbe(len(train), styles, misread)
+
+
+def format_parse(result: ParseProbe, top: int = 12) -> str:
+    slots = list(next(iter(result.styles.values()))["slots"])
+    lines = [f"whole prompts: a slot parser on the frozen token features, trained on {result.n_train} "
+             "training-phrasing prompts, reading the validation prompts",
+             f"{'style':9s} {'prompts':>7s} {'exact':>6s} " + " ".join(f"{k:>7s}" for k in slots)]
+    for style, s in result.styles.items():
+        lines.append(f"{style:9s} {s['n']:7d} {s['exact']:6.2f} " + " ".join(f"{s['slots'][k]:7.2f}" for k in slots))
+    for style in result.styles:
+        rows = [m for m in result.misreadings if m[0] == style][:top]
+        if rows:
+            lines.append(f"most frequent misreadings, {style} (part: said -> read as, prompts, e.g.)")
+            lines += [f"  {slot:7s} {said} -> {got}  {n:3d}  {ex!r}" for _, slot, said, got, n, ex in rows]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/tiny.py")
     p.add_argument("--encoder", default=None, help="a local Hugging Face encoder directory (default: the config's)")
+    p.add_argument("--data-root", default=None, help="also probe whole prompts: the dataroot's generated prompt "
+                   "file (made if missing, as tools/test.py --prompts auto does)")
+    p.add_argument("--prompts", default=None, help="also probe whole prompts: this generated prompt file")
+    p.add_argument("--steps", type=int, default=2000, help="training steps of the slot parser")
     a = p.parse_args(argv)
 
     from perception.config import load_config
+    from perception.language import prompts as P
     from perception.language.text_encoder import TextEncoder
 
-    section = dict(load_config(a.config).get("text_encoder") or {})
+    cfg = load_config(a.config)
+    section = dict(cfg.get("text_encoder") or {})
     if a.encoder:
         section["path"] = a.encoder
     encoder = TextEncoder.from_config(section)
     print(f"text encoder: {encoder.path}")
     print(format_table(probe(encoder)))
+    path = a.prompts or (P.ensure_for(a.data_root, cfg) if a.data_root else None)
+    if path:
+        print(f"\nprompt file: {path}")
+        print(format_parse(probe_prompts(encoder, P.read(path), steps=a.steps)))
     return 0
 
 
