@@ -170,8 +170,9 @@ def _label(v) -> str:
 
 
 def probe_prompts(encoder, records: list[dict], steps: int = 2000, seed: int = 0) -> ParseProbe:
-    """Train a :class:`SlotParser` on the training-phrasing prompts of the train split of ``records``
-    (NuPrompt-style records with ``spec``) and read the specs of the validation split's prompts, per style."""
+    """Train a :class:`SlotParser` on the training-phrasing prompts of ``records`` (NuPrompt-style, with
+    ``spec``) from the splits without held-out paraphrases, and read the specs of the prompts of the split(s)
+    with them (validation), per style."""
     from perception.language.prompts import SLOT_VALUES
     from perception.language.text_encoder import PromptBank
 
@@ -179,15 +180,13 @@ def probe_prompts(encoder, records: list[dict], steps: int = 2000, seed: int = 0
     if not recs:
         raise ValueError("parse probe: the prompt records carry no spec (real NuPrompt files do not); "
                          "use a generated prompt file")
-    splits = list(dict.fromkeys(r.get("split", "") for r in recs))
-    train_split = next((sp for sp in splits if any(r.get("style") == "heldout" for r in recs
-                                                    if r.get("split", "") != sp)), splits[0])
-    train = list({r["prompt"]: r for r in recs if r.get("split", "") == train_split
+    val_splits = {r.get("split", "") for r in recs if r.get("style") == "heldout"}   # held-out: validation only
+    train = list({r["prompt"]: r for r in recs if r.get("split", "") not in val_splits
                   and r.get("style", "train") == "train"}.values())
-    val = [r for r in recs if r.get("split", "") != train_split]
+    val = [r for r in recs if r.get("split", "") in val_splits]
     if not train or not val:
-        raise ValueError("parse probe: needs training-phrasing prompts of one split and prompts of another "
-                         f"(splits here: {splits})")
+        raise ValueError("parse probe: needs the training-phrasing prompts of a training split and the prompts "
+                         "(held-out paraphrases among them) of a validation split, as tools/make_prompts.py writes")
 
     def targets(rs):
         return torch.tensor([[SLOT_VALUES[k].index(r["spec"].get(k)) for k in SLOT_VALUES] for r in rs])
