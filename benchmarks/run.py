@@ -56,6 +56,11 @@ def row(what, ours_s, peer_s=None, peer="", floor=None, goal=""):
     ROWS.append((what, ours_s, peer, peer_s, ratio, floor, goal))
 
 
+def spread(what, samples_s, goal=""):
+    """A row of our own distribution (no peer): p50 in the ours column, p95 in the peer-ms column."""
+    ROWS.append((what, float(np.median(samples_s)), "", float(np.percentile(samples_s, 95)), None, None, goal))
+
+
 def bench_voxelization(sweeps35k, sweeps300k, repeat):
     import torch
 
@@ -209,8 +214,7 @@ def bench_end_to_end(dataroot, repeat, device, name="tiny", checkpoint="checkpoi
         label = f"end-to-end {name} ({how}), 6 cams + 10-sweep lidar + radar: {k} p50 / p95 ms"
         if k == "total with load":
             label += f" (p99 {1000 * float(np.percentile(v, 99)):.1f})"
-        ROWS.append((label, float(np.median(v)), "", float(np.percentile(v, 95)), None, None,
-                     goals.get((name, device, k), "")))
+        spread(label, v, goals.get((name, device, k), ""))
     if device == "cuda":
         gib = torch.cuda.max_memory_allocated() / 2**30
         row(f"GPU memory, {name}: peak allocated {gib:.2f} GiB (goal <= 4 GB)", None)
@@ -262,18 +266,16 @@ def bench_live_node(root, seconds: float):
         row("live node overhead: no frames came back", None)
         return
     over = [(s["e2e_ms"] - s["inference_ms"] - s["latency_ms"]["wait_sync"]) / 1000 for s in frames]
-    ROWS.append((f"live node overhead ({len(frames)} frames): arrival -> publish - pipeline - sync wait, p50 / p95 ms",
-                 float(np.median(over)), "", float(np.percentile(over, 95)), None, None, "p95 <= 10 ms"))
+    spread(f"live node overhead ({len(frames)} frames): arrival -> publish - pipeline - sync wait, p50 / p95 ms",
+           over, "p95 <= 10 ms")
     for k, why in (("queue", "frame ready -> worker free (the pipeline is slower than 20 Hz here)"),
                    ("assemble", "sweeps motion-compensated into the frame"), ("publish", "objects JSON")):
         v = [s["latency_ms"].get(k, 0.0) / 1000 for s in frames]
-        ROWS.append((f"  of which {k}: {why}", float(np.median(v)), "", float(np.percentile(v, 95)), None, None, ""))
+        spread(f"  of which {k}: {why}", v)
     own = [(s["latency_ms"]["assemble"] + s["latency_ms"]["publish"]) / 1000 for s in frames]
-    ROWS.append(("live node per-frame cost without the queue (assemble + publish), p50 / p95 ms",
-                 float(np.median(own)), "", float(np.percentile(own, 95)), None, None, ""))
+    spread("live node per-frame cost without the queue (assemble + publish), p50 / p95 ms", own)
     e2e = [s["e2e_ms"] / 1000 for s in frames]
-    ROWS.append(("live node arrival -> /perception/objects published, p50 / p95 ms", float(np.median(e2e)), "",
-                 float(np.percentile(e2e, 95)), None, None, ""))
+    spread("live node arrival -> /perception/objects published, p50 / p95 ms", e2e)
 
 
 def main(argv=None) -> int:
