@@ -267,8 +267,8 @@ def test_parse_probe_reads_whole_prompts(encoder, synthetic_root):
     from tools.probe_text_encoder import format_parse, probe_prompts
 
     records = P.read(P.ensure_for(synthetic_root, load_config("configs/tiny.py")))
-    result = probe_prompts(encoder, records, steps=600)
-    assert set(result.styles) == {"train", "heldout"} and result.n_train > 100
+    result = probe_prompts(encoder, records, steps=600, seeds=2)
+    assert set(result.styles) == {"train", "heldout"} and result.n_train > 100 and result.parsers == 2
     train = result.styles["train"]
     assert min(train["slots"].values()) >= 0.7 and np.mean(list(train["slots"].values())) >= 0.85, train
     assert train["exact"] <= min(train["slots"].values())
@@ -276,7 +276,7 @@ def test_parse_probe_reads_whole_prompts(encoder, synthetic_root):
     for style, s in result.styles.items():
         for slot, acc in s["slots"].items():
             wrong = sum(m[4] for m in result.misreadings if m[:2] == (style, slot))
-            assert wrong == round((1 - acc) * s["n"]), (style, slot)
+            assert wrong == pytest.approx((1 - acc) * s["n"], abs=1e-3), (style, slot)
     assert all(m[2] != m[3] and m[5] for m in result.misreadings)
     table = format_parse(result)
     assert "heldout" in table and "most frequent misreadings, heldout" in table

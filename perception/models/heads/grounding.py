@@ -40,6 +40,14 @@ def box_features(boxes: torch.Tensor, labels: torch.Tensor, attributes: torch.Te
     return torch.cat([geo, dk, sk, cls, attr], 1)
 
 
+def perturb_tokens(tokens: torch.Tensor, mask: torch.Tensor, noise: float, drop: float):
+    """Training-time paraphrase robustness: hide a share ``drop`` of the word pieces ([CLS] stays) and add
+    Gaussian noise of std ``noise`` to the token features. (P, T, D), (P, T) -> the same, perturbed."""
+    hide = torch.rand(mask.shape, device=mask.device) < drop
+    hide[:, 0] = False
+    return tokens + torch.randn_like(tokens) * noise, mask & ~hide
+
+
 class _Layer(nn.Module):
     def __init__(self, dim, heads):
         super().__init__()
@@ -96,11 +104,7 @@ class GroundingHead(nn.Module):
             return obj.new_zeros((N, P))
         tokens, sent, mask = text["tokens"].to(obj), text["sentence"].to(obj), text["mask"].to(obj.device)
         if self.training:
-            # paraphrase robustness: hide some word pieces ([CLS] stays) and blur the features a little
-            drop = torch.rand(mask.shape, device=mask.device) < self.token_drop
-            drop[:, 0] = False
-            mask = mask & ~drop
-            tokens = tokens + torch.randn_like(tokens) * self.token_noise
+            tokens, mask = perturb_tokens(tokens, mask, self.token_noise, self.token_drop)
             sent = F.normalize(sent + torch.randn_like(sent) * self.token_noise / 4, dim=-1)
         kv = self.tok(tokens)
         s = self.sent(sent)                                          # P, dim
