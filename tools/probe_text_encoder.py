@@ -11,16 +11,17 @@ Two feature kinds are probed: the mean-pooled sentence vector and the mean of th
 column is the held-out phrasing's nearest training phrasing by sentence cosine (after "cars"), and whether
 it means the same side.
 
-With ``--data-root`` (or ``--prompts FILE``) a second probe reads whole prompts, where the parts meet: a
-small slot parser (per part of the spec, a learned query attends over the frozen token features; a linear
-layer names the value) is trained on the training-phrasing prompts of the prompt file and asked for the
-spec of every validation prompt, in both styles. It prints the accuracy per part, the rate of prompts read
-wholly right, and the most frequent misreadings with an example ("ahead -> behind: 'things in front of us
-to the left'"). A part the parser misreads from the frozen features is one the grounding head is not told
-either.
+With ``--data-root`` (or ``--prompts FILE``) a second probe reads whole prompts, where the parts meet: small
+slot parsers (per part of the spec, a learned query attends over the frozen token features; a linear layer
+names the value) are trained on the training-phrasing prompts of the prompt file and asked for the spec of
+every validation prompt, in both styles. It prints the accuracy per part, the rate of prompts read wholly
+right, and the most frequent misreadings with an example ("ahead -> behind: 'things in front of us to the
+left'"), each the mean over ``--parsers`` parsers (one parser's figures move with its seed). A part the
+parsers misread from the frozen features is one the grounding head is not told either.
 
-Cheap (a few hundred short sentences through the encoder; the parse probe trains three parsers, ~60 s): run it before
-training with another encoder (``--encoder`` or the config's ``text_encoder.path``) or other phrasings.
+Cheap (a few hundred short sentences through the encoder, 20 s; with the parse probe's three parsers 70 s):
+run it before training with another encoder (``--encoder`` or the config's ``text_encoder.path``) or other
+phrasings.
 """
 
 from __future__ import annotations
