@@ -191,6 +191,7 @@ def probe_prompts(encoder, records: list[dict], steps: int = 2000, seeds: int = 
     with ``spec``) from the splits without held-out paraphrases, and read the specs of the prompts of the
     split(s) with them (validation), per style. One parser's figures move with its seed (held-out exact rate
     0.43-0.47 on the synthetic world), so every figure is the mean over the parsers."""
+    from perception.language.phrasing import style_order
     from perception.language.prompts import SLOT_VALUES
     from perception.language.text_encoder import PromptBank
 
@@ -212,7 +213,7 @@ def probe_prompts(encoder, records: list[dict], steps: int = 2000, seeds: int = 
     bank, y = PromptBank([r["prompt"] for r in train], encoder), targets(train)
     parsers = [_fit_parser(bank, y, encoder.dim, steps, seed) for seed in range(seeds)]
     styles, seen = {}, {}
-    for style in sorted({r.get("style", "train") for r in val}, key=lambda st: (st != "train", st)):
+    for style in sorted({r.get("style", "train") for r in val}, key=style_order):
         rs = [r for r in val if r.get("style", "train") == style]
         text, truth = encoder.batch([r["prompt"] for r in rs]), targets(rs)
         exact, acc = 0.0, torch.zeros(len(SLOT_VALUES))
@@ -229,7 +230,7 @@ def probe_prompts(encoder, records: list[dict], steps: int = 2000, seeds: int = 
                         seen.setdefault(key, []).append(r["prompt"])
         styles[style] = {"n": len(rs), "exact": exact, "slots": dict(zip(SLOT_VALUES, acc.tolist()))}
     misread = [(*key, len(ex) / seeds, max(set(ex), key=ex.count)) for key, ex in seen.items()]
-    misread.sort(key=lambda m: (m[0] != "train", m[0], -m[4], m[1], m[2], m[3]))
+    misread.sort(key=lambda m: (*style_order(m[0]), -m[4], m[1], m[2], m[3]))
     return ParseProbe(len(train), seeds, styles, misread)
 
 

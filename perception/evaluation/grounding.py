@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.language.phrasing import style_order
 from perception.types import CLASS_RANGE, Boxes3D, Detections
 
 MATCH_DIST = 2.0
@@ -132,7 +133,7 @@ def _map_by(results: list[PromptResult], keys) -> dict:
 
 def summarize(results: list[PromptResult]) -> dict:
     out = {}
-    for style in sorted({r.style for r in results}, key=lambda st: (st != "train", st)):
+    for style in sorted({r.style for r in results}, key=style_order):
         rs = [r for r in results if r.style == style]
         scored = [r for r in rs if r.n_referred > 0]
         tp = sum(r.tp05 for r in rs)

@@ -90,6 +90,11 @@ PREFIXES = {"train": ["", "", "", "the ", "all ", "show me the ", "find "], "hel
 STYLES = ("train", "heldout")
 
 
+def style_order(style: str) -> tuple[bool, str]:
+    """Sort key for reports: the training phrasing first, then the other styles by name."""
+    return style != "train", style
+
+
 def render(spec: PromptSpec, style: str = "train", variant: int = 0) -> str:
     """The spec in words. ``variant`` seeds the choice among a style's phrasings (deterministic); variant 0
     is the plain form (first phrasing of every part)."""
