@@ -229,7 +229,9 @@ def probe_prompts(encoder, records: list[dict], steps: int = 2000, seeds: int = 
                         key = (style, slot, _label(r["spec"].get(slot)), _label(values[p]))
                         seen.setdefault(key, []).append(r["prompt"])
         styles[style] = {"n": len(rs), "exact": exact, "slots": dict(zip(SLOT_VALUES, acc.tolist()))}
-    misread = [(*key, len(ex) / seeds, max(set(ex), key=ex.count)) for key, ex in seen.items()]
+    # the example: the prompt misread most often, the first such in file order on a tie (a set's order would
+    # change with the interpreter's string hashing from run to run)
+    misread = [(*key, len(ex) / seeds, max(dict.fromkeys(ex), key=ex.count)) for key, ex in seen.items()]
     misread.sort(key=lambda m: (*style_order(m[0]), -m[4], m[1], m[2], m[3]))
     return ParseProbe(len(train), seeds, styles, misread)
 
