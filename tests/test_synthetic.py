@@ -11,7 +11,7 @@ from nuscenes.utils.data_classes import LidarPointCloud, RadarPointCloud
 from nuscenes.utils.geometry_utils import points_in_box, view_points
 from pyquaternion import Quaternion
 
-from perception.sources.synthetic import CLASS_NAMES, CLASS_SPECS, WorldConfig, generate
+from perception.sources.synthetic import CLASS_NAMES, WorldConfig, generate
 from perception.types import CAMERAS, CATEGORY_TO_CLASS, RADARS
 
 EVERY = list(range(18))
@@ -63,9 +63,24 @@ def test_num_radar_pts_equals_points_in_box(nusc):
 
 
 def _lidar_points_in_camera(nusc, sample, cam, yaw_error_deg=0.0):
-    """Lidar points of each annotated box, projected into the camera with the devkit's calibration chain."""
+    """Per annotated box: the share of its lidar points that, projected into the camera with the tables'
+    calibration chain (the devkit's own steps), land on pixels where the renderer drew that same object."""
+    from perception.sources.synthetic.sensors import CAMERA_OFFSET_S, get_scene, render_view
+    from perception.sources.synthetic.world import SAMPLE_PERIOD
+
+    scene_rec = nusc.get("scene", sample["scene_token"])
+    index = [s["name"] for s in nusc.scene].index(scene_rec["name"])
+    k = 0
+    tok = sample["token"]
+    while nusc.get("sample", tok)["prev"]:
+        tok = nusc.get("sample", tok)["prev"]
+        k += 1
+    scene = get_scene(0, index, 4, scene_rec["name"])
     lidar_sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
     cam_sd = nusc.get("sample_data", sample["data"][cam])
+    scale = cam_sd["width"] / 1600
+    _, _, _, _, idmap = render_view(scene, cam, k * SAMPLE_PERIOD + CAMERA_OFFSET_S[cam], scale, want_maps=True)
+    obj_boxes, _ = scene.boxes(k * SAMPLE_PERIOD)
     pc = LidarPointCloud.from_file(nusc.get_sample_data_path(lidar_sd["token"]))
     _, boxes, _ = nusc.get_sample_data(lidar_sd["token"])
     cs_l = nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"])
@@ -85,32 +100,29 @@ def _lidar_points_in_camera(nusc, sample, cam, yaw_error_deg=0.0):
     pc.rotate(rot.rotation_matrix.T)
     depth = pc.points[2]
     uv = view_points(pc.points[:3], np.array(cs_c["camera_intrinsic"]), normalize=True)[:2]
-    img = cv2.imread(nusc.get_sample_data_path(cam_sd["token"]))
-    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
-    h, w = img.shape[:2]
+    h, w = idmap.shape
     fractions = []
     for tok, m in inside.items():
         m = m & (depth > 1.0) & (uv[0] >= 0) & (uv[0] < w - 1) & (uv[1] >= 0) & (uv[1] < h - 1)
         if m.sum() < 10:
             continue
-        cls = CATEGORY_TO_CLASS[nusc.get("sample_annotation", tok)["category_name"]]
-        hue = CLASS_SPECS[cls]["hue"] / 2.0
-        px = hsv[uv[1, m].astype(int), uv[0, m].astype(int)]
-        dh = np.abs((px[:, 0].astype(float) - hue + 90) % 180 - 90)
-        fractions.append(float(((dh <= 10) & (px[:, 1] > 80)).mean()))
+        ann = nusc.get("sample_annotation", tok)
+        obj = int(np.argmin(np.hypot(*(obj_boxes[:, :2] - np.array(ann["translation"][:2])).T)))
+        fractions.append(float((idmap[uv[1, m].astype(int), uv[0, m].astype(int)] == obj).mean()))
     return fractions
 
 
 def test_lidar_points_land_on_the_boxes_camera_pixels(nusc):
     """One calibration across modalities: lidar hits of a box, projected with the tables' calibration,
-    fall on pixels drawn in that box's class colour (mean over boxes); a 6 degree calibration error breaks it."""
+    fall on pixels where the camera drew that object (mean over boxes; the lidar sees some surfaces the
+    camera does not); a 6 degree calibration error breaks it."""
     good, bad = [], []
     for sample in nusc.sample:
         for cam in CAMERAS:
             good += _lidar_points_in_camera(nusc, sample, cam)
             bad += _lidar_points_in_camera(nusc, sample, cam, yaw_error_deg=6.0)
     assert len(good) > 40
-    assert np.mean(good) > 0.7, np.mean(good)
+    assert np.mean(good) > 0.6, np.mean(good)
     assert np.mean(bad) < 0.6 * np.mean(good), (np.mean(bad), np.mean(good))
 
 
@@ -140,7 +152,8 @@ def test_radar_doppler_matches_box_velocity(nusc):
                 errs.extend(np.abs((v_comp[:, m] * rhat).sum(0) - (vel[:, None] * rhat).sum(0)).tolist())
     errs = np.array(errs)
     assert len(errs) > 30
-    assert np.median(errs) < 0.05 and np.mean(errs < 0.3) > 0.9, (np.median(errs), np.mean(errs < 0.3))
+    # Doppler noise is 0.12 m/s (1 sigma); ghosts and false moving returns that land in a box are the tail
+    assert np.median(errs) < 0.15 and np.mean(errs < 0.4) > 0.8, (np.median(errs), np.mean(errs < 0.4))
 
 
 def _digest(root: Path) -> dict:
@@ -174,29 +187,64 @@ def test_annotations_have_consistent_tracks(nusc):
 
 
 def test_objects_do_not_overlap():
-    """Lanes, parking, sidewalks and the construction zone never put two boxes on one spot, and no box is
-    on the ego. Crossing pedestrians are exempt against lane traffic (objects do not interact), not the ego."""
+    """Every place (streets, intersections with turning traffic, a parking lot) keeps boxes apart: no two
+    objects share a spot and none is on the ego, at any keyframe of any scene."""
     from shapely.geometry import Polygon
 
     from perception.geometry import box_corners
     from perception.sources.synthetic import EGO_BODY, build_scene, scene_names
 
     names, _ = scene_names(10)
+    places = set()
     for index in range(10):
-        scene = build_scene(0, index, 40, names[index])
-        crossing = scene.tc[:, 0] < 1e8
-        for k in range(0, 40, 4):
+        scene = build_scene(0, index, 20, names[index])
+        places.add(scene.place)
+        for k in range(0, 20, 2):
             t = k * 0.5
             boxes, _ = scene.boxes(t)
             polys = [Polygon(c[[0, 1, 5, 4], :2]) for c in box_corners(boxes[:, :7])]
             ego = scene.ego_pose(t)
             cx, cy, _, l, w, _ = EGO_BODY
-            ego_box = np.array([[*(ego[:3, :3] @ [cx, cy, 0] + ego[:3, 3])[:2], 0, l, w, 1, scene.theta]])
+            yaw = math.atan2(ego[1, 0], ego[0, 0])
+            ego_box = np.array([[*(ego[:3, :3] @ [cx, cy, 0] + ego[:3, 3])[:2], 0, l, w, 1, yaw]])
             ego_poly = Polygon(box_corners(ego_box)[0][[0, 1, 5, 4], :2])
             for i, p in enumerate(polys):
                 assert p.intersection(ego_poly).area < 1e-6, (index, t, CLASS_NAMES[scene.cls[i]])
                 for j in range(i + 1, len(polys)):
-                    if crossing[i] or crossing[j]:
-                        continue
-                    assert p.intersection(polys[j]).area < 1e-6, (
-                        index, t, CLASS_NAMES[scene.cls[i]], CLASS_NAMES[scene.cls[j]], scene.d0[i], scene.d0[j])
+                    assert p.intersection(polys[j]).area < 1e-3, (
+                        index, t, CLASS_NAMES[scene.cls[i]], CLASS_NAMES[scene.cls[j]])
+    assert places == {"straight", "curve", "intersection", "parking", "narrow"}
+
+
+def test_scene_plan_has_night_rain_turns_and_stops():
+    """Ten scenes of any seed hold night and rain scenes (named in the description, as nuScenes does), scenes
+    where the ego turns more than 20 degrees and scenes where it stops."""
+    from perception.sources.synthetic import build_scene, scene_names
+
+    names, _ = scene_names(10)
+    for seed in (0, 3):
+        scenes = [build_scene(seed, i, 40, names[i]) for i in range(10)]
+        assert sum(s.night for s in scenes) >= 1 and sum(s.rain for s in scenes) >= 1
+        assert all(("night" in s.description) == s.night and ("rain" in s.description) == s.rain for s in scenes)
+        assert sum(s.ego_turn_deg > 20 for s in scenes) >= 2, [s.ego_turn_deg for s in scenes]
+        assert sum(s.ego_stops for s in scenes) >= 1
+        off = [abs((b[6] - s.ego[0, 2] + np.pi / 2) % np.pi - np.pi / 2) > np.radians(15)
+               for s in scenes for b, c in zip(s.boxes(5.0)[0], s.cls) if CLASS_NAMES[c] in
+               ("car", "truck", "bus", "trailer", "construction_vehicle")]
+        assert np.mean(off) > 0.1
+
+
+def test_world_gives_no_answer_away(synthetic_root):
+    """The cue probes of the world report: the class is not readable from one cue alone (colour, lidar
+    intensity, radar RCS), radar returns are mostly clutter, hardly any box is seen by radar alone, and
+    unannotated pole-like structures stand along the streets."""
+    from perception.evaluation.world_report import report
+
+    r = report(synthetic_root, progress=False)
+    probes = r["probes"]
+    assert probes["colour"]["balanced_accuracy"] <= 0.45, probes
+    assert probes["intensity"]["balanced_accuracy"] <= 0.35, probes
+    assert probes["rcs"]["balanced_accuracy"] <= 0.30, probes
+    assert r["radar"]["share_returns_in_boxes"] <= 0.40
+    assert r["radar"]["share_radar_only_eval_boxes"] <= 0.05
+    assert r["lidar"]["pole_like_per_keyframe"] >= 20

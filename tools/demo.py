@@ -27,6 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = "scene-0103"  # the demo world's mini_val scene
+SEED = 1              # the demo world's seed: not the seed the shipped checkpoint was trained on (0)
 THRESHOLD = 0.5       # grounding x detection score for "this object is what the prompt means"
 MIN_SCORE = 0.3       # detections drawn in the pictures
 
@@ -45,11 +46,13 @@ def make_world(data: Path, samples: int) -> float:
     t0 = time.time()
     table = data / "v1.0-mini" / "sample.json"
     if table.is_file():
-        if len(json.loads(table.read_text())) == 2 * samples:
+        scenes = json.loads((data / "v1.0-mini" / "scene.json").read_text())
+        if len(json.loads(table.read_text())) == 2 * samples and all(
+                f"(seed {SEED})" in s["description"] for s in scenes):
             return 0.0
         shutil.rmtree(data)
     print(f"writing the synthetic world to {data} ...")
-    generate(data, WorldConfig(scenes=2, samples=samples, seed=0))
+    generate(data, WorldConfig(scenes=2, samples=samples, seed=SEED))
     return time.time() - t0
 
 

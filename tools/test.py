@@ -9,9 +9,11 @@ Writes the nuScenes detection submission JSON, prints the per-class AP / TP-erro
 line ``mAP: 0.xxx NDS: 0.xxx``. ``--faults`` applies frame-level sensor faults (perception.faults: drop,
 beams, dark; times in seconds from each scene's start). ``--failure-table`` evaluates all sensors, no lidar,
 no cameras, no radar, one front camera missing, lidar with 50% of its beams and low-light cameras in one
-run and prints mAP / NDS and their ratio to all sensors. ``--prompts FILE`` (NuPrompt-style JSON, or ``auto``
-for the dataroot's generated file) also asks every frame its scene's prompts and prints the grounding metric
-(perception.evaluation.grounding) ending in ``grounding mAP: 0.xxx heldout mAP: 0.xxx``.
+run, then each single sensor alone, and prints mAP / NDS and their ratio to all sensors, plus all sensors
+on the split's night / day and rain / dry scenes (as the scene descriptions name them). ``--prompts FILE``
+(NuPrompt-style JSON, or ``auto`` for the dataroot's generated file) also asks every frame its scene's
+prompts and prints the grounding metric (perception.evaluation.grounding) ending in
+``grounding mAP: 0.xxx heldout mAP: 0.xxx``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ FAILURE_TABLE = (
     ("no lidar", "camera,radar", ""),
     ("no cameras", "lidar,radar", ""),
     ("no radar", "camera,lidar", ""),
+    ("lidar only", "lidar", ""),
+    ("radar only", "radar", ""),
+    ("camera only", "camera", ""),
     ("one front camera missing", "camera,lidar,radar", "drop:CAM_FRONT"),
     ("lidar 50% beams", "camera,lidar,radar", "beams:LIDAR_TOP=50%"),
     ("low light cameras", "camera,lidar,radar", "dark:CAM_*=0.3"),
@@ -77,6 +82,23 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
         summary["grounding"] = summarize(per_prompt)
         summary["grounding_prompts"] = [vars(x) for x in per_prompt]
     return summary
+
+
+def _condition_rows(data_root, version, split, result_path: Path, mods: str) -> list:
+    """All sensors on the split's scenes by condition (night, rain; the devkit's eval on those samples)."""
+    from nuscenes import NuScenes
+
+    from perception.evaluation.detection import run_detection_eval, scene_conditions
+
+    nusc = NuScenes(version=version, dataroot=str(data_root), verbose=False)
+    in_split = {t for t in json.loads(result_path.read_text())["results"]}
+    rows = []
+    for cond in ("day", "night", "dry", "rain"):
+        toks = [t for t in scene_conditions(nusc)[cond] if t in in_split]
+        s = run_detection_eval(data_root, version, split, result_path, result_path.parent / f"eval_{cond}",
+                               sample_tokens=toks) if toks else None
+        rows.append((f"all sensors, {cond} scenes", mods, "", s))
+    return rows
 
 
 def main(argv=None) -> int:
@@ -140,6 +162,8 @@ def main(argv=None) -> int:
         summary = evaluate(pipe, src, mods, parse_faults(f), out, a.data_root, version, split,
                            prompts=None if a.failure_table else records)
         table.append((name, m, f, summary))
+        if a.failure_table and name == "all sensors":
+            cond_rows = _condition_rows(a.data_root, version, split, out, m)
         if not a.failure_table:
             print(f"{len(src)} frames, split {split}, modalities {'+'.join(mods)}" + (f", faults {f}" if f else "")
                   + f", p50 {summary['p50_ms']:.0f} ms / frame (preprocessing included)")
@@ -154,16 +178,20 @@ def main(argv=None) -> int:
                       f"{out.parent / 'grounding.json'})")
                 print(format_summary(summary["grounding"]))
     if a.failure_table:
+        table += cond_rows
         base = table[0][3]
         print(f"\nsensor failure table - split {split}, {a.checkpoint}")
         print(f"{'condition':26s} {'mAP':>6s} {'NDS':>6s} {'mAP/all':>8s} {'NDS/all':>8s}")
         for name, _m, _f, s in table:
+            if s is None:
+                print(f"{name:26s} {'-':>6s} {'-':>6s} {'-':>8s} {'-':>8s}   (no such scene in split {split})")
+                continue
             r_map = s["mean_ap"] / max(base["mean_ap"], 1e-9)
             r_nds = s["nd_score"] / max(base["nd_score"], 1e-9)
             print(f"{name:26s} {s['mean_ap']:6.3f} {s['nd_score']:6.3f} {r_map:8.3f} {r_nds:8.3f}")
         (out_dir / "failure_table.json").write_text(json.dumps(
             [{"condition": n, "modalities": m, "faults": f, "mAP": s["mean_ap"], "NDS": s["nd_score"]}
-             for n, m, f, s in table], indent=1))
+             for n, m, f, s in table if s is not None], indent=1))
         print(f"mAP: {base['mean_ap']:.3f} NDS: {base['nd_score']:.3f}")
     return 0
 

@@ -47,8 +47,11 @@ def write_submission(path, results: dict[str, list], modalities=("camera", "lida
         json.dump(sub, f)
 
 
-def run_detection_eval(dataroot, version: str, eval_set: str, result_path, output_dir, verbose=False) -> dict:
-    """The devkit's DetectionEval (detection_cvpr_2019). Returns its summary dict (mean_ap, nd_score, ...)."""
+def run_detection_eval(dataroot, version: str, eval_set: str, result_path, output_dir, verbose=False,
+                       sample_tokens=None) -> dict:
+    """The devkit's DetectionEval (detection_cvpr_2019). Returns its summary dict (mean_ap, nd_score, ...).
+    ``sample_tokens``: evaluate only these samples of the split (e.g. its night scenes); the devkit's own
+    loading and filtering run first, then both the ground truth and the predictions are cut to the subset."""
     import contextlib
     import io
 
@@ -61,8 +64,37 @@ def run_detection_eval(dataroot, version: str, eval_set: str, result_path, outpu
         nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
         ev = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(result_path), eval_set,
                            str(output_dir), verbose=verbose)
+        if sample_tokens is not None:
+            _restrict(ev, set(sample_tokens))
         metrics, _ = ev.evaluate()
     return metrics.serialize()
+
+
+def _restrict(ev, keep: set) -> None:
+    from nuscenes.eval.common.data_classes import EvalBoxes
+
+    missing = keep - set(ev.gt_boxes.sample_tokens)
+    if missing:
+        raise ValueError(f"sample_tokens: {len(missing)} are not in the evaluated split")
+    for name in ("gt_boxes", "pred_boxes"):
+        old = getattr(ev, name)
+        new = EvalBoxes()
+        for tok in old.sample_tokens:
+            if tok in keep:
+                new.add_boxes(tok, old[tok])
+        setattr(ev, name, new)
+    ev.sample_tokens = [t for t in ev.sample_tokens if t in keep]
+
+
+def scene_conditions(nusc) -> dict[str, list[str]]:
+    """Sample tokens per condition named in the scene descriptions, as nuScenes writes them: 'night',
+    'rain', and 'day' (not night), 'dry' (not rain)."""
+    out: dict[str, list[str]] = {"day": [], "night": [], "dry": [], "rain": []}
+    for sample in nusc.sample:
+        desc = nusc.get("scene", sample["scene_token"])["description"].lower()
+        out["night" if "night" in desc else "day"].append(sample["token"])
+        out["rain" if "rain" in desc else "dry"].append(sample["token"])
+    return out
 
 
 def format_table(summary: dict) -> str:

@@ -1,8 +1,10 @@
-"""Numba kernels of the synthetic world: one ray/box model shared by the lidar and the cameras.
+"""Numba kernels of the synthetic world: one ray/primitive model shared by the lidar, the radars and the
+cameras, so that no two sensors disagree on geometry.
 
-Boxes are given as (B, 3, 3) rotations R_world_box, (B, 3) centres and (B, 3) half sizes. A ray hitting a
-box is reported with the box index, the entered face and the hit point in the box frame; the ground is the
-plane z = 0 of the world. Both sensors call the same ``_ray_box`` so they cannot disagree on geometry.
+Primitives are oriented boxes given as (P, 3, 3) rotations R_world_prim, (P, 3) centres and (P, 3) half
+sizes; the ground is the plane z = a x + b y + c. Rays only test the primitives listed in their azimuth bin
+(lidar, radar) or image column (cameras): the acceleration structure that keeps a world of thousands of
+primitives fast. A hit is reported with the primitive and the entered face (axis * 2 + 1 for the + face).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import math
 import numpy as np
 from numba import njit
 
-SKY, GROUND, BOX, BLOCKED = 0, 1, 2, 3
+SKY, GROUND, PRIM = 0, 1, 2
+# texture kinds, as in synthetic.shapes; EMISSIVE is drawn unshaded (lamps at night)
+PLAIN, WINDOWS, BAND, STRIPES, FOLIAGE, EMISSIVE = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True, inline="always")
@@ -64,183 +68,244 @@ def _hit_box(R, c, h, o, dx, dy, dz):
 
 
 @njit(cache=True)
-def cast_rays(origin, dirs, ray_az, R_boxes, centers, halves, az_c, az_hw, max_range, eps_inside):
-    """Cast rays from one origin (world frame). dirs: (N, 3) unit directions in the world frame; ray_az their
-    azimuths; az_c/az_hw: each box's azimuth interval seen from the origin (a cheap prefilter).
+def azimuth_bins(origin, centers, halves, nbins, max_range):
+    """CSR lists (ptr, idx) of the primitives whose bounding circle overlaps each of ``nbins`` azimuth bins
+    around ``origin`` (world azimuth, bin 0 starting at -pi); primitives beyond max_range are left out."""
+    n = centers.shape[0]
+    lo = np.zeros(n, np.int64)
+    cnt = np.zeros(n, np.int64)
+    width = 2 * math.pi / nbins
+    for i in range(n):
+        dx = centers[i, 0] - origin[0]
+        dy = centers[i, 1] - origin[1]
+        r = math.sqrt(halves[i, 0] ** 2 + halves[i, 1] ** 2 + halves[i, 2] ** 2)
+        dist = math.sqrt(dx * dx + dy * dy)
+        if dist - r > max_range:
+            continue
+        if dist <= r + 0.05:
+            lo[i], cnt[i] = 0, nbins
+            continue
+        az = math.atan2(dy, dx)
+        hw = math.asin(min(1.0, r / dist)) + 1e-4
+        b0 = int(math.floor((az - hw + math.pi) / width))
+        b1 = int(math.floor((az + hw + math.pi) / width))
+        lo[i], cnt[i] = b0, min(nbins, b1 - b0 + 1)
+    ptr = np.zeros(nbins + 1, np.int64)
+    for i in range(n):
+        for k in range(cnt[i]):
+            ptr[(lo[i] + k) % nbins + 1] += 1
+    for b in range(nbins):
+        ptr[b + 1] += ptr[b]
+    fill = ptr[:-1].copy()
+    idx = np.zeros(ptr[-1], np.int64)
+    for i in range(n):
+        for k in range(cnt[i]):
+            b = (lo[i] + k) % nbins
+            idx[fill[b]] = i
+            fill[b] += 1
+    return ptr, idx
 
-    Returns kind (N,) int8, box index (N,) int32, range t (N,) float64, hit point (N, 3) world.
-    Box hits are moved ``eps_inside`` metres inside every face so point-in-box tests are unambiguous.
-    """
+
+@njit(cache=True)
+def cast_rays(origin, dirs, R, centers, halves, ptr, idx, nbins, plane, max_range):
+    """Cast rays from one origin (world frame). dirs: (N, 3) unit directions. Returns kind (N,) int8,
+    primitive (N,) int32, range (N,) and face (N,) int8."""
     n = dirs.shape[0]
-    nb = centers.shape[0]
     kind = np.zeros(n, np.int8)
     ids = np.full(n, -1, np.int32)
     rng = np.full(n, np.inf)
-    hit = np.zeros((n, 3))
+    face = np.full(n, -1, np.int8)
+    width = 2 * math.pi / nbins
+    a, b, c = plane[0], plane[1], plane[2]
     for i in range(n):
         dx, dy, dz = dirs[i, 0], dirs[i, 1], dirs[i, 2]
+        bin_ = int(math.floor((math.atan2(dy, dx) + math.pi) / width)) % nbins
         best = max_range
         bid = -1
-        for b in range(nb):
-            da = ray_az[i] - az_c[b]
-            da = (da + math.pi) % (2 * math.pi) - math.pi
-            if abs(da) > az_hw[b]:
-                continue
-            t, f = _hit_box(R_boxes[b], centers[b], halves[b], origin, dx, dy, dz)
+        bf = -1
+        for k in range(ptr[bin_], ptr[bin_ + 1]):
+            p = idx[k]
+            t, f = _hit_box(R[p], centers[p], halves[p], origin, dx, dy, dz)
             if f >= 0 and t < best:
                 best = t
-                bid = b
-        if bid >= 0:
-            kind[i] = BOX
+                bid = p
+                bf = f
+        den = dz - a * dx - b * dy
+        tg = 1e30
+        if den < -1e-9:
+            tg = (a * origin[0] + b * origin[1] + c - origin[2]) / den
+        if bid >= 0 and best < tg:
+            kind[i] = PRIM
             ids[i] = bid
             rng[i] = best
-            # hit in the box frame, pushed inside
-            R = R_boxes[bid]
-            px = origin[0] + best * dx - centers[bid, 0]
-            py = origin[1] + best * dy - centers[bid, 1]
-            pz = origin[2] + best * dz - centers[bid, 2]
-            loc = np.empty(3)
-            for a in range(3):
-                v = R[0, a] * px + R[1, a] * py + R[2, a] * pz
-                lim = halves[bid, a] - eps_inside
-                if lim < 0:
-                    lim = 0.0
-                loc[a] = min(max(v, -lim), lim)
-            for a in range(3):
-                hit[i, a] = centers[bid, a] + R[a, 0] * loc[0] + R[a, 1] * loc[1] + R[a, 2] * loc[2]
-        elif dz < 0:
-            t = -origin[2] / dz
-            if t < max_range:
-                kind[i] = GROUND
-                rng[i] = t
-                hit[i, 0] = origin[0] + t * dx
-                hit[i, 1] = origin[1] + t * dy
-                hit[i, 2] = 0.0
-    return kind, ids, rng, hit
+            face[i] = bf
+        elif tg < max_range and tg > 0:
+            kind[i] = GROUND
+            rng[i] = tg
+    return kind, ids, rng, face
+
+
+@njit(cache=True, inline="always")
+def _hash01(a, b, c):
+    h = (a * 73856093) ^ (b * 19349663) ^ (c * 83492791)
+    return ((h & 65535) / 65535.0)
 
 
 @njit(cache=True)
-def ground_color(x, y, road_o, road_u, cw_s, cw_half, noise):
-    """RGB (0..255 floats) and lidar reflectivity of the ground at world (x, y)."""
-    rx = x - road_o[0]
-    ry = y - road_o[1]
-    s = rx * road_u[0] + ry * road_u[1]
-    d = -rx * road_u[1] + ry * road_u[0]
-    ad = abs(d)
-    # per 25 cm cell speckle, deterministic
-    h = (int(math.floor(x * 4.0)) * 73856093) ^ (int(math.floor(y * 4.0)) * 19349663)
-    sp = ((h & 1023) / 1023.0 - 0.5) * noise
-    if ad < 7.0:
-        r, g, b, refl = 82.0, 84.0, 88.0, 8.0
-        marking = False
-        if ad < 0.12:
-            marking = True
-        elif abs(ad - 3.0) < 0.08 and (s % 9.0) < 3.0:
-            marking = True
-        elif abs(ad - 6.0) < 0.08 or abs(ad - 6.9) < 0.08:
-            marking = True
-        elif abs(s - cw_s) < cw_half and (math.floor(d / 0.6) % 2 == 0):
-            marking = True
-        if marking:
-            r, g, b, refl = 215.0, 215.0, 210.0, 70.0
-    elif ad < 10.3:
-        r, g, b, refl = 95.0, 96.0, 98.0, 10.0
-        if abs(ad - 7.05) < 0.1:
-            r, g, b, refl = 200.0, 200.0, 196.0, 40.0  # curb
-    elif ad < 13.5:
-        r, g, b, refl = 150.0, 150.0, 145.0, 22.0
-    else:
-        r, g, b, refl = 118.0, 122.0, 108.0, 14.0
-    return r + sp, g + sp, b + sp, refl
-
-
-@njit(cache=True)
-def render_camera(H, W, fx, fy, cx, cy, R_wc, o_wc, R_boxes, centers, halves, col_ptr, col_idx, vrange,
-                  box_rgb, box_kind, road_o, road_u, cw_s, cw_half, sky_top, sky_hor, light):
-    """Ray-cast one pinhole image. Returns (H, W, 3) uint8 RGB, per-box visible pixels, per-box silhouette
-    pixels (as if unoccluded). ``col_ptr``/``col_idx``: CSR list of candidate boxes per image column;
-    ``vrange``: (B, 2) rows each box may cover. ``box_kind``: 0 plain, 1 vehicle (windows, wheels),
-    2 pedestrian (dark legs), 3 building (window grid)."""
-    img = np.empty((H, W, 3), np.uint8)
-    nb = centers.shape[0]
-    visible = np.zeros(nb, np.int64)
-    silhouette = np.zeros(nb, np.int64)
+def render_camera(H, W, fx, fy, cx, cy, R_wc, o_wc, R, centers, halves, col_ptr, col_idx, vrange, rgb, rgb2,
+                  kind, owner, n_owner, plane, tex_rgb, tex_res, light_pos, light_col, sun, sun_k, ambient,
+                  sky_top, sky_hor, fog_m, want_maps):
+    """Ray-cast one pinhole image. Returns (H, W, 3) float32 linear-ish RGB, per-owner visible pixels,
+    per-owner silhouette pixels (as if unoccluded), and (when want_maps) depth and owner-id maps (owner -1:
+    no object). ``col_ptr``/``col_idx``: CSR list of candidate primitives per image column; ``vrange``:
+    (P, 2) rows each primitive may cover."""
+    img = np.empty((H, W, 3), np.float32)
+    visible = np.zeros(n_owner, np.int64)
+    silhouette = np.zeros(n_owner, np.int64)
+    last = np.full(n_owner, -1, np.int64)
+    mh, mw = (H, W) if want_maps else (1, 1)
+    depth = np.zeros((mh, mw), np.float32)
+    idmap = np.full((mh, mw), -1, np.int32)
+    a, b, c = plane[0], plane[1], plane[2]
+    gn = np.array([-a, -b, 1.0]) / math.sqrt(a * a + b * b + 1.0)
+    th, tw = tex_rgb.shape[0], tex_rgb.shape[1]
+    nl = light_pos.shape[0]
     for v in range(H):
         for u in range(W):
+            pix = v * W + u
             cxn = (u + 0.5 - cx) / fx
             cyn = (v + 0.5 - cy) / fy
             dx = R_wc[0, 0] * cxn + R_wc[0, 1] * cyn + R_wc[0, 2]
             dy = R_wc[1, 0] * cxn + R_wc[1, 1] * cyn + R_wc[1, 2]
             dz = R_wc[2, 0] * cxn + R_wc[2, 1] * cyn + R_wc[2, 2]
+            norm = math.sqrt(dx * dx + dy * dy + dz * dz)
             best = 1e30
             bid = -1
             bface = -1
             for k in range(col_ptr[u], col_ptr[u + 1]):
-                b = col_idx[k]
-                if v < vrange[b, 0] or v > vrange[b, 1]:
+                p = col_idx[k]
+                if v < vrange[p, 0] or v > vrange[p, 1]:
                     continue
-                t, f = _hit_box(R_boxes[b], centers[b], halves[b], o_wc, dx, dy, dz)
+                t, f = _hit_box(R[p], centers[p], halves[p], o_wc, dx, dy, dz)
                 if f >= 0:
-                    silhouette[b] += 1
+                    o = owner[p]
+                    if o >= 0 and last[o] != pix:
+                        silhouette[o] += 1
+                        last[o] = pix
                     if t < best:
                         best = t
-                        bid = b
+                        bid = p
                         bface = f
+            den = dz - a * dx - b * dy
             t_ground = 1e30
-            if dz < 0:
-                t_ground = -o_wc[2] / dz
-            dist = 0.0
+            if den < -1e-9:
+                t_ground = (a * o_wc[0] + b * o_wc[1] + c - o_wc[2]) / den
+            dist = -1.0
+            nx, ny, nz = 0.0, 0.0, 1.0
+            hx, hy, hz = 0.0, 0.0, 0.0
+            emissive = False
             if bid >= 0 and best < t_ground:
-                visible[bid] += 1
-                R = R_boxes[bid]
+                o = owner[bid]
+                if o >= 0:
+                    visible[o] += 1
+                Rb = R[bid]
                 px = o_wc[0] + best * dx - centers[bid, 0]
                 py = o_wc[1] + best * dy - centers[bid, 1]
                 pz = o_wc[2] + best * dz - centers[bid, 2]
-                lx = R[0, 0] * px + R[1, 0] * py + R[2, 0] * pz
-                ly = R[0, 1] * px + R[1, 1] * py + R[2, 1] * pz
-                lz = R[0, 2] * px + R[1, 2] * py + R[2, 2] * pz
+                lx = Rb[0, 0] * px + Rb[1, 0] * py + Rb[2, 0] * pz
+                ly = Rb[0, 1] * px + Rb[1, 1] * py + Rb[2, 1] * pz
+                lz = Rb[0, 2] * px + Rb[1, 2] * py + Rb[2, 2] * pz
                 axis = bface // 2
                 sign = 1.0 if bface % 2 == 1 else -1.0
-                nx, ny, nz = R[0, axis] * sign, R[1, axis] * sign, R[2, axis] * sign
-                shade = 0.55 + 0.45 * max(0.0, nx * light[0] + ny * light[1] + nz * light[2])
-                r, g, b_ = box_rgb[bid, 0], box_rgb[bid, 1], box_rgb[bid, 2]
-                kind = box_kind[bid]
-                hx, hy, hz = halves[bid, 0], halves[bid, 1], halves[bid, 2]
-                if kind == 1:
-                    across = abs(lx) / hx if axis == 1 else abs(ly) / hy
-                    if axis != 2 and lz > hz * 0.3 and lz < hz * 0.9 and across < 0.8:
-                        r, g, b_ = 45.0, 50.0, 60.0  # glass band
-                    elif lz < -hz * 0.6 and axis == 1 and (abs(lx) > hx * 0.45 and abs(lx) < hx * 0.85):
-                        r, g, b_ = 25.0, 25.0, 25.0  # wheels
-                elif kind == 2:
-                    if lz < -hz * 0.1:
-                        r, g, b_ = 40.0, 40.0, 50.0  # legs
-                elif kind == 3:
-                    if axis != 2 and (math.floor((lz + hz) / 3.0) % 2 == 1) and \
-                            (math.floor((lx + ly + 40.0) / 2.0) % 2 == 0) and lz < hz - 1.0:
-                        r, g, b_ = r * 0.55, g * 0.58, b_ * 0.62
-                r *= shade
-                g *= shade
-                b_ *= shade
-                dist = best * math.sqrt(dx * dx + dy * dy + dz * dz)
-            elif dz < 0:
-                gx = o_wc[0] + t_ground * dx
-                gy = o_wc[1] + t_ground * dy
-                r, g, b_, _refl = ground_color(gx, gy, road_o, road_u, cw_s, cw_half, 10.0)
-                dist = t_ground * math.sqrt(dx * dx + dy * dy + dz * dz)
-            else:
-                el = dz / math.sqrt(dx * dx + dy * dy + dz * dz)
-                a = min(1.0, el * 3.0)
-                r = sky_hor[0] * (1 - a) + sky_top[0] * a
-                g = sky_hor[1] * (1 - a) + sky_top[1] * a
-                b_ = sky_hor[2] * (1 - a) + sky_top[2] * a
-                dist = -1.0
+                nx, ny, nz = Rb[0, axis] * sign, Rb[1, axis] * sign, Rb[2, axis] * sign
+                r, g, b_ = rgb[bid, 0], rgb[bid, 1], rgb[bid, 2]
+                kd = kind[bid]
+                ez = halves[bid, 2]
+                if kd == WINDOWS:
+                    if axis != 2 and (math.floor((lz + ez) / 3.2) % 2 == 1) and \
+                            (math.floor((lx + ly + 40.0) / 2.2) % 2 == 0) and lz < ez - 1.0:
+                        r, g, b_ = rgb2[bid, 0], rgb2[bid, 1], rgb2[bid, 2]
+                elif kd == BAND:
+                    if axis != 2 and lz > ez * 0.05:
+                        r, g, b_ = rgb2[bid, 0], rgb2[bid, 1], rgb2[bid, 2]
+                elif kd == STRIPES:
+                    if math.floor((lx + ly + lz) / 0.25) % 2 == 0:
+                        r, g, b_ = rgb2[bid, 0], rgb2[bid, 1], rgb2[bid, 2]
+                elif kd == FOLIAGE:
+                    q = _hash01(int(math.floor(lx * 3.0)), int(math.floor(ly * 3.0)), int(math.floor(lz * 3.0)))
+                    if q < 0.45:
+                        r, g, b_ = rgb2[bid, 0], rgb2[bid, 1], rgb2[bid, 2]
+                elif kd == EMISSIVE:
+                    emissive = True
+                # speckle: a per-surface texture grain
+                q = _hash01(int(math.floor(lx * 8.0)), int(math.floor(ly * 8.0)), int(math.floor(lz * 8.0)) + bid)
+                f = 0.92 + 0.16 * q
+                r, g, b_ = r * f, g * f, b_ * f
+                dist = best * norm
+                hx, hy, hz = o_wc[0] + best * dx, o_wc[1] + best * dy, o_wc[2] + best * dz
+                if want_maps:
+                    depth[v, u] = best * (R_wc[0, 2] * dx + R_wc[1, 2] * dy + R_wc[2, 2] * dz)
+                    idmap[v, u] = o
+            elif den < -1e-9:
+                hx, hy, hz = o_wc[0] + t_ground * dx, o_wc[1] + t_ground * dy, o_wc[2] + t_ground * dz
+                col = int(hx / tex_res)
+                row = int(hy / tex_res)
+                if 0 <= col < tw and 0 <= row < th:
+                    r, g, b_ = tex_rgb[row, col, 0] * 1.0, tex_rgb[row, col, 1] * 1.0, tex_rgb[row, col, 2] * 1.0
+                else:
+                    r, g, b_ = 95.0, 110.0, 75.0
+                nx, ny, nz = gn[0], gn[1], gn[2]
+                dist = t_ground * norm
+                if want_maps:
+                    depth[v, u] = t_ground * (R_wc[0, 2] * dx + R_wc[1, 2] * dy + R_wc[2, 2] * dz)
             if dist > 0:
-                fog = 1.0 - math.exp(-dist / 600.0)
+                if not emissive:
+                    shade = ambient + sun_k * max(0.0, nx * sun[0] + ny * sun[1] + nz * sun[2])
+                    lr, lg, lb = 0.0, 0.0, 0.0
+                    for k in range(nl):
+                        qx = light_pos[k, 0] - hx
+                        qy = light_pos[k, 1] - hy
+                        qz = light_pos[k, 2] - hz
+                        d2 = qx * qx + qy * qy + qz * qz
+                        cosl = (qx * nx + qy * ny + qz * nz) / math.sqrt(d2 + 1e-9)
+                        if cosl > 0:
+                            w = cosl / (1.0 + d2 / 12.0)
+                            lr += light_col[k, 0] * w
+                            lg += light_col[k, 1] * w
+                            lb += light_col[k, 2] * w
+                    r, g, b_ = r * (shade + lr), g * (shade + lg), b_ * (shade + lb)
+                fog = 1.0 - math.exp(-dist / fog_m)
                 r = r * (1 - fog) + sky_hor[0] * fog
                 g = g * (1 - fog) + sky_hor[1] * fog
                 b_ = b_ * (1 - fog) + sky_hor[2] * fog
-            img[v, u, 0] = min(255, max(0, int(r)))
-            img[v, u, 1] = min(255, max(0, int(g)))
-            img[v, u, 2] = min(255, max(0, int(b_)))
-    return img, visible, silhouette
+            else:
+                el = dz / norm
+                al = min(1.0, max(0.0, el * 3.0))
+                r = sky_hor[0] * (1 - al) + sky_top[0] * al
+                g = sky_hor[1] * (1 - al) + sky_top[1] * al
+                b_ = sky_hor[2] * (1 - al) + sky_top[2] * al
+            img[v, u, 0] = r
+            img[v, u, 1] = g
+            img[v, u, 2] = b_
+    return img, visible, silhouette, depth, idmap
+
+
+@njit(cache=True)
+def column_lists(W, urange, on):
+    """CSR lists of primitives per image column from each primitive's (u0, u1) range."""
+    ptr = np.zeros(W + 1, np.int64)
+    n = urange.shape[0]
+    for k in range(n):
+        if on[k]:
+            for u in range(urange[k, 0], urange[k, 1] + 1):
+                ptr[u + 1] += 1
+    for u in range(W):
+        ptr[u + 1] += ptr[u]
+    fill = ptr[:-1].copy()
+    idx = np.zeros(ptr[-1], np.int64)
+    for k in range(n):
+        if on[k]:
+            for u in range(urange[k, 0], urange[k, 1] + 1):
+                idx[fill[u]] = k
+                fill[u] += 1
+    return ptr, idx

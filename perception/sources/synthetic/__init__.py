@@ -1,14 +1,23 @@
 """The synthetic world: a small driving world written as an exact nuScenes dataroot.
 
-An ego vehicle drives a straight multi-lane road between buildings; objects of all 10 detection classes
-move on it (lanes, bike lanes, parking lanes, sidewalks, a crosswalk and a construction zone). Sensors are
-simulated from one geometry: LIDAR_TOP (32 beams, 20 Hz) and the 6 cameras are ray-cast against the same
-boxes (``_raycast``), the 5 radars return points on the same boxes with Doppler consistent with their
-velocities. Annotations, point counts and visibility come from the generated data.
+Scenes are places (straight and curved streets, 4-way intersections with signals and turning traffic, a
+parking lot, narrow streets) in day, night and rain, with traffic from a car-following model: the ego and the
+others accelerate, brake, queue, stop at red lights and crosswalks and turn. Objects of the 10 detection
+classes are built from primitives inside their annotation boxes (a car's body, cabin and wheels, a person's
+legs, torso, arms and head, ...), sized from nuScenes-like distributions and coloured from palettes shared
+across classes; unannotated street furniture (lamps, signs, poles, trees, hydrants, bollards, bins, fences,
+hedges, bus stops), buildings and kerbs stand along every street. One ray caster (``_raycast``) serves all
+sensors: LIDAR_TOP (32 beams, 20 Hz, range noise, surface-dependent dropouts and intensity), the 5 radars
+(ray-cast with occlusion, radar-equation detection, noisy position and Doppler, ghosts and clutter) and the
+6 cameras (shading, lights, exposure, white balance, noise, blur, rain). Annotations, point counts and
+visibility come from the generated data.
 
-``generate(out, scenes, samples, seed)`` writes ``v1.0-mini`` (or ``v1.0-trainval`` past 10 scenes) tables,
-``samples/``, ``sweeps/`` and ``maps/``; scenes are named after the official mini split so the devkit's split
-logic and DetectionEval work unchanged. Everything is a pure function of the seed: same seed, same bytes.
+Modules: ``world`` (classes, paths, the car-following model, ``Scene``), ``layout`` (places, traffic,
+furniture, ground texture), ``shapes`` (primitives, materials, palettes), ``sensors`` (the rig and its
+simulation), ``writer`` (the dataroot). ``generate(out, WorldConfig(scenes, samples, seed))`` writes
+``v1.0-mini`` (or ``v1.0-trainval`` past 10 scenes) tables, ``samples/``, ``sweeps/`` and ``maps/``; scenes
+are named after the official mini split so the devkit's split logic and DetectionEval work unchanged.
+Everything is a pure function of the seed: same seed, same bytes.
 """
 
 from perception.sources.synthetic.sensors import EGO_BODY

@@ -1,45 +1,45 @@
-"""The synthetic world's content: classes, the road and the scenes built from a seed."""
+"""The synthetic world's content: classes, places (streets, intersections, a parking lot), traffic and the
+scenes built from a seed.
+
+A scene is a place and a drive through it. Streets are centre-line paths (straight, curved, crossing at an
+intersection); every mover follows its own path with a speed profile from a car-following model (IDM: it
+accelerates, brakes, queues and stops at red lights and crosswalks), so the ego and the traffic around it
+turn, stop and go. Objects are stored as poses on a 20 Hz time grid (x, y, yaw) and interpolated; a last pass
+removes any object whose footprint would overlap another's or the ego's at any time, so no two objects ever
+share a spot. Sizes come from per-class distributions with nuScenes-like means and spreads, and nothing about
+a class is tied to a fixed colour, place or heading.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from perception.geometry import (
-    make_transform,
-    yaw_to_quat,
-)
+from perception.geometry import make_transform, yaw_to_quat
 
 # ------------------------------------------------------------------------------------------------------
-# Classes: nuScenes category, mean size (w, l, h), camera hue (degrees), lidar reflectivity, radar RCS (dBsm)
-# and radar detection probability. Hues are >= 25 degrees apart so a camera-only model can tell them apart.
+# Classes: nuScenes category, mean size (l, w, h) in m and its spread (std, m). Means are the per-class anchor
+# sizes that public nuScenes detectors use (mmdetection3d's nuScenes anchors); spreads are wide where real
+# fleets vary (trucks, buses, trailers, construction vehicles).
 # ------------------------------------------------------------------------------------------------------
 CLASS_SPECS: dict[str, dict] = {
-    "car": dict(category="vehicle.car", wlh=(1.95, 4.6, 1.73), hue=0, refl=35, rcs=(5, 15), p_radar=0.9),
-    "truck": dict(category="vehicle.truck", wlh=(2.5, 6.9, 2.8), hue=230, refl=40, rcs=(15, 25), p_radar=0.95),
-    "construction_vehicle": dict(category="vehicle.construction", wlh=(2.8, 6.4, 3.2), hue=55, refl=45,
-                                 rcs=(15, 25), p_radar=0.95),
-    "bus": dict(category="vehicle.bus.rigid", wlh=(2.95, 11.0, 3.5), hue=130, refl=40, rcs=(18, 28),
-                p_radar=0.95),
-    "trailer": dict(category="vehicle.trailer", wlh=(2.9, 12.0, 3.9), hue=275, refl=40, rcs=(15, 25),
-                    p_radar=0.95),
-    "barrier": dict(category="movable_object.barrier", wlh=(2.5, 0.5, 1.0), hue=85, refl=60, rcs=(0, 5),
-                    p_radar=0.5),
-    "motorcycle": dict(category="vehicle.motorcycle", wlh=(0.8, 2.1, 1.5), hue=200, refl=30, rcs=(0, 6),
-                       p_radar=0.7),
-    "bicycle": dict(category="vehicle.bicycle", wlh=(0.6, 1.7, 1.3), hue=315, refl=25, rcs=(-5, 3),
-                    p_radar=0.5),
-    "pedestrian": dict(category="human.pedestrian.adult", wlh=(0.67, 0.73, 1.77), hue=175, refl=20,
-                       rcs=(-8, 0), p_radar=0.5),
-    "traffic_cone": dict(category="movable_object.trafficcone", wlh=(0.41, 0.41, 1.07), hue=30, refl=80,
-                         rcs=(-10, -4), p_radar=0.3),
+    "car": dict(category="vehicle.car", lwh=(4.61, 1.95, 1.72), std=(0.45, 0.14, 0.18)),
+    "truck": dict(category="vehicle.truck", lwh=(6.74, 2.46, 2.73), std=(1.6, 0.25, 0.45)),
+    "construction_vehicle": dict(category="vehicle.construction", lwh=(6.38, 2.73, 3.13), std=(1.4, 0.3, 0.5)),
+    "bus": dict(category="vehicle.bus.rigid", lwh=(11.19, 2.94, 3.47), std=(1.3, 0.12, 0.25)),
+    "trailer": dict(category="vehicle.trailer", lwh=(12.01, 2.87, 3.82), std=(2.5, 0.2, 0.45)),
+    "barrier": dict(category="movable_object.barrier", lwh=(0.49, 2.49, 0.98), std=(0.1, 0.4, 0.1)),
+    "motorcycle": dict(category="vehicle.motorcycle", lwh=(2.10, 0.76, 1.44), std=(0.18, 0.1, 0.12)),
+    "bicycle": dict(category="vehicle.bicycle", lwh=(1.68, 0.60, 1.27), std=(0.14, 0.08, 0.1)),
+    "pedestrian": dict(category="human.pedestrian.adult", lwh=(0.73, 0.66, 1.76), std=(0.12, 0.09, 0.1)),
+    "traffic_cone": dict(category="movable_object.trafficcone", lwh=(0.40, 0.40, 1.06), std=(0.06, 0.06, 0.18)),
 }
 CLASS_NAMES = tuple(CLASS_SPECS)
 VEHICLES = ("car", "truck", "construction_vehicle", "bus", "trailer")
+CYCLES = ("bicycle", "motorcycle")
 
 ALL_CATEGORIES = (
     ("animal", "All animals, e.g. cats, rats, dogs, deer, birds."),
@@ -86,17 +86,155 @@ MINI_TRAIN = ("scene-0061", "scene-0553", "scene-0655", "scene-0757", "scene-079
 MINI_VAL = ("scene-0103", "scene-0916")
 
 SAMPLE_PERIOD = 0.5
-MAP_RES = 0.1
-
-
-def hue_rgb(hue_deg: float, sat: float = 0.85, val: float = 0.85) -> np.ndarray:
-    hsv = np.array([[[hue_deg / 2.0, sat * 255, val * 255]]], np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float64)
+MAP_RES = 0.1          # m per pixel of the ground texture and the map mask
+DT = 0.05              # time grid of the trajectories (s)
+T_PRE = 1.0            # pre-roll before the first keyframe (lidar and radar sweeps reach back ~0.5 s)
+SIDEWALK_H = 0.15      # kerb height (m)
+PLACES = ("straight", "curve", "intersection", "parking", "narrow")
 
 
 def token(*parts) -> str:
     """Deterministic 32-hex token, like nuScenes'."""
     return hashlib.md5("/".join(str(p) for p in parts).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------------
+# Paths
+# ------------------------------------------------------------------------------------------------------
+class Path:
+    """A dense 2D polyline parametrized by arclength s (m); ``at(s, d)`` is the point d metres to the left."""
+
+    def __init__(self, xy: np.ndarray):
+        xy = np.asarray(xy, float)
+        keep = np.concatenate([[True], np.hypot(*np.diff(xy, axis=0).T) > 1e-6])
+        self.xy = xy[keep]
+        ds = np.hypot(*np.diff(self.xy, axis=0).T)
+        self.s = np.concatenate([[0.0], np.cumsum(ds)])
+        g = np.gradient(self.xy, self.s, axis=0)
+        self.heading = np.unwrap(np.arctan2(g[:, 1], g[:, 0]))
+
+    @property
+    def length(self) -> float:
+        return float(self.s[-1])
+
+    @staticmethod
+    def build(start, heading: float, segments, step: float = 0.5) -> Path:
+        """Segments: ("line", L) or ("arc", R, angle) with angle > 0 turning left."""
+        pts = [np.asarray(start, float)]
+        h = heading
+        for seg in segments:
+            if seg[0] == "line":
+                n = max(1, int(math.ceil(seg[1] / step)))
+                for _ in range(n):
+                    pts.append(pts[-1] + seg[1] / n * np.array([math.cos(h), math.sin(h)]))
+            else:
+                _, r, ang = seg
+                n = max(2, int(math.ceil(abs(ang) * r / step)))
+                sgn = 1.0 if ang > 0 else -1.0
+                c = pts[-1] + sgn * r * np.array([-math.sin(h), math.cos(h)])
+                a0 = h - sgn * math.pi / 2
+                for k in range(1, n + 1):
+                    a = a0 + ang * k / n
+                    pts.append(c + r * np.array([math.cos(a), math.sin(a)]))
+                h += ang
+        return Path(np.array(pts))
+
+    @staticmethod
+    def hermite(p0, h0, p1, h1, step: float = 0.5, lead: float = 0.0, tail: float = 0.0) -> Path:
+        """A smooth curve from pose (p0, h0) to (p1, h1) (cubic Hermite), with straight lead-in / run-out."""
+        p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
+        L = float(np.hypot(*(p1 - p0)))
+        m0 = L * np.array([math.cos(h0), math.sin(h0)])
+        m1 = L * np.array([math.cos(h1), math.sin(h1)])
+        u = np.linspace(0, 1, max(8, int(L * 1.5 / step)))[:, None]
+        curve = ((2 * u**3 - 3 * u**2 + 1) * p0 + (u**3 - 2 * u**2 + u) * m0 + (-2 * u**3 + 3 * u**2) * p1
+                 + (u**3 - u**2) * m1)
+        d0, d1 = np.array([math.cos(h0), math.sin(h0)]), np.array([math.cos(h1), math.sin(h1)])
+        pre = p0 - d0 * np.linspace(lead, 0, max(2, int(lead / step) + 1))[:, None] if lead > 0 else p0[None]
+        post = p1 + d1 * np.linspace(0, tail, max(2, int(tail / step) + 1))[:, None] if tail > 0 else p1[None]
+        return Path(np.concatenate([pre[:-1], curve, post[1:]]))
+
+    def at(self, s, d=0.0):
+        """World xy (..., 2) and heading (...) at arclength s, d metres to the left."""
+        s = np.clip(np.asarray(s, float), 0.0, self.length)
+        x = np.interp(s, self.s, self.xy[:, 0])
+        y = np.interp(s, self.s, self.xy[:, 1])
+        h = np.interp(s, self.s, self.heading)
+        d = np.asarray(d, float)
+        return np.stack([x - d * np.sin(h), y + d * np.cos(h)], axis=-1), h
+
+    def offset(self, d: float, reverse: bool = False) -> Path:
+        xy, _ = self.at(self.s, d)
+        return Path(xy[::-1] if reverse else xy)
+
+    def project(self, xy) -> float:
+        """Arclength of the path point nearest to xy."""
+        i = int(np.argmin(np.hypot(*(self.xy - np.asarray(xy)[None]).T)))
+        return float(self.s[i])
+
+
+@dataclass
+class Street:
+    """A street: centre line, lanes per direction, optional parking and bike lanes, sidewalks."""
+    path: Path
+    lane_w: float
+    lanes: int                 # per direction
+    parking: bool
+    bike: bool
+    sidewalk: float            # sidewalk width (m)
+
+    @property
+    def kerb(self) -> float:
+        return self.lanes * self.lane_w + (1.5 if self.bike else 0.0) + (2.3 if self.parking else 0.0)
+
+    def lane_d(self, k: int) -> float:
+        """Offset of lane k (0 = inner) of the forward direction (right-hand traffic: negative d)."""
+        return -(k + 0.5) * self.lane_w
+
+
+# ------------------------------------------------------------------------------------------------------
+# Traffic: the intelligent driver model on one path
+# ------------------------------------------------------------------------------------------------------
+def idm(tgrid: np.ndarray, s0: np.ndarray, v_des: np.ndarray, length: np.ndarray, stops=(),
+        a_max: float = 1.4, b: float = 2.0, headway: float = 1.3, jam: float = 2.0, v_init=None) -> np.ndarray:
+    """Arclength (n, G) of n movers on one path, leader = the next one ahead. ``stops``: (s_line, t_on,
+    t_off) red lights / crosswalks: a mover whose front can still stop comfortably before the line at t_on
+    treats it as a stopped leader until t_off."""
+    n, G = len(s0), len(tgrid)
+    out = np.zeros((n, G))
+    if n == 0:
+        return out
+    s = np.array(s0, float)
+    v = np.array(v_des if v_init is None else v_init, float)
+    order = np.argsort(-s)  # leader first; order never changes (no overtaking on one path)
+    dt = tgrid[1] - tgrid[0]
+    obey = [np.ones(n, bool) for _ in stops]
+    decided = [False] * len(stops)
+    for g, t in enumerate(tgrid):
+        out[:, g] = s
+        acc = np.zeros(n)
+        for rank, i in enumerate(order):
+            gap, v_lead = 1e9, v[i]
+            if rank > 0:
+                j = order[rank - 1]
+                gap, v_lead = s[j] - s[i] - 0.5 * (length[i] + length[j]), v[j]
+            for k, (line, t_on, t_off) in enumerate(stops):
+                if t_on <= t < t_off and obey[k][i]:
+                    g_line = line - (s[i] + 0.5 * length[i])
+                    if g_line > -0.5 and g_line < gap:
+                        gap, v_lead = max(g_line, 0.05), 0.0
+            ratio = v[i] / max(v_des[i], 0.1)
+            s_star = jam + v[i] * headway + v[i] * (v[i] - v_lead) / (2 * math.sqrt(a_max * b))
+            acc[i] = a_max * (1 - ratio**4 - (max(s_star, 0.0) / max(gap, 0.05)) ** 2)
+        for k, (line, t_on, _t_off) in enumerate(stops):
+            if not decided[k] and t + dt >= t_on:
+                front = s + 0.5 * length
+                need = v**2 / (2 * 3.0)  # can stop at 3 m/s2
+                obey[k] = front + need < line + 0.5
+                decided[k] = True
+        v = np.maximum(0.0, v + np.clip(acc, -7.0, a_max) * dt)
+        s = s + v * dt
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -108,59 +246,59 @@ class Scene:
     name: str
     seed: int
     n_samples: int
-    theta: float               # road heading in the world
-    origin: np.ndarray         # road origin (world xy), s = 0 at t = 0 for the ego
-    v_ego: float
-    # objects (road frame): class, size wlh, s0, vs, d0, vd, t_cross (2,), yaw_rel, rider flag, lane kind
-    cls: np.ndarray
-    wlh: np.ndarray
-    s0: np.ndarray
-    vs: np.ndarray
-    d0: np.ndarray
-    vd: np.ndarray
-    tc: np.ndarray
-    yaw_rel: np.ndarray
-    rider: np.ndarray
-    parked: np.ndarray
-    buildings: np.ndarray      # (NB, 6): s_center, d_center, l, w, h, gray
-    crosswalk_s: float
-    map_size: tuple[int, int]  # (width px, height px)
+    place: str
+    night: bool
+    rain: bool
+    tgrid: np.ndarray          # (G,) s
+    ego: np.ndarray            # (G, 3) x y yaw (unwrapped)
+    cls: np.ndarray            # (N,) class index
+    lwh: np.ndarray            # (N, 3)
+    traj: np.ndarray           # (N, G, 3) x y yaw
+    base: np.ndarray           # (N,) height of the surface the object stands on above the ground plane
+    parked: np.ndarray         # (N,) bool
+    rider: np.ndarray          # (N,) bool (cycles with a rider; drivers in vehicles that are not parked)
+    ground: tuple[float, float, float]   # z = a x + b y + c
+    streets: list[Street]
+    statics: dict              # static primitives (buildings, street furniture, kerbs) and lights; see shapes
+    texture: dict              # ground texture: rgb (H, W, 3) uint8, refl (H, W) uint8, drivable (H, W) bool
+    map_size: tuple[int, int]  # (width px, height px), world origin at pixel (0, H)
+    ego_turn_deg: float
+    ego_stops: bool
+    shapes: dict = field(default_factory=dict)   # per-object primitives (shapes.object_shapes)
+    looks: dict = field(default_factory=dict)    # scene light, sky and camera settings
 
-    @property
-    def u(self) -> np.ndarray:
-        return np.array([math.cos(self.theta), math.sin(self.theta)])
+    def ground_z(self, x, y):
+        a, b, c = self.ground
+        return a * np.asarray(x) + b * np.asarray(y) + c
 
-    def road_to_world(self, s, d) -> np.ndarray:
-        u = self.u
-        n = np.array([-u[1], u[0]])
-        return self.origin + np.asarray(s)[..., None] * u + np.asarray(d)[..., None] * n
+    def _interp(self, arr: np.ndarray, t: float) -> np.ndarray:
+        f = (t - self.tgrid[0]) / DT
+        i = int(np.clip(math.floor(f), 0, len(self.tgrid) - 2))
+        w = float(np.clip(f - i, 0.0, 1.0))
+        return arr[..., i, :] * (1 - w) + arr[..., i + 1, :] * w, i
 
     def ego_pose(self, t: float) -> np.ndarray:
-        xy = self.road_to_world(self.v_ego * t, -1.5)
-        return make_transform(yaw_to_quat(self.theta), [xy[0], xy[1], 0.0])
+        p, _ = self._interp(self.ego[None], t)
+        x, y, yaw = p[0]
+        return make_transform(yaw_to_quat(float(yaw)), [x, y, float(self.ground_z(x, y))])
 
-    def ego_velocity(self) -> np.ndarray:
-        return self.v_ego * self.u
+    def ego_velocity(self, t: float) -> np.ndarray:
+        return self._velocity(self.ego[None], t)[0]
+
+    def _velocity(self, arr, t):
+        f = (t - self.tgrid[0]) / DT
+        i = int(np.clip(round(f), 1, len(self.tgrid) - 2))
+        return (arr[:, i + 1, :2] - arr[:, i - 1, :2]) / (2 * DT)
 
     def boxes(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """(N, 9) world boxes x y z l w h yaw vx vy at time t, and (N,) moving flags."""
-        tt = np.clip(t - self.tc[:, 0], 0.0, self.tc[:, 1] - self.tc[:, 0])
-        crossing = (t > self.tc[:, 0]) & (t < self.tc[:, 1])
-        s = self.s0 + self.vs * t
-        d = self.d0 + self.vd * tt
-        xy = self.road_to_world(s, d)
-        vd_now = np.where(crossing, self.vd, 0.0)
-        u = self.u
-        n = np.array([-u[1], u[0]])
-        vel = self.vs[:, None] * u + vd_now[:, None] * n
-        yaw = (self.theta + self.yaw_rel + np.pi) % (2 * np.pi) - np.pi
+        p, _ = self._interp(self.traj, t)
+        vel = self._velocity(self.traj, t)
         out = np.zeros((len(self.cls), 9))
-        out[:, 0:2] = xy
-        out[:, 2] = self.wlh[:, 2] / 2.0
-        out[:, 3] = self.wlh[:, 1]
-        out[:, 4] = self.wlh[:, 0]
-        out[:, 5] = self.wlh[:, 2]
-        out[:, 6] = yaw
+        out[:, 0:2] = p[:, :2]
+        out[:, 2] = self.ground_z(p[:, 0], p[:, 1]) + self.base + self.lwh[:, 2] / 2.0
+        out[:, 3:6] = self.lwh
+        out[:, 6] = (p[:, 2] + np.pi) % (2 * np.pi) - np.pi
         out[:, 7:9] = vel
         return out, np.hypot(vel[:, 0], vel[:, 1]) > 0.3
 
@@ -172,7 +310,7 @@ class Scene:
             if c in VEHICLES:
                 out.append("vehicle.moving" if moving[i] else ("vehicle.parked" if self.parked[i]
                                                                 else "vehicle.stopped"))
-            elif c in ("bicycle", "motorcycle"):
+            elif c in CYCLES:
                 out.append("cycle.with_rider" if self.rider[i] else "cycle.without_rider")
             elif c == "pedestrian":
                 out.append("pedestrian.moving" if moving[i] else "pedestrian.standing")
@@ -180,17 +318,19 @@ class Scene:
                 out.append("")
         return out
 
-    def building_boxes(self) -> np.ndarray:
-        b = self.buildings
-        xy = self.road_to_world(b[:, 0], b[:, 1])
-        out = np.zeros((len(b), 7))
-        out[:, 0:2] = xy
-        out[:, 2] = b[:, 4] / 2
-        out[:, 3] = b[:, 2]
-        out[:, 4] = b[:, 3]
-        out[:, 5] = b[:, 4]
-        out[:, 6] = self.theta
-        return out
+    @property
+    def description(self) -> str:
+        what = {"straight": "straight street", "curve": "curved road", "intersection": "4-way intersection",
+                "parking": "parking lot", "narrow": "narrow street"}[self.place]
+        parts = [f"Synthetic drive, {what}"]
+        if self.ego_turn_deg > 20:
+            parts.append(f"ego turns {self.ego_turn_deg:.0f} deg")
+        if self.ego_stops:
+            parts.append("ego stops")
+        parts.append("night" if self.night else "day")
+        if self.rain:
+            parts.append("rain")
+        return ", ".join(parts) + f" (seed {self.seed})"
 
 
 def scene_names(n: int) -> tuple[list[str], str]:
@@ -204,186 +344,34 @@ def scene_names(n: int) -> tuple[list[str], str]:
     return list(splits.train[: n - n_val]) + list(splits.val[:n_val]), "v1.0-trainval"
 
 
-class _Placer:
-    """Collects objects in road coordinates."""
+def scene_plan(seed: int, index: int) -> tuple[str, bool, bool, str]:
+    """(place, night, rain, ego manoeuvre) of scene ``index``: a seeded schedule over blocks of 10 scenes, so
+    that every 10 scenes hold every kind of place, one night scene (10%) and two rain scenes (20%), close to
+    nuScenes' mix (~10% night, ~18% rain)."""
+    rng = np.random.default_rng([seed, 991, index // 10])
+    cycle = ["intersection", "straight", "curve", "narrow", "intersection", "parking", "curve", "straight",
+             "intersection", "narrow"]
+    order = rng.permutation(10)
+    night = set(rng.permutation(10)[:1].tolist())
+    rain = set(rng.permutation(10)[:2].tolist())
+    turns = ["left", "right", "straight"]
+    man = [str(turns[int(rng.integers(0, 3))]) for _ in range(10)]
+    k = index % 10
+    place = cycle[int(order[k])]
+    manoeuvre = man[k] if place == "intersection" else "follow"
+    if place == "intersection" and int(order[k]) == 0:  # one intersection per block always turns
+        manoeuvre = "left" if man[k] == "straight" else man[k]
+    return place, k in night, k in rain, manoeuvre
 
-    def __init__(self, rng):
-        self.rng = rng
-        self.rows: list[tuple] = []
 
-    def add(self, cls, s0, d0, vs=0.0, vd=0.0, tc=(1e9, 1e9), yaw_rel=0.0, rider=False, parked=False, wlh=None):
-        spec = CLASS_SPECS[cls]
-        if wlh is None:
-            wlh = np.array(spec["wlh"]) * self.rng.uniform(0.92, 1.08, 3)
-            if rider and cls in ("bicycle", "motorcycle"):
-                wlh[2] = self.rng.uniform(1.6, 1.8)
-        self.rows.append((CLASS_NAMES.index(cls), wlh, s0, vs, d0, vd, tc, yaw_rel, rider, parked))
-        return wlh
-
-    def fill_lane(self, s_lo, s_hi, d, speed, mix, gap=(8.0, 25.0), parked=False):
-        """Fill a lane with units (a vehicle, or a truck pulling a trailer) that never overlap: every unit
-        takes the span [cursor, cursor + length] and all move at the lane's speed."""
-        cursor = s_lo + self.rng.uniform(0, gap[1])
-        classes = list(mix)
-        p = np.array(list(mix.values())) / sum(mix.values())
-        while cursor < s_hi:
-            cls = str(self.rng.choice(classes, p=p))
-            yaw = 0.0 if speed >= 0 else math.pi
-            rider = cls in ("bicycle", "motorcycle") and speed != 0
-            wlh = self.add(cls, 0.0, d, vs=speed, yaw_rel=yaw, rider=rider, parked=parked)
-            head = len(self.rows) - 1
-            length = wlh[1]
-            if cls == "truck" and speed != 0 and self.rng.random() < 0.35:  # truck pulling a trailer
-                tw = self.add("trailer", 0.0, d, vs=speed, yaw_rel=yaw, parked=parked)
-                # the truck leads in the direction of travel
-                lead_lo = speed < 0
-                truck_c = cursor + wlh[1] / 2 if lead_lo else cursor + tw[1] + 1.0 + wlh[1] / 2
-                trailer_c = cursor + wlh[1] + 1.0 + tw[1] / 2 if lead_lo else cursor + tw[1] / 2
-                self._set_s(head, truck_c)
-                self._set_s(len(self.rows) - 1, trailer_c)
-                length = wlh[1] + 1.0 + tw[1]
-            else:
-                self._set_s(head, cursor + wlh[1] / 2)
-            cursor += length + self.rng.uniform(*gap)
-
-    def _set_s(self, i, s0):
-        row = list(self.rows[i])
-        row[2] = float(s0)
-        self.rows[i] = tuple(row)
+def sample_size(rng, cls: str) -> np.ndarray:
+    spec = CLASS_SPECS[cls]
+    m, sd = np.array(spec["lwh"]), np.array(spec["std"])
+    return np.clip(m + rng.normal(0, 1, 3) * sd, 0.6 * m, 1.6 * m)
 
 
 def build_scene(seed: int, index: int, n_samples: int, name: str) -> Scene:
-    rng = np.random.default_rng([seed, index, 7])
-    theta = float(rng.uniform(-math.pi, math.pi))
-    v_ego = float(rng.uniform(3.0, 9.0))
-    T = (n_samples - 1) * SAMPLE_PERIOD
-    s_end = v_ego * T
-    P = _Placer(rng)
-    reach = 75.0
-    # ego lane: a leader at ego speed
-    P.add("car", float(rng.uniform(15, 30)), -1.5, vs=v_ego)
-    if rng.random() < 0.6:
-        P.add(rng.choice(["car", "truck"]), -float(rng.uniform(12, 20)), -1.5, vs=v_ego)
-    # the other forward lane
-    v1 = float(max(2.0, v_ego + rng.uniform(-2.5, 3.0)))
-    rel = (v1 - v_ego) * T
-    mix_road = {"car": 0.72, "truck": 0.12, "bus": 0.06, "construction_vehicle": 0.03, "motorcycle": 0.07}
-    P.fill_lane(-reach - max(0.0, rel), reach + max(0.0, -rel), -4.5, v1, mix_road, gap=(10, 30))
-    # oncoming lanes
-    for d in (1.5, 4.5):
-        v = -float(rng.uniform(5.0, 11.0))
-        P.fill_lane(-reach, reach + (abs(v) + v_ego) * T, d, v, mix_road, gap=(15, 40))
-    # bike lanes: riders
-    for d, sign in ((-6.5, 1.0), (6.5, -1.0)):
-        v = sign * float(rng.uniform(3.0, 6.0))
-        lo, hi = (-reach - 10, reach + s_end) if sign > 0 else (-reach, reach + (abs(v) + v_ego) * T)
-        P.fill_lane(lo, hi, d, v, {"bicycle": 0.65, "motorcycle": 0.35}, gap=(25, 70))
-    # construction zone on one parking lane
-    zone_side = float(rng.choice([-1.0, 1.0]))
-    zone_s = float(rng.uniform(0.2, 0.6) * s_end + 25.0)
-    zone_len = 18.0
-    for k in range(6):
-        P.add("traffic_cone", zone_s + k * 3.0, zone_side * 7.5, yaw_rel=float(rng.uniform(-3, 3)))
-    for k in range(5):
-        P.add("barrier", zone_s + 1.5 + k * 2.8, zone_side * 9.0, yaw_rel=math.pi / 2)
-    cw = P.add("construction_vehicle", zone_s + zone_len + 5.0, 0.0, parked=True,
-               yaw_rel=0.0 if zone_side < 0 else math.pi)
-    P.rows[-1] = P.rows[-1][:4] + (zone_side * (7.1 + cw[0] / 2),) + P.rows[-1][5:]
-    cw_s = float(rng.uniform(0.3, 0.7) * s_end + 15.0)
-    # parking lanes (bus stop and a parked trailer guaranteed on the right, truck on the left); the
-    # crosswalk's ends stay clear
-    mix_park = {"car": 0.7, "truck": 0.12, "trailer": 0.08, "construction_vehicle": 0.04, "bus": 0.06}
-    for side in (-1.0, 1.0):
-        d = side * 8.25
-        s = -reach
-        guaranteed = ["bus", "trailer"] if side < 0 else ["truck"]
-        g_at = {float(rng.uniform(10, max(12.0, s_end))): c for c in guaranteed}
-        while s < s_end + reach:
-            if side == zone_side and zone_s - 4 < s < zone_s + zone_len + 14:
-                s = zone_s + zone_len + 14
-                continue
-            if cw_s - 16 < s < cw_s + 4:
-                s = cw_s + 4
-                continue
-            due = [k for k in g_at if k <= s]
-            if due:
-                cls = g_at.pop(due[0])
-            else:
-                cls = str(rng.choice(list(mix_park), p=np.array(list(mix_park.values())) / sum(mix_park.values())))
-            yaw = 0.0 if side < 0 else math.pi
-            if cls == "bus":  # stopped at a stop, not parked
-                wlh = P.add(cls, s, d, yaw_rel=yaw)
-            else:
-                wlh = P.add(cls, s, d, yaw_rel=yaw, parked=True)
-            row = list(P.rows[-1])
-            row[2] = s + wlh[1] / 2
-            row[4] = side * (7.1 + wlh[0] / 2)  # kerb-side, whatever the width
-            P.rows[-1] = tuple(row)
-            s += wlh[1] + float(rng.uniform(1.5, 12.0))
-    # sidewalks: pedestrians walking / standing, parked two-wheelers at the curb
-    for side in (-1.0, 1.0):
-        s = -reach
-        band_speed = (float(rng.uniform(0.9, 1.5)), -float(rng.uniform(0.9, 1.5)))  # two walking bands
-        while s < s_end + reach:
-            r = rng.random()
-            # walkers keep to the outer band of the sidewalk, standing people and two-wheelers parked
-            # along the kerb to the inner one, so boxes do not overlap
-            if r < 0.7:
-                walking = rng.random() < 0.6
-                band = int(rng.integers(0, 2))
-                v = band_speed[band] if walking else 0.0
-                yaw = 0.0 if v > 0 else (math.pi if v < 0 else float(rng.uniform(-math.pi, math.pi)))
-                d = (12.4, 13.2)[band] if walking else float(rng.uniform(10.9, 11.4))
-                P.add("pedestrian", s, side * d, vs=v, yaw_rel=yaw)
-            else:
-                cls = "bicycle" if rng.random() < 0.6 else "motorcycle"
-                P.add(cls, s, side * 10.9, yaw_rel=math.pi * float(rng.integers(0, 2)), parked=True)
-            s += float(rng.uniform(4.0, 14.0))
-    # crosswalk with crossing pedestrians (ahead of the ego, while it approaches)
-    for _k in range(int(rng.integers(2, 5))):
-        side = float(rng.choice([-1.0, 1.0]))
-        speed = float(rng.uniform(1.1, 1.6))
-        d_from, d_to = side * 11.5, -side * 11.5
-        dur = abs(d_to - d_from) / speed
-        # not in the ego's lane while the ego passes the crosswalk
-        t_pass = np.array([(cw_s - 6.0) / v_ego, (cw_s + 6.0) / v_ego])
-        for _try in range(50):
-            start = float(rng.uniform(0.0, max(0.5, T - 8.0)))
-            t_in = start + abs(d_from - (0.5 if side > 0 else -3.5)) / speed
-            t_out = start + abs(d_from - (-3.5 if side > 0 else 0.5)) / speed
-            if t_out < t_pass[0] or t_in > t_pass[1]:
-                break
-        P.add("pedestrian", cw_s + float(rng.uniform(-1.5, 1.5)), d_from, vd=-side * speed,
-              tc=(start, start + dur), yaw_rel=-side * math.pi / 2)
-    # buildings
-    blds = []
-    for side in (-1.0, 1.0):
-        s = -150.0
-        while s < s_end + 150.0:
-            length = float(rng.uniform(15, 40))
-            depth = float(rng.uniform(10, 20))
-            inner = 14.5 + float(rng.uniform(0, 2))
-            blds.append((s + length / 2, side * (inner + depth / 2), length, depth, float(rng.uniform(6, 25)),
-                         float(rng.uniform(0.0, 1.0))))
-            s += length + float(rng.uniform(3, 12))
-    rows = P.rows
-    # place the road region in positive world coordinates for the map mask
-    corners_s = np.array([-160.0, s_end + 160.0, -160.0, s_end + 160.0])
-    corners_d = np.array([-40.0, -40.0, 40.0, 40.0])
-    u = np.array([math.cos(theta), math.sin(theta)])
-    n = np.array([-u[1], u[0]])
-    pts = corners_s[:, None] * u + corners_d[:, None] * n
-    origin = 10.0 - pts.min(axis=0)  # each scene (log) has its own map in positive coordinates
-    extent = pts.max(axis=0) + origin + 10.0
-    return Scene(
-        index=index, name=name, seed=seed, n_samples=n_samples, theta=theta, origin=origin, v_ego=v_ego,
-        cls=np.array([r[0] for r in rows], np.int64), wlh=np.array([r[1] for r in rows]),
-        s0=np.array([r[2] for r in rows], float), vs=np.array([r[3] for r in rows], float),
-        d0=np.array([r[4] for r in rows], float), vd=np.array([r[5] for r in rows], float),
-        tc=np.array([r[6] for r in rows], float), yaw_rel=np.array([r[7] for r in rows], float),
-        rider=np.array([r[8] for r in rows], bool), parked=np.array([r[9] for r in rows], bool),
-        buildings=np.array(blds), crosswalk_s=cw_s,
-        map_size=(int(math.ceil(extent[0] / MAP_RES)), int(math.ceil(extent[1] / MAP_RES))),
-    )
+    from perception.sources.synthetic import layout
 
-
+    place, night, rain, manoeuvre = scene_plan(seed, index)
+    return layout.build(seed, index, n_samples, name, place, night, rain, manoeuvre)

@@ -39,7 +39,6 @@ from perception.sources.synthetic.world import (
     ATTRIBUTE_DESCRIPTIONS,
     CLASS_NAMES,
     CLASS_SPECS,
-    MAP_RES,
     SAMPLE_PERIOD,
     VISIBILITY,
     Scene,
@@ -138,7 +137,8 @@ def _sample_job(args):
     for ch in CAMERAS:
         t = k * SAMPLE_PERIOD + CAMERA_OFFSET_S[ch]
         ts = t0 + round(t * 1e6)
-        img, v, s_ = render_view(scene, ch, t, cfg.image_scale)
+        img, v, s_ = render_view(scene, ch, t, cfg.image_scale,
+                                 np.random.default_rng([cfg.seed, index, 3, k, CAMERAS.index(ch)]))
         vis += v
         sil += s_
         fn = _filename("samples", ch, log, ts, "jpg")
@@ -155,13 +155,8 @@ def _sample_job(args):
 def _write_map(root: str, scene: Scene, fn: str) -> None:
     from PIL import Image
 
-    w, h = scene.map_size
-    mask = np.zeros((h, w), np.uint8)
-    s_lo, s_hi = -160.0, scene.v_ego * (scene.n_samples - 1) * SAMPLE_PERIOD + 160.0
-    # the drivable surface: the road between the kerbs (|d| < 7 m)
-    quad = scene.road_to_world(np.array([s_lo, s_hi, s_hi, s_lo]), np.array([-7.0, -7.0, 7.0, 7.0]))
-    px = np.stack([quad[:, 0] / MAP_RES, h - quad[:, 1] / MAP_RES], axis=1)
-    cv2.fillPoly(mask, [np.round(px).astype(np.int32)], 255)
+    # the drivable surface (roads and the parking lot); the map image has y up, the texture y down
+    mask = np.ascontiguousarray(scene.texture["drivable"][::-1]).astype(np.uint8) * 255
     Image.fromarray(mask).save(os.path.join(root, fn), optimize=False)
 
 
@@ -215,8 +210,7 @@ def _tables(cfg: WorldConfig, names: list[str], results: dict[int, list[dict]]) 
         tb["scene"].append({"token": token(seed, name, "scene"), "log_token": log_tok,
                             "nbr_samples": cfg.samples, "first_sample_token": sample_tok[0],
                             "last_sample_token": sample_tok[-1], "name": name,
-                            "description": f"Synthetic drive, ego at {scene.v_ego:.1f} m/s, "
-                                           f"construction zone, crosswalk (seed {seed})"})
+                            "description": scene.description})
         # sample_data chains per channel
         per_ch: dict[str, list] = {c: [] for c, _ in channels}
         for r in recs:
