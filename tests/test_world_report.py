@@ -241,3 +241,24 @@ def test_pole_counter_needs_three_points():
     two = np.array([[8.0, 0.0, 1.0], [8.0, 0.0, 1.5]])
     assert count_pole_like(np.concatenate([ground, two])) == 0
     assert count_pole_like(np.concatenate([ground, two, [[8.0, 0.0, 2.0]]])) == 1
+
+
+def test_pictures_draw_the_cameras_by_condition_and_a_bev(world, nusc, tmp_path):
+    import cv2
+
+    from perception.evaluation.world_report import pictures
+
+    files = pictures(world, tmp_path / "pics")
+    names = {p.name for p in files}
+    conds = set()
+    for s in nusc.scene:
+        d = s["description"].lower()
+        conds.add("night" if "night" in d else "rain" if "rain" in d else "day")
+    assert {f"cameras_{c}.jpg" for c in conds} | {"conditions.jpg"} <= names
+    assert ("bev.png" in names) == ("day" in conds)
+    for p in files:
+        img = cv2.imread(str(p))
+        assert img is not None and img.std() > 5, p  # a picture, not a blank canvas
+    rows = cv2.imread(str(tmp_path / "pics" / "conditions.jpg"))
+    one = cv2.imread(str(files[0]))
+    assert rows.shape[0] == len(conds) * (one.shape[0] // 2)  # the front row of each condition

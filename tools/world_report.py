@@ -6,7 +6,8 @@
 
 Works on any dataroot nuscenes-devkit loads (real nuScenes or the synthetic world). Prints one table
 (content, lidar, radar, conditions & motion, cue probes: quantity | this world | real nuScenes | goal | ok);
-the last line is ``world report: N samples, M scenes``. See perception/evaluation/world_report.py.
+the last line is ``world report: N samples, M scenes``. ``--pictures DIR`` also draws the six cameras of a
+day, a night and a rain keyframe and a bird's-eye view. See perception/evaluation/world_report.py.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def main(argv=None) -> int:
                    help="use N evenly spaced keyframes for the per-keyframe statistics (default: all)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the numbers to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--pictures", default=None, metavar="DIR",
+                   help="also draw the cameras of a day, a night and a rain keyframe and a bird's-eye view into DIR")
     a = p.parse_args(argv)
     if a.max_samples is not None and a.max_samples < 1:
         p.error("--max-samples must be >= 1")
@@ -43,6 +46,11 @@ def main(argv=None) -> int:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         with open(a.json, "w") as f:
             json.dump(d, f, indent=2)
+    if a.pictures:
+        from perception.evaluation.world_report import pictures
+
+        for path in pictures(a.data_root, a.pictures, version=a.version):
+            print(f"picture: {path}")
     print(format_report(d))
     return 0
 

@@ -643,3 +643,57 @@ def format_report(d: dict) -> str:
                    f"scene statistics on all scenes)")
     out.append(f"world report: {d['n_samples']} samples, {d['n_scenes']} scenes")
     return "\n".join(out)
+
+
+def pictures(dataroot, out_dir, version: str | None = None) -> list[Path]:
+    """What the world looks like: for the first day / night / rain scene (as the scene descriptions name the
+    condition), the middle keyframe's six cameras with the ground truth drawn (``cameras_<cond>.jpg``, one
+    per condition found, and ``conditions.jpg`` stacking their front rows), and a bird's-eye view of the first
+    day keyframe's lidar, radar and ground truth where unannotated structures show as points outside every box
+    (``bev.png``). Returns the files written."""
+    import cv2
+    from nuscenes import NuScenes
+
+    from perception.sources import devkit_compat
+    from perception.sources.nuscenes import NuScenesSource
+    from perception.viz import bev_image, camera_mosaic, save_rgb
+
+    devkit_compat.apply()
+    version = version or detect_version(dataroot)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
+    src = NuScenesSource(dataroot, version=version, lidar_sweeps=0)
+    where = {tok: i for i, tok in enumerate(src.sample_tokens())}
+    picks: dict[str, str] = {}
+    for scene in nusc.scene:
+        d = scene["description"].lower()
+        cond = "night" if "night" in d else ("rain" if "rain" in d else "day")
+        if cond in picks:
+            continue
+        toks, tok = [], scene["first_sample_token"]
+        while tok:
+            toks.append(tok)
+            tok = nusc.get("sample", tok)["next"]
+        picks[cond] = toks[len(toks) // 2]
+    written, rows = [], []
+    for cond in ("day", "night", "rain"):
+        if cond not in picks:
+            continue
+        frame = src[where[picks[cond]]]
+        mosaic = camera_mosaic(frame, frame.gt)
+        cv2.putText(mosaic, cond, (mosaic.shape[1] - 120, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 0), 2,
+                    cv2.LINE_AA)
+        path = out_dir / f"cameras_{cond}.jpg"
+        save_rgb(path, mosaic)
+        written.append(path)
+        rows.append(mosaic[: mosaic.shape[0] // 2])
+        if cond == "day":
+            bev = bev_image(frame, gt=frame.gt, title=f"{frame.scene} {frame.sample_token[:8]}: lidar, radar, "
+                                                       "ground truth (grey); the rest is unannotated")
+            save_rgb(out_dir / "bev.png", bev)
+            written.append(out_dir / "bev.png")
+    if rows:
+        save_rgb(out_dir / "conditions.jpg", np.vstack(rows))
+        written.append(out_dir / "conditions.jpg")
+    return written

@@ -22,11 +22,14 @@ from perception.sources.synthetic.world import (
     Path,
     Scene,
     Street,
+    curve_limit,
     idm,
     sample_size,
 )
 
 EGO_FOOT = (0.9, 0.0, 4.9, 2.1)  # footprint centre x, y and l, w in the ego frame (with a margin)
+CW_OFF = 2.5     # intersection crosswalks: centre this far beyond the cross street's kerb (stripes +-1.5 m)
+STOP_BACK = 6.0  # stop lines this far before the cross street's kerb: 2 m before the crosswalk
 ROAD_MIX = {"car": 0.84, "truck": 0.08, "bus": 0.03, "construction_vehicle": 0.01, "motorcycle": 0.04}
 PARK_MIX = {"car": 0.9, "truck": 0.05, "trailer": 0.03, "construction_vehicle": 0.02}
 
@@ -144,16 +147,18 @@ def _resolve_overlaps(objs: _Objects, ego: np.ndarray, static_foot: np.ndarray) 
     return sorted(keep)
 
 
-def _streets(rng, place: str):
-    """The place's streets (main first) in a local frame; extra: intersection centre, parking lot."""
+def _streets(rng, place: str, T: float):
+    """The place's streets (main first) in a local frame, long enough for a drive of T seconds (the ego
+    starts ~150 m along the main street and drives at most 12 m/s); extra: intersection centre, parking lot."""
     extra: dict = {}
+    reach = 12.0 * T
     lanes = 1 if place in ("narrow", "parking", "intersection") else int(rng.integers(1, 3))
     lane_w = rng.uniform(2.9, 3.2) if place == "narrow" else rng.uniform(3.2, 3.6)
-    main_len = 420.0
+    main_len = max(420.0, 400.0 + reach)
     if place == "curve":
         r = rng.uniform(55, 130)
         ang = float(rng.choice([-1, 1]) * rng.uniform(0.7, 1.3))
-        path = Path.build((0, 0), 0.0, [("line", 170.0), ("arc", r, ang), ("line", 220.0)])
+        path = Path.build((0, 0), 0.0, [("line", 170.0), ("arc", r, ang), ("line", 220.0 + reach)])
     else:
         path = Path.build((0, 0), 0.0, [("line", main_len)])
     main = Street(path, lane_w, lanes, parking=place != "curve" or rng.random() < 0.4,
@@ -162,7 +167,8 @@ def _streets(rng, place: str):
     out = [main]
     if place == "intersection":
         sx = 200.0
-        cross = Street(Path.build((sx, -200.0), math.pi / 2, [("line", 400.0)]), rng.uniform(3.1, 3.5), 1,
+        half = max(200.0, 110.0 + reach)
+        cross = Street(Path.build((sx, -half), math.pi / 2, [("line", 2 * half)]), rng.uniform(3.1, 3.5), 1,
                        parking=rng.random() < 0.7, bike=False, sidewalk=rng.uniform(3.0, 4.0))
         out.append(cross)
         extra["center"] = np.array([sx, 0.0])
@@ -195,7 +201,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
     T = (n_samples - 1) * SAMPLE_PERIOD
     tgrid = np.round(np.arange(-T_PRE, T + 0.3 + 1e-9, DT), 6)
     G = len(tgrid)
-    streets, extra = _streets(rng, place)
+    streets, extra = _streets(rng, place, T)
     main = streets[0]
     road, walk, lot = _road_polys(streets, extra)
     O = _Objects(rng, G)
@@ -217,14 +223,14 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
             ego_path = main.path.offset(d_ego)
         else:
             sign = 1.0 if manoeuvre == "left" else -1.0
-            p0, _ = main.path.at(cx - cross.kerb - 2.0, d_ego)
+            p0, _ = main.path.at(cx - cross.kerb - STOP_BACK, d_ego)
             # the cross street's lane in the direction of the turn
             h1 = sign * math.pi / 2
             d_cross = cross.lane_d(0) if sign > 0 else cross.lane_d(cross.lanes - 1)
             # cross path runs +y; heading +y for a left turn (its forward lanes have negative d: x > cx)
-            p1 = np.array([cx - d_cross * (1 if sign > 0 else -1), sign * (main.kerb + 2.0)])
-            ego_path = Path.hermite(p0, 0.0, p1, h1, lead=cx - cross.kerb - 2.0, tail=200.0)
-        line = ego_path.project(main.path.at(cx - cross.kerb - 1.5, d_ego)[0])
+            p1 = np.array([cx - d_cross * (1 if sign > 0 else -1), sign * (main.kerb + STOP_BACK)])
+            ego_path = Path.hermite(p0, 0.0, p1, h1, lead=cx - cross.kerb - STOP_BACK, tail=12.0 * T + 50.0)
+        line = ego_path.project(main.path.at(cx - cross.kerb - STOP_BACK, d_ego)[0])
         t_arr = dist / v_ego
         t_red = max(-0.5, t_arr - rng.uniform(1.5, 4.0))
         t_green = t_red + rng.uniform(6.0, 10.0)
@@ -234,16 +240,16 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
         ego_path = main.path.offset(d_ego)
         s_e0 = 150.0 + (0 if place != "parking" else extra["lot"][1] - 150.0 - rng.uniform(20, 35))
         if place != "parking" and rng.random() < 0.55:  # a crosswalk ahead, with people crossing
-            cw = s_e0 + rng.uniform(22, 45)
+            cw = s_e0 + rng.uniform(45, 90)
             extra["crosswalk"] = cw
             t_arr = (cw - s_e0) / v_ego
-            t_on = max(-0.5, t_arr - rng.uniform(1.0, 3.0))
+            t_on = max(-0.5, t_arr - rng.uniform(3.0, 5.0))  # early enough for the ego to stop comfortably
             t_off = t_on + rng.uniform(5.0, 9.0)
-            stops.append((ego_path.project(main.path.at(cw - 3.0, d_ego)[0]), t_on, t_off))
+            stops.append((ego_path.project(main.path.at(cw - 3.5, d_ego)[0]), t_on, t_off))
             extra["cross_window"] = (t_on, t_off)
     s_e = ego_path.project(main.path.at(s_e0, d_ego)[0])
     # the ego's lane: a leader or two ahead, a follower or two behind, all in one car-following model
-    lane_s = [s_e]
+    lane_s = [s_e + EGO_FOOT[0]]
     lane_cls = ["ego"]
     cur = s_e + 5.0
     while cur < s_e + 110:
@@ -257,12 +263,11 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
         lane_s.append(cur)
         lane_cls.append(_choice(rng, ROAD_MIX))
         cur -= 5
-    lane_l = np.array([4.6 if c == "ego" else 0.0 for c in lane_cls])
     sizes = [None if c == "ego" else sample_size(rng, c) for c in lane_cls]
-    lane_l = np.array([4.6 if sz is None else sz[0] for sz in sizes])
+    lane_l = np.array([EGO_FOOT[2] if sz is None else sz[0] for sz in sizes])
     v_des = np.array([v_ego] + [v_ego * rng.uniform(0.9, 1.2) for _ in lane_cls[1:]])
-    S = idm(tgrid, np.array(lane_s), v_des, lane_l, stops=stops, v_init=v_des * 0.9)
-    ego_traj = _track(ego_path, S[0])
+    S = idm(tgrid, np.array(lane_s), v_des, lane_l, stops=stops, v_init=v_des * 0.9, vlimit=curve_limit(ego_path))
+    ego_traj = _track(ego_path, S[0] - EGO_FOOT[0])
     for k in range(1, len(lane_cls)):
         O.add(lane_cls[k], _track(ego_path, S[k]), lwh=sizes[k], rider=lane_cls[k] == "motorcycle", prio=1)
     # ---- other lanes ----------------------------------------------------------------------------------
@@ -298,18 +303,18 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
         if "phases" in extra:
             t_red, t_green = extra["phases"]
             c = extra["center"]
-            line = path.project(c) - streets[1 if for_main else 0].kerb - 1.5
+            line = path.project(c) - streets[1 if for_main else 0].kerb - STOP_BACK
             out.append((line, t_red, t_green) if for_main else (line, -10.0, t_red + 1.0))
             if not for_main:
                 out.append((line, t_green - 1.0, 1e9))
         if "cross_window" in extra and for_main:
-            line = path.project(main.path.at(extra["crosswalk"], 0.0)[0]) - 3.0
+            line = path.project(main.path.at(extra["crosswalk"], 0.0)[0]) - 3.5
             out.append((line, *extra["cross_window"]))
         return out
 
     for st_i, st in enumerate(streets):
         is_main = st_i == 0
-        lo, hi = (s_lo, s_hi) if is_main else (80.0, 320.0)
+        lo, hi = (s_lo, s_hi) if is_main else (st.path.length / 2 - 120.0, st.path.length / 2 + 120.0)
         for direction in (1, -1):
             for k in range(st.lanes):
                 if is_main and direction == 1 and k == lane_k:
@@ -320,7 +325,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
                 if direction == 1:
                     plo, phi = lo, hi
                 else:
-                    plo, phi = path.length - hi - speed * T, path.length - lo
+                    plo, phi = max(0.0, path.length - hi - speed * T), path.length - lo
                 gap = (8, 35) if place != "narrow" else (15, 60)
                 change = 0.0 if st.lanes < 2 else (-st.lane_w if k == 0 else st.lane_w)
                 fill(path, plo, phi, speed, ROAD_MIX, gap, prio=2, lane_stops=lane_stop_list(path, is_main),
@@ -329,7 +334,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
             for direction in (1, -1):
                 d = -(st.lanes * st.lane_w + 0.75)
                 path = st.path.offset(d) if direction == 1 else st.path.offset(-d, reverse=True)
-                plo, phi = (lo, hi) if direction == 1 else (path.length - hi, path.length - lo)
+                plo, phi = (lo, hi) if direction == 1 else (max(0.0, path.length - hi), path.length - lo)
                 fill(path, plo, phi, rng.uniform(3.5, 6.0), {"bicycle": 0.7, "motorcycle": 0.3}, (30, 120), prio=3)
         # parked vehicles along the kerbs, except near the intersection and crosswalks
         if st.parking:
@@ -340,8 +345,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
                     c = _choice(rng, PARK_MIX)
                     size = sample_size(rng, c)
                     centre = cur + size[0] / 2
-                    xy, h = st.path.at(centre, side * (st.lanes * st.lane_w + (1.5 if st.bike else 0)
-                                                       + 0.2 + size[1] / 2))
+                    xy, h = st.path.at(centre, side * (st.kerb - 0.15 - size[1] / 2))
                     cur = centre + size[0] / 2 + rng.uniform(0.8, 9.0)
                     if "center" in extra and np.hypot(*(xy - extra["center"])) < 22:
                         continue
@@ -362,16 +366,17 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
             sign = float(rng.choice([-1, 1]))  # turning left (+) or right (-)
             h0 = math.pi / 2 if src > 0 else -math.pi / 2
             d0 = cross.lane_d(0)
-            p0 = np.array([cx - d0 * src, -src * (main.kerb + 2.0)])
+            p0 = np.array([cx - d0 * src, -src * (main.kerb + STOP_BACK)])
             h1 = h0 + sign * math.pi / 2
             out_dir = np.array([math.cos(h1), math.sin(h1)])
-            p1 = np.array([cx, 0.0]) + out_dir * (cross.kerb + 2.0) + np.array([-out_dir[1], out_dir[0]]) * d0
+            p1 = (np.array([cx, 0.0]) + out_dir * (cross.kerb + STOP_BACK)
+                  + np.array([-out_dir[1], out_dir[0]]) * main.lane_d(0))
             path = Path.hermite(p0, h0, p1, h1, lead=60.0, tail=120.0)
             c = _choice(rng, {"car": 0.9, "truck": 0.1})
             size = sample_size(rng, c)
             start = rng.uniform(10.0, 55.0)
             S1 = idm(tgrid, np.array([start]), np.array([rng.uniform(5, 8)]), np.array([size[0]]),
-                     stops=[(60.0 - 1.0, -10.0, t_red + 1.0), (60.0 - 1.0, t_green - 1.0, 1e9)])
+                     stops=[(60.0, -10.0, t_red + 1.0), (60.0, t_green - 1.0, 1e9)], vlimit=curve_limit(path))
             O.add(c, _track(path, S1[0]), lwh=size, prio=3)
     # ---- parking lot: stalls at right angles to the street, people walking between them ----------------
     if lot is not None:
@@ -434,7 +439,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
     O.static("trailer", xy, float(h) + (0 if -side < 0 else math.pi), lwh=size, parked=True, prio=0)
     # ---- sidewalks: walkers, standing people, parked two-wheelers -----------------------------------------
     for st_i, st in enumerate(streets):
-        lo, hi = (s_lo - 20, s_hi + 20) if st_i == 0 else (100.0, 300.0)
+        lo, hi = (s_lo - 20, s_hi + 20) if st_i == 0 else (st.path.length / 2 - 100.0, st.path.length / 2 + 100.0)
         density = rng.uniform(0.04, 0.14)  # people per metre of sidewalk
         for side in (-1.0, 1.0):
             cur = lo
@@ -460,8 +465,8 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
     if "phases" in extra:
         cross = streets[1]
         t_red, t_green = extra["phases"]
-        windows.append((main, extra["center"][0] - cross.kerb - 3.5, t_red + 0.5, t_green))
-        windows.append((main, extra["center"][0] + cross.kerb + 3.5, t_red + 0.5, t_green))
+        windows.append((main, extra["center"][0] - cross.kerb - CW_OFF, t_red + 0.5, t_green))
+        windows.append((main, extra["center"][0] + cross.kerb + CW_OFF, t_red + 0.5, t_green))
     for st, s_cw, t_on, t_off in windows:
         for _ in range(int(rng.integers(2, 6))):
             side = float(rng.choice([-1, 1]))
@@ -483,14 +488,20 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
     free = prep(unary_union([road.buffer(0.5), walk, lot.buffer(1.0) if lot is not None else Polygon()]))
     placed = []
 
+    def _static_span(st, st_i):
+        """Where statics stand along a street: around the drive (150 m beyond the ego's reach)."""
+        if st_i == 0:
+            return max(20.0, s_e0 - 150.0), min(st.path.length - 20.0, s_e0 + 12.0 * T + 150.0)
+        return max(20.0, st.path.length / 2 - 150.0), min(st.path.length - 20.0, st.path.length / 2 + 150.0)
+
     def foot_of(xy, yaw, L, W):
         return _obb(np.asarray(xy, float)[None], np.array([yaw]), np.array([L]), np.array([W]))[0]
 
     for st_i, st in enumerate(streets):
         for side in (-1.0, 1.0):
             # buildings behind the sidewalk
-            cur = 20.0 if st_i == 0 else 60.0
-            end = st.path.length - 20.0
+            start, end = _static_span(st, st_i)
+            cur = start
             while cur < end:
                 L = rng.uniform(12, 35)
                 D = rng.uniform(10, 20)
@@ -503,7 +514,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
                     feet.append(foot_of(xy, float(h), L, D))
                 cur += L + rng.uniform(1.0, 10.0)
             # furniture along the kerb (0.5 m in) and fences / hedges at the back of the sidewalk
-            cur = 20.0 if st_i == 0 else 60.0
+            cur = start
             trees = rng.random() < 0.6
             kinds = {"lamp": 0.16, "sign": 0.2, "pole": 0.1, "tree": 0.24 if trees else 0.0, "hydrant": 0.06,
                      "bollard": 0.08, "bin": 0.07, "meter": 0.07 if st.parking else 0.0, "shelter": 0.02}
@@ -511,6 +522,10 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
                 cur += rng.uniform(2.5, 9.0)
                 kind = _choice(rng, kinds)
                 d = side * (st.kerb + rng.uniform(0.35, 0.7))
+                if kind == "tree":  # the crown (radius <= 1.8 m) stays over the sidewalk
+                    if st.sidewalk < 2.5:
+                        continue
+                    d = side * (st.kerb + 2.0)
                 xy, h = st.path.at(cur, d)
                 if road.buffer(0.3).contains(Point(xy)):
                     continue
@@ -519,7 +534,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
                 for r in SB.rows[n0:]:
                     if r[0][2] - r[1][2] < 2.0:
                         feet.append(foot_of(r[0][:2], r[2], 2 * r[1][0], 2 * r[1][1]))
-            cur = 20.0 if st_i == 0 else 60.0
+            cur = start
             while cur < end:
                 L = rng.uniform(6, 25)
                 if rng.random() < 0.35:
@@ -537,8 +552,8 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
                         k += 4.0
                 cur += L + rng.uniform(5, 30)
             # kerb: the raised sidewalk, 4 m pieces
-            k = 0.0
-            while k < st.path.length:
+            k = start - 10.0
+            while k < end + 10.0:
                 xy, h = st.path.at(k + 2.0, side * (st.kerb + st.sidewalk / 2))
                 piece = Polygon(foot_of(xy, float(h), 4.0, st.sidewalk))
                 if walk.buffer(0.05).contains(piece.centroid) and not road.intersects(piece.buffer(-0.2)):
@@ -687,7 +702,7 @@ def _ground_texture(rng, streets, extra, road, walk, lot, tf_xy, W, H, rain) -> 
         cws.append(extra["crosswalk"])
     if inter is not None:
         cross = streets[1]
-        cws += [inter[0] - cross.kerb - 3.5, inter[0] + cross.kerb + 3.5]
+        cws += [inter[0] - cross.kerb - CW_OFF, inter[0] + cross.kerb + CW_OFF]
     main = streets[0]
     for s_cw in cws:
         for d in np.arange(-main.kerb + 0.3, main.kerb - 0.3, 1.2):

@@ -308,7 +308,10 @@ def simulate_radar(scene: Scene, ch: str, t: float, rng: np.random.Generator) ->
     T_rg = invert_transform(T_gr)
     prims, boxes, moving = world_prims(scene, t)
     o = T_gr[:3, 3].copy()
-    v_ego = scene.ego_velocity(t)
+    # the radar's own velocity: the ego's plus the yaw rate's share at the mounting point
+    w = scene.ego_yaw_rate(t)
+    arm = o[:2] - scene.ego_pose(t)[:2, 3]
+    v_ego = scene.ego_velocity(t) + w * np.array([-arm[1], arm[0]])
     rcs_k = scene.shapes["rcs_k"]
     az = np.linspace(-RADAR_NEAR[0], RADAR_NEAR[0], RADAR_RAYS)
     el = np.radians([-2.5, 0.0, 2.5])

@@ -144,7 +144,10 @@ def object_shapes(rng, cls: list[str], lwh: np.ndarray, rider: np.ndarray) -> tu
             else:
                 B.add((-0.1, 0, -0.12), (0.38, 0.5, 0.22), paint, r, d, owner=i)
                 B.add((-0.22, 0.15, 0.28), (0.14, 0.25, 0.18), paint, r, d, rgb2=glass, kind=BAND, owner=i)
-                B.add((0.22, 0, 0.12), (0.24, 0.06, 0.05), paint, r, d, pitch=-0.45, owner=i)  # boom
+                # boom: raised forward, pitched no more than keeps its top corner inside the box
+                L, Hh = float(lwh[i, 0]), float(lwh[i, 2])
+                pitch = min(0.45, math.asin(min(1.0, 0.3 * Hh / (0.24 * L))))
+                B.add((0.22, 0, 0.12), (0.24, 0.06, 0.05), paint, r, d, pitch=-pitch, owner=i)
                 B.add((0.44, 0, -0.3), (0.05, 0.4, 0.12), (70, 70, 72), 25, owner=i)          # bucket / blade
                 for sy in (-1, 1):
                     B.add((-0.1, sy * 0.4, -0.42), (0.36, 0.1, 0.08), tyre, 5, 0.2, owner=i)
@@ -214,7 +217,7 @@ def furniture(B: Builder, rng, kind: str, xy, z0: float, yaw: float, lights: lis
         h = rng.uniform(2.2, 3.2)
         B.add((x, y, z0 + h / 2), (0.05, 0.05, h / 2), METAL, 40, rcs=rng.normal(0, 4))
         col = [(200, 30, 30), (240, 240, 240), (30, 80, 160), (230, 190, 30), (35, 120, 60)][int(rng.integers(0, 5))]
-        B.add((x, y, z0 + h + 0.3), (0.03, 0.35, 0.3), col, rng.uniform(90, 200), yaw=yaw + math.pi / 2,
+        B.add((x, y, z0 + h + 0.3), (0.03, 0.35, 0.3), col, rng.uniform(90, 200), yaw=yaw,
               rcs=rng.normal(10, 5))
     elif kind == "pole":  # utility pole
         h = rng.uniform(7.0, 10.0)
@@ -224,7 +227,7 @@ def furniture(B: Builder, rng, kind: str, xy, z0: float, yaw: float, lights: lis
         h = rng.uniform(2.2, 3.5)
         r = rng.uniform(0.12, 0.25)
         B.add((x, y, z0 + h / 2), (r, r, h / 2), (80, 62, 45), 18 + rng.normal(0, 5), 0.05, rcs=rng.normal(-4, 4))
-        cr = rng.uniform(1.4, 2.6)
+        cr = rng.uniform(0.9, 1.8)
         green = np.array((60, 95, 45)) * rng.uniform(0.7, 1.2)
         for k, a in enumerate((0.0, math.pi / 4)):
             B.add((x, y, z0 + h + cr * (0.9 + 0.1 * k)), (cr, cr, cr * 0.85), green, 12 + rng.normal(0, 4), 0.3,
@@ -247,7 +250,7 @@ def furniture(B: Builder, rng, kind: str, xy, z0: float, yaw: float, lights: lis
     elif kind == "shelter":  # bus stop
         L = rng.uniform(3.5, 5.0)
         B.add((x, y, z0 + 2.5), (L / 2, 0.8, 0.06), (90, 92, 95), 30, yaw=yaw, rcs=rng.normal(6, 4))
-        bx, by = x - s * 0.75, y + c * 0.75
+        bx, by = x + s * 0.75, y - c * 0.75  # the back wall away from the road (the road is to the left)
         B.add((bx, by, z0 + 1.25), (L / 2, 0.03, 1.2), (150, 175, 185), 10, 0.4, yaw=yaw, rcs=rng.normal(6, 4))
         for k in (-1, 1):
             B.add((x + c * k * L / 2, y + s * k * L / 2, z0 + 1.25), (0.05, 0.05, 1.25), METAL, 40, yaw=yaw,

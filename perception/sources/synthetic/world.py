@@ -195,11 +195,20 @@ class Street:
 # ------------------------------------------------------------------------------------------------------
 # Traffic: the intelligent driver model on one path
 # ------------------------------------------------------------------------------------------------------
+def curve_limit(path: Path, a_lat: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
+    """(s, v_max) along a path: the speed at which the lateral acceleration in its bends stays at a_lat."""
+    k = np.abs(np.gradient(path.heading, path.s))
+    k = np.convolve(k, np.ones(9) / 9, mode="same")
+    return path.s, np.minimum(30.0, np.sqrt(a_lat / np.maximum(k, 1e-4)))
+
+
 def idm(tgrid: np.ndarray, s0: np.ndarray, v_des: np.ndarray, length: np.ndarray, stops=(),
-        a_max: float = 1.4, b: float = 2.0, headway: float = 1.3, jam: float = 2.0, v_init=None) -> np.ndarray:
-    """Arclength (n, G) of n movers on one path, leader = the next one ahead. ``stops``: (s_line, t_on,
-    t_off) red lights / crosswalks: a mover whose front can still stop comfortably before the line at t_on
-    treats it as a stopped leader until t_off."""
+        a_max: float = 1.4, b: float = 2.0, headway: float = 1.3, jam: float = 2.0, v_init=None,
+        vlimit=None) -> np.ndarray:
+    """Arclength (n, G) of n movers on one path (s is the middle of each mover), leader = the next one ahead.
+    ``stops``: (s_line, t_on, t_off) red lights / crosswalks: a mover whose front can still stop comfortably
+    before the line at t_on treats it as a stopped leader until t_off. ``vlimit``: (s, v_max) along the path
+    (curve_limit), looked up 2 s ahead of each mover's front."""
     n, G = len(s0), len(tgrid)
     out = np.zeros((n, G))
     if n == 0:
@@ -223,7 +232,11 @@ def idm(tgrid: np.ndarray, s0: np.ndarray, v_des: np.ndarray, length: np.ndarray
                     g_line = line - (s[i] + 0.5 * length[i])
                     if g_line > -0.5 and g_line < gap:
                         gap, v_lead = max(g_line, 0.05), 0.0
-            ratio = v[i] / max(v_des[i], 0.1)
+            v0 = v_des[i]
+            if vlimit is not None:
+                front = s[i] + 0.5 * length[i]
+                v0 = min(v0, float(np.interp(front, *vlimit)), float(np.interp(front + 2.0 * v[i], *vlimit)))
+            ratio = v[i] / max(v0, 0.1)
             s_star = jam + v[i] * headway + v[i] * (v[i] - v_lead) / (2 * math.sqrt(a_max * b))
             acc[i] = a_max * (1 - ratio**4 - (max(s_star, 0.0) / max(gap, 0.05)) ** 2)
         for k, (line, t_on, _t_off) in enumerate(stops):
@@ -284,6 +297,11 @@ class Scene:
 
     def ego_velocity(self, t: float) -> np.ndarray:
         return self._velocity(self.ego[None], t)[0]
+
+    def ego_yaw_rate(self, t: float) -> float:
+        f = (t - self.tgrid[0]) / DT
+        i = int(np.clip(round(f), 1, len(self.tgrid) - 2))
+        return float((self.ego[i + 1, 2] - self.ego[i - 1, 2]) / (2 * DT))
 
     def _velocity(self, arr, t):
         f = (t - self.tgrid[0]) / DT
