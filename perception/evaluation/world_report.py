@@ -663,7 +663,7 @@ def pictures(dataroot, out_dir, version: str | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
-    src = NuScenesSource(dataroot, version=version, lidar_sweeps=0)
+    src = NuScenesSource(dataroot, version=version, lidar_sweeps=5)
     where = {tok: i for i, tok in enumerate(src.sample_tokens())}
     picks: dict[str, str] = {}
     for scene in nusc.scene:

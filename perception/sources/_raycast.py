@@ -67,6 +67,18 @@ def _hit_box(R, c, h, o, dx, dy, dz):
     return _ray_box(lox, loy, loz, ldx, ldy, ldz, h[0], h[1], h[2])
 
 
+@njit(cache=True, inline="always")
+def _t_ground(a, b, c, o, dx, dy, dz):
+    """Distance along the ray (origin o, direction d) to the ground plane z = a x + b y + c; 1e30 if it
+    does not go down to it."""
+    den = dz - a * dx - b * dy
+    if den < -1e-9:
+        t = (a * o[0] + b * o[1] + c - o[2]) / den
+        if t > 0:
+            return t
+    return 1e30
+
+
 @njit(cache=True)
 def azimuth_bins(origin, centers, halves, nbins, max_range):
     """CSR lists (ptr, idx) of the primitives whose bounding circle overlaps each of ``nbins`` azimuth bins
@@ -130,16 +142,13 @@ def cast_rays(origin, dirs, R, centers, halves, ptr, idx, nbins, plane, max_rang
                 best = t
                 bid = p
                 bf = f
-        den = dz - a * dx - b * dy
-        tg = 1e30
-        if den < -1e-9:
-            tg = (a * origin[0] + b * origin[1] + c - origin[2]) / den
+        tg = _t_ground(a, b, c, origin, dx, dy, dz)
         if bid >= 0 and best < tg:
             kind[i] = PRIM
             ids[i] = bid
             rng[i] = best
             face[i] = bf
-        elif tg < max_range and tg > 0:
+        elif tg < max_range:
             kind[i] = GROUND
             rng[i] = tg
     return kind, ids, rng, face
@@ -196,10 +205,7 @@ def render_camera(H, W, fx, fy, cx, cy, R_wc, o_wc, R, centers, halves, col_ptr,
                         best = t
                         bid = p
                         bface = f
-            den = dz - a * dx - b * dy
-            t_ground = 1e30
-            if den < -1e-9:
-                t_ground = (a * o_wc[0] + b * o_wc[1] + c - o_wc[2]) / den
+            t_ground = _t_ground(a, b, c, o_wc, dx, dy, dz)
             dist = -1.0
             nx, ny, nz = 0.0, 0.0, 1.0
             hx, hy, hz = 0.0, 0.0, 0.0
@@ -246,7 +252,7 @@ def render_camera(H, W, fx, fy, cx, cy, R_wc, o_wc, R, centers, halves, col_ptr,
                 if want_maps:
                     depth[v, u] = best * (R_wc[0, 2] * dx + R_wc[1, 2] * dy + R_wc[2, 2] * dz)
                     idmap[v, u] = o
-            elif den < -1e-9:
+            elif t_ground < 1e29:
                 hx, hy, hz = o_wc[0] + t_ground * dx, o_wc[1] + t_ground * dy, o_wc[2] + t_ground * dz
                 col = int(hx / tex_res)
                 row = int(hy / tex_res)
