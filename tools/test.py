@@ -92,9 +92,10 @@ def _condition_rows(data_root, version, split, result_path: Path, mods: str) -> 
 
     nusc = NuScenes(version=version, dataroot=str(data_root), verbose=False)
     in_split = {t for t in json.loads(result_path.read_text())["results"]}
+    by_cond = scene_conditions(nusc)
     rows = []
     for cond in ("day", "night", "dry", "rain"):
-        toks = [t for t in scene_conditions(nusc)[cond] if t in in_split]
+        toks = [t for t in by_cond[cond] if t in in_split]
         s = run_detection_eval(data_root, version, split, result_path, result_path.parent / f"eval_{cond}",
                                sample_tokens=toks) if toks else None
         rows.append((f"all sensors, {cond} scenes", mods, "", s))

@@ -102,6 +102,13 @@ def azimuth_bins(origin, centers, halves, nbins, max_range):
         b0 = int(math.floor((az - hw + math.pi) / width))
         b1 = int(math.floor((az + hw + math.pi) / width))
         lo[i], cnt[i] = b0, min(nbins, b1 - b0 + 1)
+    return _csr(lo, cnt, nbins)
+
+
+@njit(cache=True)
+def _csr(lo, cnt, nbins):
+    """CSR lists (ptr, idx): item i in bins lo[i] .. lo[i] + cnt[i] - 1 (modulo nbins), items in order."""
+    n = lo.shape[0]
     ptr = np.zeros(nbins + 1, np.int64)
     for i in range(n):
         for k in range(cnt[i]):
@@ -299,19 +306,10 @@ def render_camera(H, W, fx, fy, cx, cy, R_wc, o_wc, R, centers, halves, col_ptr,
 @njit(cache=True)
 def column_lists(W, urange, on):
     """CSR lists of primitives per image column from each primitive's (u0, u1) range."""
-    ptr = np.zeros(W + 1, np.int64)
     n = urange.shape[0]
+    lo = np.zeros(n, np.int64)
+    cnt = np.zeros(n, np.int64)
     for k in range(n):
         if on[k]:
-            for u in range(urange[k, 0], urange[k, 1] + 1):
-                ptr[u + 1] += 1
-    for u in range(W):
-        ptr[u + 1] += ptr[u]
-    fill = ptr[:-1].copy()
-    idx = np.zeros(ptr[-1], np.int64)
-    for k in range(n):
-        if on[k]:
-            for u in range(urange[k, 0], urange[k, 1] + 1):
-                idx[fill[u]] = k
-                fill[u] += 1
-    return ptr, idx
+            lo[k], cnt[k] = urange[k, 0], urange[k, 1] - urange[k, 0] + 1
+    return _csr(lo, cnt, W)

@@ -273,7 +273,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
     # ---- other lanes ----------------------------------------------------------------------------------
     s_lo, s_hi = s_e0 - 110.0, s_e0 + v_ego * T + 110.0
 
-    def fill(path: Path, lo, hi, speed, mix, gap, prio, lane_stops=(), rider=True, d_jitter=0.0, change=0.0):
+    def fill(path: Path, lo, hi, speed, mix, gap, prio, lane_stops=(), rider=True, change=0.0):
         """Movers on one lane path; ``change``: sideways distance to the neighbouring lane (0: none) that about
         one in six takes in a smooth lane change (the overlap pass drops any that would cut into another)."""
         if hi <= lo:
@@ -293,7 +293,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
         vd = np.array([speed * rng.uniform(0.85, 1.1) for _ in s_list])
         Sx = idm(tgrid, np.array(s_list), vd, np.array([z[0] for z in sz]), stops=lane_stops)
         for k, c in enumerate(cls_list):
-            d = rng.normal(0, d_jitter) if d_jitter else 0.0
+            d = 0.0
             if change and c != "bus" and rng.random() < 0.17:
                 d = d + _lane_change(rng, tgrid, change)
             O.add(c, _track(path, Sx[k], d), lwh=sz[k], rider=rider and c in ("bicycle", "motorcycle"), prio=prio)

@@ -114,7 +114,7 @@ def _rot(yaw, pitch):
     return R
 
 
-def _lamp_prims(scene: Scene, boxes: np.ndarray, moving: np.ndarray) -> dict:
+def _lamp_prims(scene: Scene, boxes: np.ndarray) -> dict:
     """At night: emissive head and tail lights of vehicles and lit lamp heads; and the point lights."""
     lamps = scene.shapes["lamps"] & ~scene.parked
     idx = np.flatnonzero(lamps)
@@ -165,7 +165,7 @@ def world_prims(scene: Scene, t: float, with_ego_body: bool = False, night_lamps
     lights = scene.statics["lights"]
     light_col = np.tile([[0.9, 0.75, 0.5]], (len(lights), 1))
     if night_lamps and scene.night:
-        extra = _lamp_prims(scene, boxes, moving)
+        extra = _lamp_prims(scene, boxes)
         if extra["rows"]:
             n = len(extra["rows"])
             parts["R"].append(_rot(np.array([r[2] for r in extra["rows"]]), np.zeros(n)))

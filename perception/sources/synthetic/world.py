@@ -288,10 +288,10 @@ class Scene:
         f = (t - self.tgrid[0]) / DT
         i = int(np.clip(math.floor(f), 0, len(self.tgrid) - 2))
         w = float(np.clip(f - i, 0.0, 1.0))
-        return arr[..., i, :] * (1 - w) + arr[..., i + 1, :] * w, i
+        return arr[..., i, :] * (1 - w) + arr[..., i + 1, :] * w
 
     def ego_pose(self, t: float) -> np.ndarray:
-        p, _ = self._interp(self.ego[None], t)
+        p = self._interp(self.ego[None], t)
         x, y, yaw = p[0]
         return make_transform(yaw_to_quat(float(yaw)), [x, y, float(self.ground_z(x, y))])
 
@@ -299,18 +299,19 @@ class Scene:
         return self._velocity(self.ego[None], t)[0]
 
     def ego_yaw_rate(self, t: float) -> float:
-        f = (t - self.tgrid[0]) / DT
-        i = int(np.clip(round(f), 1, len(self.tgrid) - 2))
-        return float((self.ego[i + 1, 2] - self.ego[i - 1, 2]) / (2 * DT))
+        return float(self._rate(self.ego[None], t, 2)[0])
 
     def _velocity(self, arr, t):
-        f = (t - self.tgrid[0]) / DT
-        i = int(np.clip(round(f), 1, len(self.tgrid) - 2))
-        return (arr[:, i + 1, :2] - arr[:, i - 1, :2]) / (2 * DT)
+        return self._rate(arr, t, slice(0, 2))
+
+    def _rate(self, arr, t, cols):
+        """Central difference over the time grid of arr[:, :, cols] at the grid step nearest t."""
+        i = int(np.clip(round((t - self.tgrid[0]) / DT), 1, len(self.tgrid) - 2))
+        return (arr[:, i + 1, cols] - arr[:, i - 1, cols]) / (2 * DT)
 
     def boxes(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """(N, 9) world boxes x y z l w h yaw vx vy at time t, and (N,) moving flags."""
-        p, _ = self._interp(self.traj, t)
+        p = self._interp(self.traj, t)
         vel = self._velocity(self.traj, t)
         out = np.zeros((len(self.cls), 9))
         out[:, 0:2] = p[:, :2]
