@@ -15,8 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,18 +24,16 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default="data/demo")
     p.add_argument("--iters", type=int, default=5)
     a = p.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from perception.pipeline import Pipeline
     from perception.sources.nuscenes import NuScenesSource
-    from tools.demo import ensure_world
+    from perception.sources.synthetic.demo_world import ensure_world
 
     root = ensure_world(Path(a.data_root))
     pipe = Pipeline(a.config, None if a.checkpoint == "none" else a.checkpoint, device=a.device)
-    src = NuScenesSource(root, "v1.0-mini", None, lidar_sweeps=int(pipe.cfg.get("data", {}).get("lidar_sweeps", 9)),
-                         image_min_hw=pipe.pre.decode_hw)
+    src = NuScenesSource(root, "v1.0-mini", None, **pipe.assembly.source_kwargs())
     batch = pipe.pre.collate([pipe.pre.prepare(src[min(5, len(src) - 1)])], pipe.device)
     model = pipe.model
 

@@ -156,7 +156,7 @@ def bench_camera(dataroot, repeat):
     import cv2
 
     from perception.pipeline import Preprocessor, resize_image
-    from perception.sources.messages import decode_images
+    from perception.sources.images import decode_images
 
     chans = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
     blobs = [np.frombuffer(Path(next(Path(dataroot, "samples", c).glob("*.jpg"))).read_bytes(), np.uint8)
@@ -189,13 +189,13 @@ def bench_end_to_end(dataroot, repeat, device, name="tiny", checkpoint="checkpoi
     from perception.sources.nuscenes import NuScenesSource
 
     pipe = Pipeline(f"configs/{name}.py", checkpoint, device=device)
-    src = NuScenesSource(dataroot, "v1.0-mini", None, lidar_sweeps=9, image_min_hw=pipe.pre.decode_hw)
+    src = NuScenesSource(dataroot, "v1.0-mini", None, **pipe.assembly.source_kwargs())  # as the checkpoint says
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     stages = {k: [] for k in ("load", "preprocess", "inference", "postprocess", "total", "total with load")}
     for i in range(min(len(src), 2 + repeat)):
         t = time.perf_counter()
-        f = src[i]  # files read, 6 JPEGs decoded, 10 lidar sweeps and radar motion-compensated
+        f = src[i]  # files read, 6 JPEGs decoded, lidar sweeps and radar motion-compensated
         t_load = time.perf_counter() - t
         t = time.perf_counter()
         pipe(f)
@@ -252,7 +252,7 @@ def bench_live_node(root, seconds: float):
     if importlib.util.find_spec("rclpy") is None:
         row("live node overhead (rclpy not installed)", None)
         return
-    from perception.sources.bag import scene_to_bag
+    from perception.sources.bag_writer import scene_to_bag
     from ros_nodes.local_run import node_and_player
 
     log = root / "bench_log"
@@ -293,12 +293,12 @@ def main(argv=None) -> int:
                   f"{torch.__version__})", file=sys.stderr)
             return 2
     repeat = 5 if a.quick else 20
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tools.demo import ensure_world
+    from perception.sources.synthetic.demo_world import ensure_world
 
     root = ensure_world(Path(a.data_root))
     from perception.sources.nuscenes import NuScenesSource
 
+    # the point workload of nuScenes' usual 10-sweep lidar input (~300k points), whatever the checkpoint uses
     frame = NuScenesSource(root, "v1.0-mini", None, lidar_sweeps=9, cameras=())[3]
     pts300k = frame.lidar.to_array(("x", "y", "z", "intensity", "time_lag"))
     pts35k = pts300k[frame.lidar.features["time_lag"] == 0]

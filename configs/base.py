@@ -11,7 +11,12 @@ model = fusion_model(pc_range, voxel_size, dim=128, lidar_channels=(64, 128), ra
 preprocess = preprocess_spec(pc_range, voxel_size, image_size=(256, 704), lidar_points=(32, 40000),
                              radar_points=(8, 6000))
 
-data = dict(version="v1.0-trainval", train_split="train", val_split="val", lidar_sweeps=9, radar_sweeps=3)
+# the training data (perception.sources.nuscenes); how frames are made is the assembly below
+data = dict(version="v1.0-trainval", train_split="train", val_split="val")
+
+# how messages become frames, saved in the deploy checkpoint and used by every source at inference
+# (perception.sources.assembly: sweeps, radar filters, synchronization; the rest at its defaults)
+assembly = dict(lidar_sweeps=9, radar_sweeps=3)
 
 train = dict(max_iters=60000, batch_size=4, lr=2e-4, weight_decay=1e-2, val_interval=10000, checkpoint_interval=2000,
              modality_dropout=dict(camera=0.15, lidar=0.25, radar=0.2), num_workers=4, log_interval=50)

@@ -9,7 +9,12 @@ model = fusion_model(pc_range, voxel_size, dim=64, layers=2, grounding=dict(dim=
 preprocess = preprocess_spec(pc_range, voxel_size, image_size=(128, 224), lidar_points=(20, 16000),
                              radar_points=(6, 3000))
 
-data = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val", lidar_sweeps=4, radar_sweeps=3)
+# the training data (perception.sources.nuscenes); how frames are made is the assembly below
+data = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val")
+
+# how messages become frames, saved in the deploy checkpoint and used by every source at inference
+# (perception.sources.assembly: sweeps, radar filters, synchronization; the rest at its defaults)
+assembly = dict(lidar_sweeps=4, radar_sweeps=3)
 
 train = dict(max_iters=4000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=4000, checkpoint_interval=500,
              modality_dropout=dict(camera=0.15, lidar=0.25, radar=0.2), num_workers=0, log_interval=50)

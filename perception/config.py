@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import runpy
-from pathlib import Path
 
 
 class ConfigError(ValueError):
@@ -17,7 +16,11 @@ class ConfigError(ValueError):
 
 
 def load_config(path) -> dict:
-    path = Path(path)
+    """A config file's public names; a relative path missing here is looked up in the project
+    (perception.paths), so ``configs/tiny.py`` works from any directory."""
+    from perception.paths import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     ns = runpy.run_path(str(path))

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from perception.types import MODALITIES
+
 POINT_MODALITIES = ("lidar", "radar")
 POINT_FIELDS = ("voxels", "num_points", "coords")
-INPUT_NAMES = ("present", *(f"{m}_{k}" for m in POINT_MODALITIES for k in POINT_FIELDS), "images", "lidar2img")
+INPUT_NAMES = ("present", *(f"{m}_{k}" for m in POINT_MODALITIES for k in POINT_FIELDS), "images", "ego2img")
 
 
 def output_names(model: nn.Module) -> tuple[str, ...]:
@@ -39,12 +41,12 @@ class FlatModel(nn.Module):
         self.names = output_names(model)
 
     def forward(self, present, lidar_voxels, lidar_num_points, lidar_coords, radar_voxels, radar_num_points,
-                radar_coords, images, lidar2img):
+                radar_coords, images, ego2img):
         out = self.model({
             "present": present,
             "lidar": {"voxels": lidar_voxels, "num_points": lidar_num_points, "coords": lidar_coords},
             "radar": {"voxels": radar_voxels, "num_points": radar_num_points, "coords": radar_coords},
-            "camera": {"images": images, "lidar2img": lidar2img},
+            "camera": {"images": images, "ego2img": ego2img},
         })
         return tuple(out[k] for k in self.names)
 
@@ -71,8 +73,8 @@ def flat_inputs(batch: dict, spec: dict) -> dict[str, torch.Tensor]:
         cs = spec["camera"]
         H, W = cs["size"]
         cam = {"images": torch.zeros((B, len(cs["channels"]), 3, H, W), device=dev),
-               "lidar2img": torch.zeros((B, len(cs["channels"]), 4, 4), device=dev)}
-    feeds["images"], feeds["lidar2img"] = cam["images"], cam["lidar2img"]
+               "ego2img": torch.zeros((B, len(cs["channels"]), 4, 4), device=dev)}
+    feeds["images"], feeds["ego2img"] = cam["images"], cam["ego2img"]
     return feeds
 
 
@@ -81,7 +83,7 @@ def example_batch(spec: dict) -> dict:
     one-point voxels per point modality (more than one: a traced size of 1 can be baked into a reshape),
     black images. The values do not matter (the graph has no branch on them); the round-trip test checks
     the graph on real frames."""
-    batch: dict = {"present": torch.ones((1, 3), dtype=torch.bool)}
+    batch: dict = {"present": torch.ones((1, len(MODALITIES)), dtype=torch.bool)}
     for m in POINT_MODALITIES:
         s = spec[m]
         x0, y0, z0, x1, y1, z1 = s["pc_range"]
@@ -96,8 +98,8 @@ def example_batch(spec: dict) -> dict:
         batch[m] = {"voxels": vox, "num_points": torch.ones(k, dtype=torch.int32), "coords": coords}
     cs = spec["camera"]
     H, W = cs["size"]
-    l2i = torch.eye(4).repeat(1, len(cs["channels"]), 1, 1)
-    batch["camera"] = {"images": torch.zeros((1, len(cs["channels"]), 3, H, W)), "lidar2img": l2i}
+    e2i = torch.eye(4).repeat(1, len(cs["channels"]), 1, 1)
+    batch["camera"] = {"images": torch.zeros((1, len(cs["channels"]), 3, H, W)), "ego2img": e2i}
     return batch
 
 
@@ -105,8 +107,6 @@ def export_onnx(model: nn.Module, batch: dict, spec: dict, path=None, opset: int
     """Trace ``model`` (eval mode) on ``batch`` and write ``path`` (None: return the graph's bytes). Voxel
     counts are dynamic; batch size, camera count and image size are those of ``batch``. Every modality must
     be present in ``batch`` so that every branch is traced."""
-    from perception.models.fusion import MODALITIES
-
     missing = [m for i, m in enumerate(MODALITIES) if batch.get(m) is None or not bool(batch["present"][:, i].all())]
     if missing:
         raise ValueError(f"export needs a frame with every modality; this one lacks {missing}")

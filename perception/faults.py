@@ -209,3 +209,36 @@ def apply_to_stream(stream, faults: Faults, rng: np.random.Generator, restamp=No
         yield heapq.heappop(heap)[2]
     if held is not None:
         yield held
+
+
+# ------------------------------------------------------------------------------------------------------
+# Faults on a drive log's raw message stream (replay and the player read logs through this)
+# ------------------------------------------------------------------------------------------------------
+def shift_stamps(reader, store, raw, conn, shift_ns: int) -> bytes:
+    """Re-serialize a message with its header stamp (and /tf transforms' stamps) moved by ``shift_ns``;
+    used for clock skew faults and by the player to continue the clock when it loops."""
+    from perception.sources.messages import stamp_ns
+
+    msg = reader.deserialize(raw, conn.msgtype)
+    headers = ([msg.header] if hasattr(msg, "header") else []) + [tr.header for tr in getattr(msg, "transforms", [])]
+    if store is None or not headers:
+        return raw
+    for h in headers:
+        ns = stamp_ns(h) + shift_ns
+        h.stamp.sec, h.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+    return bytes(store.serialize_cdr(msg, conn.msgtype))
+
+
+def faulted_messages(reader, faults, seed: int = 0, counts: dict | None = None):
+    """(topic, log time, raw CDR, connection) of an open rosbags AnyReader, in delivery order, with the
+    message-level faults of ``faults`` applied; shared by replay and the player."""
+    stream = ((c.topic, t, raw, c) for c, t, raw in reader.messages())
+    if not faults:
+        yield from stream
+        return
+    store = getattr(reader, "typestore", None)
+
+    def restamp(raw, conn, delta):
+        return shift_stamps(reader, store, raw, conn, delta)
+
+    yield from apply_to_stream(stream, faults, np.random.default_rng(seed), restamp, counts)

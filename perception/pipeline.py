@@ -16,9 +16,9 @@ import torch
 from perception.config import ConfigError, build, check_section, load_config
 from perception.geometry import invert_transform
 from perception.language.text_encoder import DEFAULTS as TEXT_ENCODER_DEFAULTS
-from perception.models.fusion import MODALITIES
 from perception.ops.voxelize import VoxelGrid, voxelize_hard
-from perception.types import CAMERAS, Boxes3D, Detections, Prompt, SensorFrame
+from perception.sources.assembly import Assembly, from_checkpoint_meta
+from perception.types import CAMERAS, MODALITIES, Boxes3D, Detections, Prompt, SensorFrame
 
 PREPROCESS_DEFAULTS = {
     "modalities": ("camera", "lidar", "radar"),
@@ -118,7 +118,7 @@ class Preprocessor:
             H, W = cs["size"]
             chans = list(cs["channels"])
             imgs = np.zeros((len(chans), H, W, 3), np.uint8)
-            l2i = np.zeros((len(chans), 4, 4), np.float32)
+            e2i = np.zeros((len(chans), 4, 4), np.float32)
             for i, ch in enumerate(chans):
                 view = frame.cameras.get(ch)
                 if view is None:
@@ -128,10 +128,10 @@ class Preprocessor:
                 S = np.diag([W / w0, H / h0, 1.0])
                 K = np.eye(4)
                 K[:3, :3] = S @ view.intrinsics
-                l2i[i] = K @ invert_transform(view.T_ego_cam)
-            if np.any(l2i):
-                out["camera"] = {"images": imgs, "lidar2img": l2i}
-                out["present"][0] = True
+                e2i[i] = K @ invert_transform(view.T_ego_cam)
+            if np.any(e2i):
+                out["camera"] = {"images": imgs, "ego2img": e2i}
+                out["present"][MODALITIES.index("camera")] = True
         return out
 
     def _to_device(self, x: torch.Tensor, device) -> torch.Tensor:
@@ -162,15 +162,15 @@ class Preprocessor:
             cs = self.spec["camera"]
             N, (H, W) = len(cs["channels"]), cs["size"]
             imgs = torch.zeros((B, N, H, W, 3), dtype=torch.uint8)
-            l2i = torch.zeros((B, N, 4, 4))
+            e2i = torch.zeros((B, N, 4, 4))
             for b, it in enumerate(items):
                 if "camera" in it:
                     imgs[b] = torch.as_tensor(it["camera"]["images"])
-                    l2i[b] = torch.as_tensor(it["camera"]["lidar2img"])
+                    e2i[b] = torch.as_tensor(it["camera"]["ego2img"])
             mean = torch.tensor(cs["mean"]).view(1, 1, 3, 1, 1) * 255
             std = torch.tensor(cs["std"]).view(1, 1, 3, 1, 1) * 255
             x = (self._to_device(imgs, device).permute(0, 1, 4, 2, 3).float() - mean.to(device)) / std.to(device)
-            batch["camera"] = {"images": x, "lidar2img": self._to_device(l2i, device)}
+            batch["camera"] = {"images": x, "ego2img": self._to_device(e2i, device)}
         return batch
 
 
@@ -188,7 +188,11 @@ def detections_from_decoded(d: dict, prompts=(), grounding=None) -> Detections:
 
 
 def load_checkpoint(path) -> dict:
-    """A deploy checkpoint: {"state_dict", "meta": {"preprocess", ...}}; loaded with weights_only=True."""
+    """A deploy checkpoint: {"state_dict", "meta": {"preprocess", "assembly", ...}}; loaded with
+    weights_only=True (a relative path missing here is looked up in the project: perception.paths)."""
+    from perception.paths import resolve
+
+    path = resolve(path)
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -203,7 +207,13 @@ def load_checkpoint(path) -> dict:
 
 
 class Pipeline:
-    """Pipeline(config, checkpoint, device): ``pipeline(frame) -> Detections`` (ego frame of the frame)."""
+    """Pipeline(config, checkpoint, device): ``pipeline(frame) -> Detections`` (ego frame of the frame).
+
+    The deploy spec comes from the checkpoint: ``pre`` (the Preprocessor: voxels, columns, image size) and
+    ``assembly`` (how frames are made: sweeps, radar filters, synchronization; perception.sources.assembly),
+    which every source takes: ``BagSource(log, pipe.assembly)``, ``Feeder(pipe.assembly)``,
+    ``NuScenesSource(root, version, split, **pipe.assembly.source_kwargs())``.
+    """
 
     def __init__(self, config, checkpoint=None, device: str = "cpu", modalities=None, runtime: dict | None = None):
         """``runtime`` overrides the config's runtime section (RUNTIME_DEFAULTS: precision, voxelize_on_device,
@@ -224,8 +234,13 @@ class Pipeline:
             if missing or unexpected:
                 raise ValueError(f"{checkpoint} does not match the config: missing keys {missing[:20]}, "
                                  f"unexpected keys {unexpected[:20]}")
-            preprocess = ckpt.get("meta", {}).get("preprocess", preprocess)
-        self.pre = Preprocessor(preprocess)
+            meta = ckpt.get("meta", {})
+            preprocess = meta.get("preprocess", preprocess)
+            self.pre = Preprocessor(preprocess)
+            self.assembly = from_checkpoint_meta({**meta, "preprocess": self.pre.to_dict()}, cfg, str(checkpoint))
+        else:  # an untrained network (tests, export checks): the config says how frames are made
+            self.pre = Preprocessor(preprocess)
+            self.assembly = Assembly.from_section(cfg.get("assembly"), self.pre.to_dict())
         if self.runtime["voxelize_on_device"]:
             self.pre.voxel_device = self.device
         self.pre.pin_memory = bool(self.runtime["pin_memory"]) and self.device.type == "cuda"

@@ -44,8 +44,7 @@ def main(argv=None) -> int:
     from rosbags.highlevel import AnyReader
     from std_msgs.msg import String
 
-    from perception.faults import FaultSpecError, parse_faults
-    from perception.sources.bag import faulted_messages, shift_stamps
+    from perception.faults import FaultSpecError, faulted_messages, parse_faults, shift_stamps
 
     try:
         faults = parse_faults(a.faults)

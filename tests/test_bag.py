@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from perception.sources.bag import scene_to_bag
+from perception.sources.bag_writer import scene_to_bag
 from perception.sources.files import read_lidar_bin, read_radar_pcd
 from perception.sources.messages import compressed_to_rgb, pointcloud2_to_cloud
 
@@ -92,14 +92,17 @@ def test_radar_fields_roundtrip_and_rclpy_decodes_cdr(synthetic_root, nusc, tmp_
 def test_log_frames_equal_dataset_frames(synthetic_root, tmp_path, min_hw):
     """Live/replay path (decode -> sync -> assemble) gives the same frames as NuScenesSource, number for number;
     with reduced JPEG decoding both scale the same K (CameraInfo's size vs the decoded size)."""
+    from perception.sources.assembly import Assembly
     from perception.sources.bag import BagSource
     from perception.sources.nuscenes import NuScenesSource
 
     log = tmp_path / "log"
     scene_to_bag(synthetic_root, "scene-0103", log, progress=False)
-    src = BagSource(log, keyframes_only=True, image_min_hw=min_hw)
+    spec = Assembly(image_min_hw=min_hw)  # one assembly spec for both sources
+    src = BagSource(log, spec, keyframes_only=True)
     frames = [f for f, _, _ in src]
-    ref = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", cache_dir=tmp_path / "cache", image_min_hw=min_hw)
+    ref = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", cache_dir=tmp_path / "cache",
+                         **spec.source_kwargs())
     assert len(frames) == len(ref) == 4 and src.rejected == {}
     for f, g in zip(frames, ref):
         assert f.stamp_ns == g.stamp_ns
@@ -122,13 +125,14 @@ def test_replay_writes_a_readable_log_and_results(synthetic_root, tmp_path):
 
     import torch
 
+    from perception.cli.replay import main as replay_main
     from perception.pipeline import Pipeline
-    from tools.replay import main as replay_main
 
     torch.manual_seed(0)
     pipe = Pipeline("configs/tiny.py")
     ckpt = tmp_path / "model.pth"
-    torch.save({"state_dict": pipe.model.state_dict(), "meta": {"preprocess": pipe.pre.to_dict()}}, ckpt)
+    torch.save({"state_dict": pipe.model.state_dict(),
+                "meta": {"preprocess": pipe.pre.to_dict(), "assembly": pipe.assembly.section()}}, ckpt)
     log = tmp_path / "log"
     scene_to_bag(synthetic_root, "scene-0103", log, progress=False)
     out, res = tmp_path / "out", tmp_path / "results.json"

@@ -1,4 +1,5 @@
-"""The README's first command: tools/demo.py end to end on a small world, with the shipped checkpoint."""
+"""The README's first command: promptfusion-demo (perception.cli.demo) end to end on a small world, with the
+shipped checkpoint."""
 
 import json
 
@@ -7,7 +8,7 @@ from PIL import Image
 
 
 def test_demo_writes_every_file_and_finds_the_objects(tmp_path, capsys):
-    from tools.demo import main
+    from perception.cli.demo import main
 
     out = tmp_path / "demo_out"
     assert main(["--out", str(out), "--data", str(tmp_path / "demo"), "--samples", "3", "--keyframes-only"]) == 0

@@ -60,7 +60,7 @@ def test_export_needs_every_modality_and_a_real_file(setup, tmp_path):
 
 
 def test_export_tool_checks_its_own_graph(synthetic_root, tmp_path, capsys):
-    from tools.export_onnx import main
+    from perception.cli.export import main
 
     out = tmp_path / "tool.onnx"
     assert main(["configs/tiny.py", "checkpoints/tiny.pth", "--data-root", str(synthetic_root),

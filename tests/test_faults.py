@@ -1,7 +1,6 @@
 """Fault injection: spec parsing, frame faults, a faulted replay that keeps going and counts, interruption."""
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from perception.faults import FaultSpecError, apply_to_frame, parse_faults
-from perception.sources.bag import scene_to_bag
+from perception.sources.bag_writer import scene_to_bag
 
 
 def test_spec_parsing_and_errors():
@@ -44,7 +43,7 @@ def test_frame_faults(synthetic_root):
 
 
 def test_faulted_replay_keeps_going_and_counts(synthetic_root, tmp_path):
-    from tools.replay import main as replay_main
+    from perception.cli.replay import main as replay_main
 
     log = tmp_path / "log"
     scene_to_bag(synthetic_root, "scene-0103", log, progress=False)
@@ -64,10 +63,9 @@ def test_replay_interrupted_leaves_a_readable_log(synthetic_root, tmp_path):
     log = tmp_path / "log"
     scene_to_bag(synthetic_root, "scene-0103", log, progress=False)
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
-    proc = subprocess.Popen([sys.executable, "tools/replay.py", str(log), "--config", "configs/tiny.py",
-                             "--checkpoint", "checkpoints/tiny.pth", "--out", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # the installed command from another directory: the default config and checkpoint are the project's
+    proc = subprocess.Popen([sys.executable, "-m", "perception.cli.replay", str(log), "--out", str(out)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(out.glob("*.mcap")):
         time.sleep(0.05)
@@ -87,12 +85,11 @@ def test_replay_interrupted_leaves_a_readable_log(synthetic_root, tmp_path):
 @pytest.mark.parametrize("what", ["make_synthetic", "to_bag"])
 def test_killed_writers_never_leave_something_that_looks_complete(synthetic_root, tmp_path, what):
     out = tmp_path / "out"
-    cmd = {"make_synthetic": ["tools/make_synthetic.py", "--out", str(out), "--scenes", "2", "--samples", "40",
-                              "--image-scale", "0.5", "--quiet", "--workers", "1"],
-           "to_bag": ["tools/to_bag.py", "--data-root", str(synthetic_root), "--scene", "scene-0061", "--out",
-                      str(out)]}[what]
-    proc = subprocess.Popen([sys.executable, *cmd], env=dict(os.environ, PYTHONPATH=os.getcwd()),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = {"make_synthetic": ["-m", "perception.cli.make_synthetic", "--out", str(out), "--scenes", "2",
+                              "--samples", "40", "--image-scale", "0.5", "--quiet", "--workers", "1"],
+           "to_bag": ["-m", "perception.cli.to_bag", "--data-root", str(synthetic_root), "--scene", "scene-0061",
+                      "--out", str(out)]}[what]
+    proc = subprocess.Popen([sys.executable, *cmd], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = tmp_path / "out.partial"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not partial.exists():
@@ -107,7 +104,7 @@ def test_killed_writers_never_leave_something_that_looks_complete(synthetic_root
 
 
 def test_prompt_caps():
-    from ros_nodes.fusion_node import MAX_PROMPT_CHARS, parse_prompts
+    from perception.serving import MAX_PROMPT_CHARS, parse_prompts
 
     assert parse_prompts('["cars ahead", " ", "trucks"]') == ("cars ahead", "trucks")
     assert parse_prompts("") == () and parse_prompts("the bus") == ("the bus",)
@@ -117,8 +114,8 @@ def test_prompt_caps():
 
 
 def test_failure_table_runs_every_condition(synthetic_root, tmp_path, capsys):
-    from tools.test import FAILURE_TABLE
-    from tools.test import main as test_main
+    from perception.cli.test import main as test_main
+    from perception.evaluation.run import FAILURE_TABLE
 
     assert test_main(["configs/tiny.py", "checkpoints/tiny.pth", "--data-root", str(synthetic_root),
                       "--failure-table", "--out", str(tmp_path / "x.json")]) == 0
@@ -134,9 +131,9 @@ def test_failure_table_runs_every_condition(synthetic_root, tmp_path, capsys):
 
 
 def test_grounding_evaluation_end_to_end(synthetic_root, tmp_path, capsys):
-    """tools/test.py --prompts auto: the dataroot's prompt file is made, every validation prompt is asked of the
+    """promptfusion-test --prompts auto: the dataroot's prompt file is made, every validation prompt is asked of the
     shipped checkpoint on every frame, and the issue's final line and the per-prompt JSON come out."""
-    from tools.test import main as test_main
+    from perception.cli.test import main as test_main
 
     assert test_main(["configs/tiny.py", "checkpoints/tiny.pth", "--data-root", str(synthetic_root),
                       "--prompts", "auto", "--out", str(tmp_path / "results.json")]) == 0

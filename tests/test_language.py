@@ -179,7 +179,7 @@ def test_prompt_files_are_named_by_their_parameters_and_make_prompts_forces(synt
     other = P.ensure(synthetic_root, "v1.0-mini", "mini_train", "mini_val", n_train=12, n_val=8)
     assert small != other and small.is_file() and other.is_file()
     assert len(P.read(other)) > len(P.read(small))
-    from tools.make_prompts import main as make_prompts
+    from perception.cli.make_prompts import main as make_prompts
 
     assert make_prompts(["--data-root", str(synthetic_root), "--show", "2"]) == 0
     path = P.ensure_from_config(synthetic_root, load_config("configs/tiny.py")["prompts"], "v1.0-mini",
@@ -243,10 +243,10 @@ def test_text_encoder_rejects_a_directory_that_is_not_a_model(tmp_path):
 
 
 def test_encoder_probe_separates_what_the_encoder_can_carry(encoder):
-    """tools/probe_text_encoder.py: a linear probe per part, fitted on training phrasings, asked about the
+    """perception.language.probe: a linear probe per part, fitted on training phrasings, asked about the
     held-out ones. "to our left" shares its side word with the training phrasings: the probe must carry it;
     the table names every part and each held-out phrasing's nearest training phrasing."""
-    from tools.probe_text_encoder import format_table, probe
+    from perception.language.probe import format_table, probe
 
     rows = {r.part: r for r in probe(encoder)}
     assert set(rows) == {"ahead/behind", "left/right", "within/beyond", "approaching/away", "moving/stopped",
@@ -260,11 +260,11 @@ def test_encoder_probe_separates_what_the_encoder_can_carry(encoder):
 
 
 def test_parse_probe_reads_whole_prompts(encoder, synthetic_root):
-    """tools/probe_text_encoder.py --data-root: a slot parser trained on the training-phrasing prompts of one
+    """perception.language.probe --data-root: a slot parser trained on the training-phrasing prompts of one
     split reads the specs of the other split's prompts. With training phrasings (new specs, known words) it
     must read most parts (this small world trains it on one scene's ~460 prompts); held-out paraphrases are read
     wholly right less often (the frozen encoder's limits); misreadings add up to the accuracies."""
-    from tools.probe_text_encoder import format_parse, probe_prompts
+    from perception.language.probe import format_parse, probe_prompts
 
     records = P.read(P.ensure_for(synthetic_root, load_config("configs/tiny.py")))
     result = probe_prompts(encoder, records, steps=600, seeds=2)

@@ -149,7 +149,13 @@ def test_images_and_camera_info():
 
 
 def test_reduced_jpeg_decoding_keeps_what_the_model_input_needs():
-    from perception.sources.messages import decode_image, decode_images, jpeg_reduction, scale_intrinsics
+    from perception.sources.images import (
+        ImageDecodeError,
+        decode_image,
+        decode_images,
+        jpeg_reduction,
+        scale_intrinsics,
+    )
 
     assert jpeg_reduction((900, 1600), (128, 224)) == 4  # 225 x 400 still covers 128 x 224
     assert jpeg_reduction((900, 1600), (256, 704)) == 2  # 1/4 would give 400 < 704 columns
@@ -166,7 +172,9 @@ def test_reduced_jpeg_decoding_keeps_what_the_model_input_needs():
     # several views: a bad one is reported in its place and the others are kept
     out = decode_images([jpg.reshape(-1), np.frombuffer(b"\xff\xd8garbage-not-a-jpeg", np.uint8), png.reshape(-1)],
                         (60, 80))
-    assert out[0].shape == (60, 80, 3) and isinstance(out[1], MessageError) and out[2].shape == (240, 320, 3)
+    assert out[0].shape == (60, 80, 3) and isinstance(out[1], ImageDecodeError) and out[2].shape == (240, 320, 3)
     K = np.array([[300.0, 0, 160], [0, 300, 120], [0, 0, 1]])
     Ks = scale_intrinsics(K, (240, 320), (60, 80))
     np.testing.assert_allclose(Ks, [[75, 0, 40], [0, 75, 30], [0, 0, 1]])
+    with pytest.raises(ImageDecodeError, match="exceeds"):  # refused from the header, before decoding
+        decode_image(png.reshape(-1), max_pixels=100)

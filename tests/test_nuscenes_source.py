@@ -157,5 +157,5 @@ def test_reduced_decoding_gives_the_same_model_input(synthetic_root, tmp_path):
     np.testing.assert_allclose(uv[0], uv[1], atol=1e-6)
     pre = Preprocessor({"camera": {"size": (56, 100)}})
     x, y = pre.prepare(a)["camera"], pre.prepare(b)["camera"]
-    np.testing.assert_allclose(x["lidar2img"], y["lidar2img"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(x["ego2img"], y["ego2img"], rtol=1e-5, atol=1e-4)
     assert np.abs(x["images"].astype(int) - y["images"]).mean() < 3.0

@@ -34,7 +34,7 @@ def ros_env():
 def _replay_objects(log, out, ckpt):
     from rosbags.highlevel import AnyReader
 
-    from tools.replay import main as replay_main
+    from perception.cli.replay import main as replay_main
 
     assert replay_main([str(log), "--config", "configs/tiny.py", "--checkpoint", ckpt, "--out", str(out),
                         "--prompt", "cars ahead", "--min-score", "0.2"]) == 0
@@ -68,7 +68,7 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
     from sensor_msgs.msg import CompressedImage, Image, PointCloud2
     from std_msgs.msg import String
 
-    from perception.sources.bag import scene_to_bag
+    from perception.sources.bag_writer import scene_to_bag
 
     ckpt = "checkpoints/tiny.pth"
     log = tmp_path / "log"
@@ -78,7 +78,7 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
     # wall-clock timeout with room for DDS and a busy CPU; replay's is 0.1 s of log time: every input settles
     # (delivers a message past the reference stamp) well within both, so both pick the same messages
     params.write_text(open("ros_nodes/params/fusion.yaml").read()
-                      .replace('prompts: [""]', 'prompts: ["cars ahead"]').replace("timeout_s: 0.1", "timeout_s: 0.3")
+                      .replace('prompts: [""]', 'prompts: ["cars ahead"]').replace("timeout_s: -1.0", "timeout_s: 0.3")
                       .replace("reliable_inputs: false", "reliable_inputs: true"))
 
     rclpy.init()

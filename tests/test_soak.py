@@ -2,8 +2,12 @@
 
     PF_SOAK_SECONDS=600 .venv/bin/python -m pytest -m slow tests/test_soak.py -s
 
-Asserts memory growth <= 5% after warm-up, no growth in queue lengths, and that every lidar sweep the
-node received is either processed or dropped by the newest-frame policy (nothing unexplained); prints
+Asserts that the node stays alive and processes more than 10 frames; that its RSS grows by at most 5%
+after warm-up (the largest sample of the second half after warm-up against the first sample after it);
+that the longest sync queue in the last quarter of the frames is at most 2 longer than in the first
+quarter; that no message was rejected and at most 2 frames were skipped; and that frames were dropped
+(newest-frame policy) only if the worker was busy over 60% of the time. It does not count the sweeps the
+node received (its status reports none), so it does not check that every sweep is accounted for. Prints
 the figures.
 """
 
@@ -27,7 +31,7 @@ def _rss_kib(pid: int) -> int:
 
 
 def test_soak_live_node(synthetic_root, tmp_path):
-    from perception.sources.bag import scene_to_bag
+    from perception.sources.bag_writer import scene_to_bag
     from ros_nodes.local_run import node_and_player
 
     seconds = float(os.environ.get("PF_SOAK_SECONDS", "600"))

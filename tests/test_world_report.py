@@ -1,4 +1,4 @@
-"""perception.evaluation.world_report and tools/world_report.py on a small synthetic world, plus unit tests of
+"""perception.evaluation.world_report and perception.cli.world_report on a small synthetic world, plus unit tests of
 the kNN probe, balanced accuracy and the pole counter on hand-made data."""
 
 import json
@@ -128,7 +128,7 @@ def test_format_report(rep):
 
 
 def test_cli(world, tmp_path, capsys):
-    from tools.world_report import main
+    from perception.cli.world_report import main
 
     out = tmp_path / "wr.json"
     assert main(["--data-root", str(world), "--max-samples", "2", "--json", str(out), "--quiet"]) == 0

@@ -274,7 +274,7 @@ def generate(source, n_specs: int = 60, seed: int = 0, styles=STYLES, progress: 
         items = tqdm(items, desc=f"prompts {source.split}", unit="scene")
     for scene, entries in items:
         entries.sort(key=lambda e: e["timestamp_us"])
-        frames = [(e["token"], source._gt(e)) for e in entries]
+        frames = [(e["token"], source.ground_truth(e["token"])) for e in entries]
         out += scene_prompts(scene, frames, n_specs, seed, styles, split=source.split or "", phrasings=phrasings)
     return out
 

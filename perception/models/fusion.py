@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-MODALITIES = ("camera", "lidar", "radar")
+from perception.types import MODALITIES
 
 
 def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -73,8 +73,8 @@ class CameraCrossAttention(nn.Module):
         nn.init.zeros_(self.offsets.weight)
         nn.init.zeros_(self.offsets.bias)
 
-    def forward(self, q, feats, lidar2img, img_hw, xy):
-        """q (B, Q, D); feats (B, N, C, h, w); lidar2img (B, N, 4, 4) ego -> feature-image pixels of the
+    def forward(self, q, feats, ego2img, img_hw, xy):
+        """q (B, Q, D); feats (B, N, C, h, w); ego2img (B, N, 4, 4) ego -> feature-image pixels of the
         *input* image; img_hw (H_in, W_in); xy (Q, 2) metric cell centres. Returns (B, Q, D), (B, Q) any-hit."""
         B, Q, _ = q.shape
         N = feats.shape[1]
@@ -83,7 +83,7 @@ class CameraCrossAttention(nn.Module):
         pts = torch.cat([xy.unsqueeze(1).expand(Q, Z, 2), self.heights.view(1, Z, 1).expand(Q, Z, 1),
                          torch.ones(Q, Z, 1, device=q.device)], -1)  # Q, Z, 4
         with torch.autocast(q.device.type, enabled=False):  # pixel geometry in float32 under fp16 autocast
-            proj = torch.einsum("bnij,qzj->bnqzi", lidar2img.float(), pts.float())  # B, N, Q, Z, 4
+            proj = torch.einsum("bnij,qzj->bnqzi", ego2img.float(), pts.float())  # B, N, Q, Z, 4
         depth = proj[..., 2]
         uv = proj[..., :2] / depth.clamp(min=1e-3).unsqueeze(-1)
         Hin, Win = img_hw
@@ -137,7 +137,7 @@ class FusionLayer(nn.Module):
                 if inputs.get("camera") is None:
                     o, hit = q.new_zeros(B, Q, D), torch.zeros(B, Q, dtype=torch.bool, device=q.device)
                 else:
-                    o, hit = self.cross[m](q, inputs["camera"], geom["lidar2img"], geom["img_hw"], geom["xy"])
+                    o, hit = self.cross[m](q, inputs["camera"], geom["ego2img"], geom["img_hw"], geom["xy"])
             else:
                 if inputs.get(m) is None:
                     o, hit = q.new_zeros(B, Q, D), torch.zeros(B, Q, dtype=torch.bool, device=q.device)
@@ -179,10 +179,10 @@ class BEVCrossAttentionFusion(nn.Module):
                              persistent=False)
         self.dim = dim
 
-    def forward(self, inputs: dict, present: torch.Tensor, lidar2img=None, img_hw=None) -> torch.Tensor:
+    def forward(self, inputs: dict, present: torch.Tensor, ego2img=None, img_hw=None) -> torch.Tensor:
         B = present.shape[0]
         q = self.query.expand(B, -1, -1) + self.pos(self.xy * self.xy_scale).unsqueeze(0)
-        geom = {"xy": self.xy, "base": self.base, "hw": self.hw, "lidar2img": lidar2img, "img_hw": img_hw}
+        geom = {"xy": self.xy, "base": self.base, "hw": self.hw, "ego2img": ego2img, "img_hw": img_hw}
         for layer in self.layers:
             q = layer(q, inputs, present, geom)
         H, W = self.hw

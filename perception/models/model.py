@@ -5,14 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from perception.models.fusion import MODALITIES
+from perception.types import MODALITIES
+
+_LIDAR = MODALITIES.index("lidar")  # its column of inputs["present"]
 
 
 class FusionModel(nn.Module):
     """encoders: {"camera"?, "lidar"?, "radar"?} -> fuser (BEV queries) -> neck (x2 up) -> head (+ grounding).
 
-    ``inputs`` (see perception.pipeline.Preprocessor.collate): "present" (B, 3) bool over MODALITIES and,
-    per modality that the batch carries, its tensors. A modality missing from a frame is absent from the
+    ``inputs`` (see perception.pipeline.Preprocessor.collate): "present" (B, len(MODALITIES)) bool over
+    MODALITIES and, per modality that the batch carries, its tensors (camera: "images" (B, N, 3, H, W) and
+    "ego2img" (B, N, 4, 4), ego frame -> image pixels). A modality missing from a frame is absent from the
     attention (mask), not zero-filled.
     """
 
@@ -42,15 +45,15 @@ class FusionModel(nn.Module):
                 feats[m] = out["bev"]
                 if m == "lidar":
                     hr = out["bev_hr"]
-        lidar2img = img_hw = None
+        ego2img = img_hw = None
         if "camera" in self.encoders and inputs.get("camera") is not None:
             cam = inputs["camera"]
             feats["camera"] = self.encoders["camera"](cam["images"])
-            lidar2img, img_hw = cam["lidar2img"], tuple(cam["images"].shape[-2:])
-        fused = self.fuser(feats, present, lidar2img=lidar2img, img_hw=img_hw)
+            ego2img, img_hw = cam["ego2img"], tuple(cam["images"].shape[-2:])
+        fused = self.fuser(feats, present, ego2img=ego2img, img_hw=img_hw)
         x = self.up(fused)
         if self.skip is not None and hr is not None:  # a frame without lidar gets no skip term, not its bias
-            x = x + self.skip(hr) * present[:, 1].to(x.dtype).view(B, 1, 1, 1)
+            x = x + self.skip(hr) * present[:, _LIDAR].to(x.dtype).view(B, 1, 1, 1)
         out = self.head(x)
         if self.grounding is not None:
             out["bev"] = x  # the grounding head samples object features here

@@ -16,8 +16,8 @@ from collections import deque
 import numpy as np
 
 from perception.geometry import invert_transform, make_transform, matrix_to_quat, quat_to_matrix
-from perception.sources.messages import scale_intrinsics
-from perception.sources.nuscenes import DEFAULT_RADAR_FILTERS
+from perception.sources.assembly import DEFAULT_RADAR_FILTERS
+from perception.sources.images import scale_intrinsics
 from perception.sources.sweeps import merge_in_reference
 from perception.types import CAMERAS, LIDAR, RADARS, CameraView, PointCloud, SensorFrame
 

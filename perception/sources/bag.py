@@ -1,317 +1,80 @@
-"""Drive logs as rosbag2 (MCAP or sqlite3) through ``rosbags`` - no ROS installation needed.
-
-``scene_to_bag`` writes a nuScenes (or synthetic) scene with the topics of the ROS-message nuScenes
-converters: ``/LIDAR_TOP`` (PointCloud2: x y z intensity ring), ``/RADAR_*`` (PointCloud2 with the 18 PCD
-fields packed, point_step 43), ``/CAM_*/image_rect_compressed`` (CompressedImage, the original JPEG bytes),
-``/CAM_*/camera_info``, ``/tf`` (map -> base_link at every sensor stamp) and ``/tf_static``
-(base_link -> each sensor), at every sweep with the original timestamps (us x 1000), frame_id = channel.
+"""Reading drive logs: a rosbag2 log (MCAP or sqlite3) into SensorFrames through ``rosbags``, no ROS
+installation needed. The log's messages go through the same ``Feeder`` (perception.sources.live) as the
+live node's subscriptions, so replay and the vehicle make the same frames from the same messages.
+Writing logs: perception.sources.bag_writer. Faults on a log's message stream: perception.faults.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
-import numpy as np
-
-from perception.sources.assembler import PoseError
-from perception.sources.files import RADAR_DTYPE, SourceDataError, read_lidar_bin, read_radar_pcd
-from perception.sources.messages import stamp_ns
-from perception.types import CAMERAS, LIDAR, RADARS
-
-LIDAR_FIELDS = ("x", "y", "z", "intensity", "ring")
-
-
-def _typestore():
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_KILTED)
-
-
-def _time(T, ns: int):
-    return T["builtin_interfaces/msg/Time"](sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
-
-
-def _header(T, ns: int, frame: str):
-    return T["std_msgs/msg/Header"](stamp=_time(T, ns), frame_id=frame)
-
-
-def _transform(T, ns: int, parent: str, child: str, translation, rotation_wxyz):
-    w, x, y, z = (float(v) for v in rotation_wxyz)
-    tx, ty, tz = (float(v) for v in translation)
-    return T["geometry_msgs/msg/TransformStamped"](
-        header=_header(T, ns, parent), child_frame_id=child,
-        transform=T["geometry_msgs/msg/Transform"](
-            translation=T["geometry_msgs/msg/Vector3"](x=tx, y=ty, z=tz),
-            rotation=T["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)))
-
-
-def _cloud(T, ns: int, frame: str, names, formats, offsets, step: int, data: bytes, n: int):
-    PF = T["sensor_msgs/msg/PointField"]
-    code = {"f4": 7, "f8": 8, "i1": 1, "u1": 2, "i2": 3, "u2": 4, "i4": 5, "u4": 6}
-    return T["sensor_msgs/msg/PointCloud2"](
-        header=_header(T, ns, frame), height=1, width=n,
-        fields=[PF(name=a, offset=o, datatype=code[f.lstrip("<>")], count=1)
-                for a, f, o in zip(names, formats, offsets)],
-        is_bigendian=False, point_step=step, row_step=step * n, data=np.frombuffer(data, np.uint8), is_dense=False)
-
-
-def lidar_msg(T, ns: int, pts: np.ndarray, frame: str = LIDAR):
-    pts = np.ascontiguousarray(pts, np.float32)
-    return _cloud(T, ns, frame, LIDAR_FIELDS, ["f4"] * 5, [0, 4, 8, 12, 16], 20, pts.tobytes(), len(pts))
-
-
-def radar_msg(T, ns: int, rec: np.ndarray, frame: str):
-    if rec.dtype != RADAR_DTYPE:
-        raise TypeError("radar_msg: records must have RADAR_DTYPE")
-    names = list(RADAR_DTYPE.names)
-    return _cloud(T, ns, frame, names, [RADAR_DTYPE.fields[n][0].str[1:] for n in names],
-                  [RADAR_DTYPE.fields[n][1] for n in names], RADAR_DTYPE.itemsize, rec.tobytes(), len(rec))
-
-
-def scene_to_bag(dataroot, scene: str, out, version: str = "v1.0-mini", storage: str = "mcap",
-                 progress: bool = True) -> dict:
-    """Write one scene as a rosbag2 directory ``out`` (atomically: OUT.partial renamed at the end)."""
-    from nuscenes.nuscenes import NuScenes
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from tqdm import tqdm
-
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} exists")
-    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
-    if plugin is None:
-        raise ValueError(f"storage must be 'mcap' or 'sqlite3', got {storage!r}")
-    nusc = NuScenes(version, str(dataroot), verbose=False)
-    scenes = {s["name"]: s for s in nusc.scene}
-    if scene not in scenes:
-        raise ValueError(f"no scene {scene!r} in {dataroot} ({version}); scenes: {sorted(scenes)}")
-    first = nusc.get("sample", scenes[scene]["first_sample_token"])
-    # every sample_data of the scene, all channels, sweeps included
-    records = []
-    for tok in first["data"].values():
-        sd = nusc.get("sample_data", tok)
-        while sd["prev"]:  # sweeps before the first keyframe belong to the scene too
-            sd = nusc.get("sample_data", sd["prev"])
-        while True:
-            records.append(sd)
-            if not sd["next"]:
-                break
-            sd = nusc.get("sample_data", sd["next"])
-    records.sort(key=lambda r: (r["timestamp"], r["channel"]))
-    store = _typestore()
-    T = store.types
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    counts: dict[str, int] = {}
-    with Writer(tmp, version=9, storage_plugin=plugin) as w:
-        conns = {}
-
-        def conn(topic, msgtype):
-            if topic not in conns:
-                conns[topic] = w.add_connection(topic, msgtype, typestore=store)
-            return conns[topic]
-
-        def write(topic, msgtype, ns, msg):
-            w.write(conn(topic, msgtype), ns, store.serialize_cdr(msg, msgtype))
-            counts[topic] = counts.get(topic, 0) + 1
-
-        t0 = records[0]["timestamp"] * 1000
-        statics = []
-        seen_cs = set()
-        for r in records:
-            if r["calibrated_sensor_token"] in seen_cs:
-                continue
-            seen_cs.add(r["calibrated_sensor_token"])
-            cs = nusc.get("calibrated_sensor", r["calibrated_sensor_token"])
-            statics.append(_transform(T, t0, "base_link", r["channel"], cs["translation"], cs["rotation"]))
-        write("/tf_static", "tf2_msgs/msg/TFMessage", t0, T["tf2_msgs/msg/TFMessage"](transforms=statics))
-        last_pose = None
-        for r in tqdm(records, desc=f"{scene} -> {out.name}", unit="msg", disable=not progress):
-            ns = r["timestamp"] * 1000
-            ch = r["channel"]
-            path = os.path.join(str(dataroot), r["filename"])
-            if r["ego_pose_token"] != last_pose:
-                ep = nusc.get("ego_pose", r["ego_pose_token"])
-                write("/tf", "tf2_msgs/msg/TFMessage", ns, T["tf2_msgs/msg/TFMessage"](
-                    transforms=[_transform(T, ns, "map", "base_link", ep["translation"], ep["rotation"])]))
-                last_pose = r["ego_pose_token"]
-            if ch == LIDAR:
-                write(f"/{ch}", "sensor_msgs/msg/PointCloud2", ns, lidar_msg(T, ns, read_lidar_bin(path), ch))
-            elif ch in RADARS:
-                write(f"/{ch}", "sensor_msgs/msg/PointCloud2", ns, radar_msg(T, ns, read_radar_pcd(path), ch))
-            elif ch in CAMERAS:
-                try:
-                    data = Path(path).read_bytes()
-                except FileNotFoundError:
-                    raise SourceDataError(f"missing file {path} (sample {r['sample_token']})") from None
-                write(f"/{ch}/image_rect_compressed", "sensor_msgs/msg/CompressedImage", ns,
-                      T["sensor_msgs/msg/CompressedImage"](header=_header(T, ns, ch), format="jpeg",
-                                                           data=np.frombuffer(data, np.uint8)))
-                cs = nusc.get("calibrated_sensor", r["calibrated_sensor_token"])
-                K = np.asarray(cs["camera_intrinsic"], np.float64)
-                P = np.zeros((3, 4))
-                P[:, :3] = K
-                write(f"/{ch}/camera_info", "sensor_msgs/msg/CameraInfo", ns, T["sensor_msgs/msg/CameraInfo"](
-                    header=_header(T, ns, ch), height=int(r["height"]), width=int(r["width"]),
-                    distortion_model="plumb_bob", d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1),
-                    p=P.reshape(-1), binning_x=0, binning_y=0,
-                    roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                              do_rectify=False)))
-    os.replace(tmp, out)
-    return {"bag": str(out), "storage": storage, "messages": counts, "scene": scene,
-            "duration_s": (records[-1]["timestamp"] - records[0]["timestamp"]) / 1e6}
-
-
-# ------------------------------------------------------------------------------------------------------
-# Reading drive logs into SensorFrames
-# ------------------------------------------------------------------------------------------------------
-RADAR_COLUMNS = tuple(n for n in RADAR_DTYPE.names if n not in ("x", "y", "z"))
-
-
-def shift_stamps(reader, store, raw, conn, shift_ns: int) -> bytes:
-    """Re-serialize a message with its header stamp (and /tf transforms' stamps) moved by ``shift_ns``;
-    used for clock skew faults and by the player to continue the clock when it loops."""
-    msg = reader.deserialize(raw, conn.msgtype)
-    headers = ([msg.header] if hasattr(msg, "header") else []) + [tr.header for tr in getattr(msg, "transforms", [])]
-    if store is None or not headers:
-        return raw
-    for h in headers:
-        ns = stamp_ns(h) + shift_ns
-        h.stamp.sec, h.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
-    return bytes(store.serialize_cdr(msg, conn.msgtype))
-
-
-def faulted_messages(reader, faults, seed: int = 0, counts: dict | None = None):
-    """(topic, log time, raw CDR, connection) of an open AnyReader, in delivery order, with the
-    message-level faults of ``faults`` (perception.faults) applied; shared by replay and the player."""
-    from perception.faults import apply_to_stream
-
-    stream = ((c.topic, t, raw, c) for c, t, raw in reader.messages())
-    if not faults:
-        yield from stream
-        return
-    store = getattr(reader, "typestore", None)
-
-    def restamp(raw, conn, delta):
-        return shift_stamps(reader, store, raw, conn, delta)
-
-    yield from apply_to_stream(stream, faults, np.random.default_rng(seed), restamp, counts)
+from perception.sources.assembly import Assembly
 
 
 class BagSource:
-    """Replays a rosbag2 log (MCAP or sqlite3) into SensorFrames, with the live node's code path:
-    decode (perception.sources.messages) -> FrameSynchronizer (lidar reference, slop, timeout on log
-    time) -> FrameAssembler. Iterating yields ``(frame, match, raw)`` where ``raw`` is the list of
-    (connection, log time, rawdata) read since the previous frame (for copying the log into an output).
+    """Iterating yields ``(frame, match, raw)``: the SensorFrame, the synchronizer's Match (stamps, missing
+    inputs) and ``raw``, the list of (connection, log time, rawdata) read since the previous frame (for
+    copying the log into an output). The log time is the feeder's clock (timeouts of late sensors).
 
+    ``assembly``: how frames are made (the checkpoint's ``Pipeline.assembly``; the defaults otherwise).
     ``keyframes_only``: emit only frames in which every camera matched (the 2 Hz keyframes of a
-    nuScenes-converted log). Undecodable messages are skipped and counted in ``rejected``.
+    nuScenes-converted log). ``faults``: a fault spec (perception.faults) applied to the message stream.
+    Undecodable and invalid messages are skipped and counted in ``rejected``; frames that cannot be built
+    in ``skipped_frames``.
     """
 
-    def __init__(self, path, lidar_sweeps: int = 9, radar_sweeps: int = 3, cameras=CAMERAS, slop_s: float = 0.05,
-                 timeout_s: float = 0.1, queue_size: int = 10, keyframes_only: bool = False, remove_close: float = 1.0,
-                 radar_filters="default", faults=None, seed: int = 0, image_min_hw=None):
+    def __init__(self, path, assembly: Assembly | None = None, keyframes_only: bool = False, faults=None,
+                 seed: int = 0):
         from perception.faults import parse_faults
-        from perception.sources.assembler import FrameAssembler
-        from perception.sources.nuscenes import DEFAULT_RADAR_FILTERS
-        from perception.sources.sync import FrameSynchronizer
+        from perception.sources.live import Feeder
 
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"drive log not found: {self.path}")
-        self.cameras = tuple(cameras)
-        self.image_min_hw = image_min_hw  # JPEGs decoded no larger than this needs (Preprocessor.decode_hw)
-        self.assembler = FrameAssembler(lidar_sweeps, radar_sweeps, self.cameras,
-                                        DEFAULT_RADAR_FILTERS if radar_filters == "default" else radar_filters,
-                                        remove_close)
-        self.sync = FrameSynchronizer([LIDAR, *self.cameras, *RADARS], LIDAR, queue_size, slop_s, timeout_s)
-        self.keyframes_only = keyframes_only
-        self.rejected: dict[str, int] = {}
+        self.feeder = Feeder(assembly, keyframes_only)
+        self.cameras = self.feeder.cameras
         self.counts: dict[str, int] = {}
-        self.skipped_frames = 0
         self.faults = parse_faults(faults) if isinstance(faults, (str, type(None))) else faults
         self.fault_counts: dict = {}
         self.seed = seed
 
-    def _reject(self, topic: str) -> None:
-        self.rejected[topic] = self.rejected.get(topic, 0) + 1
+    @property
+    def rejected(self) -> dict[str, int]:
+        return self.feeder.rejected
+
+    @property
+    def skipped_frames(self) -> int:
+        return self.feeder.skipped_frames
 
     def __iter__(self):
         from rosbags.highlevel import AnyReader
 
-        from perception.sources.messages import MessageError, camera_info, compressed_to_rgb, pointcloud2_to_cloud
+        from perception.faults import faulted_messages
 
-        a = self.assembler
+        feeder = self.feeder
+        route = {i.topic: i for i in feeder.inputs(tf=True)}
         raw_since: list = []
         with AnyReader([self.path]) as reader:
-            for _topic, t, rawdata, conn in faulted_messages(reader, self.faults, self.seed, self.fault_counts):
+            for topic, t, rawdata, conn in faulted_messages(reader, self.faults, self.seed, self.fault_counts):
                 raw_since.append((conn, t, rawdata))
-                topic = conn.topic
                 self.counts[topic] = self.counts.get(topic, 0) + 1
-                try:
-                    msg = reader.deserialize(rawdata, conn.msgtype)
-                except Exception:  # noqa: BLE001 - any undecodable bytes (SerdeError, AnyReaderError, ...)
-                    self._reject(topic)
-                    continue
-                matches = []
-                try:
-                    if topic in ("/tf", "/tf_static"):
-                        for tr in msg.transforms:
-                            q, p = tr.transform.rotation, tr.transform.translation
-                            if topic == "/tf_static":
-                                a.add_static(tr.child_frame_id, (p.x, p.y, p.z), (q.w, q.x, q.y, q.z))
-                            elif tr.child_frame_id == "base_link":
-                                a.add_pose(stamp_ns(tr.header), (p.x, p.y, p.z), (q.w, q.x, q.y, q.z))
-                    elif topic == f"/{LIDAR}":
-                        cloud, _ = pointcloud2_to_cloud(msg, columns=("intensity", "ring"))
-                        stamp = stamp_ns(msg.header)
-                        a.add_lidar(stamp, cloud)
-                        matches = self.sync.add(LIDAR, stamp, stamp, t)
-                    elif topic.startswith("/RADAR_") and topic[1:] in RADARS:
-                        ch = topic[1:]
-                        cloud, _ = pointcloud2_to_cloud(msg, columns=RADAR_COLUMNS)
-                        stamp = stamp_ns(msg.header)
-                        a.add_radar(ch, stamp, cloud)
-                        matches = self.sync.add(ch, stamp, stamp, t)
-                    elif topic.endswith("/camera_info"):
-                        ch = topic.split("/")[1]
-                        if ch in self.cameras:
-                            info = camera_info(msg)
-                            a.set_camera_info(ch, info.K, (info.height, info.width))
-                    elif topic.endswith("/image_rect_compressed") or topic.endswith("/image_rect"):
-                        ch = topic.split("/")[1]
-                        if ch in self.cameras:
-                            from perception.sources.messages import image_to_rgb
-
-                            rgb = compressed_to_rgb(msg, min_hw=self.image_min_hw) if topic.endswith("compressed") \
-                                else image_to_rgb(msg)
-                            stamp = stamp_ns(msg.header)
-                            matches = self.sync.add(ch, stamp, (stamp, rgb), t)
-                    else:
-                        matches = self.sync.poll(t)
-                except (MessageError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError):
-                    self._reject(topic)
-                    continue
+                inp = route.get(topic)
+                if inp is None:  # a topic the feeder does not take: the clock still moves
+                    matches = feeder.poll(t)
+                else:
+                    try:
+                        msg = reader.deserialize(rawdata, conn.msgtype)
+                    except Exception as err:  # noqa: BLE001 - any undecodable bytes (SerdeError, AnyReaderError, ...)
+                        feeder.reject(inp.name, f"undecodable {conn.msgtype}: {err}")
+                        continue
+                    matches = feeder.take(inp, msg, t)
                 for m in matches:
-                    out = self._frame(m)
-                    if out is not None:
-                        yield out, m, raw_since
+                    frame = feeder.build(m)
+                    if frame is not None:
+                        yield frame, m, raw_since
                         raw_since = []
-            for m in self.sync.flush():
-                out = self._frame(m)
-                if out is not None:
-                    yield out, m, raw_since
+            for m in feeder.flush():
+                frame = feeder.build(m)
+                if frame is not None:
+                    yield frame, m, raw_since
                     raw_since = []
-
-    def _frame(self, m):
-        if self.keyframes_only and any(c in m.missing for c in self.cameras):
-            self.skipped_frames += 1
-            return None
-        try:
-            return self.assembler.build_match(m)
-        except (PoseError, KeyError):
-            self.skipped_frames += 1
-            return None

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from perception.geometry import invert_transform, make_transform, quat_to_yaw, rotate_vectors, transform_points
+from perception.sources.assembly import DEFAULT_RADAR_FILTERS
 from perception.sources.files import RADAR_FIELDS, SourceDataError, read_lidar_bin, read_radar_pcd
-from perception.sources.messages import MessageError, decode_images, scale_intrinsics
+from perception.sources.images import ImageDecodeError, decode_images, scale_intrinsics
 from perception.sources.sweeps import merge_in_reference
 from perception.types import (
     ATTRIBUTES,
@@ -42,8 +43,6 @@ from perception.types import (
 
 INDEX_FORMAT = 2
 VERSIONS = ("v1.0-mini", "v1.0-trainval", "v1.0-test")
-# The devkit's default radar filters (RadarPointCloud.from_file): valid clusters, dyn_prop 0-6, unambiguous.
-DEFAULT_RADAR_FILTERS = {"invalid_state": (0,), "dyn_prop": tuple(range(7)), "ambig_state": (3,)}
 
 
 def _pose(rec) -> list:
@@ -273,7 +272,7 @@ class NuScenesSource:
         images = decode_images([b for _, b in blobs.values()], self.image_min_hw)
         out = {}
         for (ch, (path, _)), img in zip(blobs.items(), images):
-            if isinstance(img, MessageError):
+            if isinstance(img, ImageDecodeError):
                 raise SourceDataError(f"cannot decode image {path} (sample {e['token']}): {img}")
             cam = e["cameras"][ch]
             T = T_ego_global @ np.array(cam["T_global_ego"]) @ np.array(cam["T_ego_sensor"])

@@ -33,6 +33,7 @@ class Match:
     stamps: dict[str, int]
     missing: list[str] = field(default_factory=list)
     timed_out: bool = False
+    arrival_ns: int | None = None              # when the reference message was added (the caller's clock)
 
 
 class FrameSynchronizer:
@@ -108,7 +109,7 @@ class FrameSynchronizer:
     def _emit(self, ref_stamp: int, chosen: dict[str, int], timed_out: bool) -> Match:
         msgs = {k: (self.queues[k].pop(s) if (self.consume or k == self.reference) else self.queues[k][s])
                 for k, s in chosen.items() if s is not None}
-        self.arrival.pop(ref_stamp, None)
+        arrival = self.arrival.pop(ref_stamp, None)
         # messages older than an emitted frame can never match a later reference: drop them
         for name in self.inputs:
             if name == self.reference:
@@ -116,7 +117,8 @@ class FrameSynchronizer:
             for s in [s for s in self.queues[name] if s < ref_stamp - self.slop]:
                 del self.queues[name][s]
         missing = [k for k in self.inputs if k not in msgs]
-        return Match(ref_stamp, msgs, {k: s for k, s in chosen.items() if s is not None}, missing, timed_out)
+        return Match(ref_stamp, msgs, {k: s for k, s in chosen.items() if s is not None}, missing, timed_out,
+                     arrival)
 
     def queue_lengths(self) -> dict[str, int]:
         return {k: len(q) for k, q in self.queues.items()}

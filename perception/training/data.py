@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset
 
-from perception.models.fusion import MODALITIES
 from perception.pipeline import Preprocessor
 from perception.sources.nuscenes import NuScenesSource
+from perception.types import MODALITIES
 
 
 class FrameDataset(Dataset):

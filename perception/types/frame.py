@@ -16,6 +16,8 @@ CAMERAS: tuple[str, ...] = (
 RADARS: tuple[str, ...] = ("RADAR_FRONT", "RADAR_FRONT_LEFT", "RADAR_FRONT_RIGHT", "RADAR_BACK_LEFT",
                            "RADAR_BACK_RIGHT")
 LIDAR = "LIDAR_TOP"
+# the model's modalities, in the order of its "present" flags (B, len(MODALITIES))
+MODALITIES: tuple[str, ...] = ("camera", "lidar", "radar")
 
 
 @dataclass

@@ -120,8 +120,7 @@ class CenterHead(nn.Module):
         r = t["reg"]
         pred_reg = torch.cat([gather("offset"), gather("z"), gather("size"), gather("rot")], 1)
         target = torch.cat([r[:, 0:2], r[:, 2:3], r[:, 3:6], r[:, 6:8]], 1)
-        weights = torch.tensor([1, 1, 1, 1, 1, 1, 1, 1], dtype=torch.float32, device=r.device)
-        losses["loss_reg"] = (F.l1_loss(pred_reg, target, reduction="none") * weights).sum(1).mean()
+        losses["loss_reg"] = F.l1_loss(pred_reg, target, reduction="none").sum(1).mean()
         vmask = r[:, 10:11]
         losses["loss_vel"] = 0.5 * (F.l1_loss(gather("vel"), r[:, 8:10], reduction="none") * vmask).sum() / max(
             1.0, float(vmask.sum()))

@@ -3,12 +3,16 @@
 Message classes come from a ``types`` lookup: ``rosbags`` typestore ``.types`` (dataclasses that need every
 field) or ``RclpyTypes()`` (rclpy classes with defaults). ``make`` fills the fields a caller leaves out, so
 one builder serves the live node and offline replay. No algorithm lives here.
+
+vision_msgs (Detection3DArray) has no PyPI wheel: ``vision_msgs_available()`` says whether this Python can
+import it (a full ROS 2 install); the builder itself only needs a ``types`` lookup that provides it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 import re
 
@@ -92,6 +96,46 @@ def detections_to_markers(types, det: Detections, stamp_ns: int, frame_id: str =
                             color=make(types, "std_msgs/msg/ColorRGBA", r=1.0, g=1.0, b=1.0, a=1.0),
                             lifetime=life, text=f"{name} {det.scores[k]:.2f}"))
     return make(types, "visualization_msgs/msg/MarkerArray", markers=markers)
+
+
+def vision_msgs_available() -> bool:
+    """True when ``vision_msgs`` can be imported here (a full ROS 2 install); nothing is imported."""
+    try:
+        return importlib.util.find_spec("vision_msgs") is not None
+    except (ImportError, ValueError):  # ValueError: a half-imported module without __spec__ in sys.modules
+        return False
+
+
+def _box_pose(types, x: float, y: float, z: float, yaw: float):
+    qw, qx, qy, qz = (float(v) for v in yaw_to_quat(yaw))
+    return make(types, "geometry_msgs/msg/Pose", position=make(types, "geometry_msgs/msg/Point", x=x, y=y, z=z),
+                orientation=make(types, "geometry_msgs/msg/Quaternion", x=qx, y=qy, z=qz, w=qw))
+
+
+def detections_to_detection3d_array(types, det: Detections, stamp_ns: int, frame_id: str = "base_link",
+                                    min_score: float = 0.0):
+    """vision_msgs/Detection3DArray (vision_msgs 4.x, ROS 2 Humble..Kilted): one Detection3D per detection with
+    score >= ``min_score``: ``bbox`` = box centre, yaw as a quaternion about +z, size (x = length along the
+    heading, y = width, z = height); one hypothesis (``class_id`` = class name, ``score``) whose pose is the box
+    centre (zero covariance: the model gives none); ``id`` = the box's instance token when it has one (a track
+    identity), else "" (vision_msgs: "may be empty"; a per-message index would break its cross-message meaning).
+    """
+    header = make(types, "std_msgs/msg/Header", stamp=_stamp(types, stamp_ns), frame_id=frame_id)
+    det = det.filter(min_score)
+    tokens = det.boxes.instance_tokens
+    detections = []
+    for k in range(len(det)):
+        x, y, z, l, w, h, yaw = (float(v) for v in det.boxes.data[k, :7])
+        hyp = make(types, "vision_msgs/msg/ObjectHypothesisWithPose",
+                   hypothesis=make(types, "vision_msgs/msg/ObjectHypothesis",
+                                   class_id=DETECTION_CLASSES[det.labels[k]], score=float(det.scores[k])),
+                   pose=make(types, "geometry_msgs/msg/PoseWithCovariance", pose=_box_pose(types, x, y, z, yaw),
+                             covariance=np.zeros(36, np.float64)))
+        bbox = make(types, "vision_msgs/msg/BoundingBox3D", center=_box_pose(types, x, y, z, yaw),
+                    size=make(types, "geometry_msgs/msg/Vector3", x=l, y=w, z=h))
+        detections.append(make(types, "vision_msgs/msg/Detection3D", header=header, results=[hyp], bbox=bbox,
+                               id="" if tokens is None or tokens[k] is None else str(tokens[k])))
+    return make(types, "vision_msgs/msg/Detection3DArray", header=header, detections=detections)
 
 
 def detections_to_json(det: Detections, stamp_ns: int, frame_id: str = "base_link", modalities=(), extra=None) -> str:

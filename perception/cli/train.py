@@ -1,0 +1,140 @@
+"""Train a PromptFusion config with the mmengine Runner.
+
+    promptfusion-train configs/tiny.py --data-root data/synthetic --work-dir work_dirs/tiny \\
+        [--max-iters N] [--resume]
+
+Multi-GPU: torchrun --nproc-per-node 8 tools/train.py configs/base.py --data-root ... --work-dir ... --launcher pytorch
+Writes mmengine checkpoints (iter_*.pth, resumable) and, at the end, ``final.pth``: weights plus the
+deploy spec (the preprocessing and the frame assembly), loadable with torch.load(weights_only=True) by
+perception.pipeline.Pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--work-dir", required=True)
+    p.add_argument("--max-iters", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
+    p.add_argument("--no-val", action="store_true", help="skip validation with the nuScenes metric")
+    p.add_argument("--launcher", default="none", choices=["none", "pytorch"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--override-data", default="", help="k=v,... over the config's data section")
+    p.add_argument("--override-assembly", default="", help="k=v,... over the config's assembly section")
+    p.add_argument("--batch-size", type=int, default=None)
+    a = p.parse_args(argv)
+
+    from mmengine.evaluator import Evaluator
+    from mmengine.optim import CosineAnnealingLR, LinearLR
+    from mmengine.runner import Runner
+    from torch.utils.data import DataLoader
+
+    from perception.config import build, check_section, load_config
+    from perception.envvars import scoped_env
+    from perception.pipeline import Preprocessor
+    from perception.sources.assembly import Assembly
+    from perception.sources.nuscenes import NuScenesSource
+    from perception.training.data import FrameDataset, collate
+    from perception.training.metric import NuScenesDetectionMetric
+    from perception.training.wrapper import FusionDetector
+
+    cfg = load_config(a.config)
+    train_defaults = dict(max_iters=1000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=1000,
+                          checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200)
+    tc = check_section("train", cfg.get("train", {}), train_defaults)
+    data_defaults = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val")
+    dc = check_section("data", {**cfg.get("data", {}), **_overrides(a.override_data)}, data_defaults)
+    asm = {**cfg.get("assembly", {}), **_overrides(a.override_assembly)}  # checked by Assembly.from_section
+    if a.batch_size:
+        tc["batch_size"] = a.batch_size
+    max_iters = a.max_iters or tc["max_iters"]
+    pre = Preprocessor(cfg.get("preprocess", {}))
+    assembly = Assembly.from_section(asm, pre.to_dict())  # the frames trained on are the frames served
+    src_kw = dict(version=dc["version"], **assembly.source_kwargs())
+    train_set = FrameDataset(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre,
+                             modality_dropout=tc["modality_dropout"])
+    train_loader = DataLoader(train_set, batch_size=tc["batch_size"], shuffle=True, collate_fn=collate,
+                              num_workers=tc["num_workers"], drop_last=True, persistent_workers=tc["num_workers"] > 0)
+    net = build(cfg["model"])
+    bank, train_prompts = None, None
+    if getattr(net, "grounding", None) is not None:
+        bank, train_prompts = prompt_bank(cfg, a.data_root, dc)
+        train_set.prompts = train_prompts
+    model = FusionDetector(net, pre.to_dict(), prompt_bank=bank, seed=a.seed)
+    val_kw = {}
+    if not a.no_val:
+        val_set = FrameDataset(NuScenesSource(a.data_root, split=dc["val_split"], **src_kw), pre)
+        val_kw = dict(val_dataloader=DataLoader(val_set, batch_size=tc["batch_size"], shuffle=False,
+                                                collate_fn=collate),
+                      val_cfg=dict(),
+                      val_evaluator=Evaluator([NuScenesDetectionMetric(a.data_root, dc["version"], dc["val_split"],
+                                                                       a.work_dir)]))
+    warm = min(tc["warmup"], max(1, max_iters // 5))
+    runner = Runner(
+        model=model, work_dir=a.work_dir, train_dataloader=train_loader,
+        train_cfg=dict(by_epoch=False, max_iters=max_iters,
+                       val_interval=tc["val_interval"] if not a.no_val else max_iters + 1),
+        optim_wrapper=dict(optimizer=dict(type=torch.optim.AdamW, lr=tc["lr"], weight_decay=tc["weight_decay"]),
+                           clip_grad=dict(max_norm=10.0)),
+        param_scheduler=[dict(type=LinearLR, start_factor=0.1, by_epoch=False, begin=0, end=warm),
+                         dict(type=CosineAnnealingLR, by_epoch=False, begin=warm, end=max_iters,
+                              T_max=max_iters - warm, eta_min=tc["lr"] * 0.02)],
+        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=tc["checkpoint_interval"],
+                                           by_epoch=False, max_keep_ckpts=2),
+                           logger=dict(type="LoggerHook", interval=tc["log_interval"])),
+        resume=a.resume, launcher=a.launcher, randomness=dict(seed=a.seed),
+        default_scope=None, log_processor=dict(by_epoch=False), **val_kw,
+    )
+    t = time.time()
+    # mmengine's training state (optimizer, message hub) holds objects that torch.load(weights_only=True)
+    # refuses; it is the state this tool wrote into --work-dir itself. Only for this resume; the deploy
+    # checkpoint (final.pth) and everything the Pipeline loads stay weights-only.
+    with scoped_env(**({"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"} if a.resume else {})):
+        runner.train()
+    final = Path(a.work_dir) / "final.pth"
+    model.deploy_checkpoint(final, assembly=assembly.section(), config=str(a.config), iters=max_iters,
+                            data_root=str(a.data_root))
+    print(f"training done in {time.time() - t:.0f} s; deploy checkpoint: {final}")
+    return 0
+
+
+def _overrides(text: str) -> dict:
+    """``k=v,k=v`` -> {k: v} with integer values as ints."""
+    out = {}
+    for kv in filter(None, text.split(",")):
+        k, _, v = kv.partition("=")
+        out[k.strip()] = int(v) if v.strip().isdigit() else v.strip()
+    return out
+
+
+def prompt_bank(cfg: dict, data_root, dc: dict):
+    """The training-template prompts of the train split, encoded once; {sample: [(bank row, referred set)]}."""
+    from perception.language import prompts as P
+    from perception.language.text_encoder import PromptBank, TextEncoder
+
+    path = P.ensure_from_config(data_root, cfg.get("prompts"), dc["version"], dc["train_split"], dc["val_split"])
+    records = [r for r in P.read(path) if r.get("style", "train") == "train"
+               and r.get("split", dc["train_split"]) == dc["train_split"]]
+    texts = sorted({r["prompt"] for r in records})
+    row = {t: i for i, t in enumerate(texts)}
+    bank = PromptBank(texts, TextEncoder.from_config(cfg.get("text_encoder")))
+    per_sample: dict[str, list] = {}
+    for r in records:
+        for tok, inst in r["frame_token_object_token"].items():
+            per_sample.setdefault(tok, []).append((row[r["prompt"]], frozenset(inst)))
+    print(f"grounding: {len(records)} training prompts ({len(texts)} distinct texts) from {path}")
+    return bank, per_sample
+
+
+if __name__ == "__main__":
+    sys.exit(main())

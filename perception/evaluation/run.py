@@ -1,0 +1,87 @@
+"""The evaluation loop: a source's frames through the Pipeline, the devkit's DetectionEval on the result,
+and the grounding metric when prompts are asked. The command line is ``promptfusion-test``
+(perception.cli.test).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+# (row name, modalities, frame-level faults) of the sensor-failure table
+FAILURE_TABLE = (
+    ("all sensors", "camera,lidar,radar", ""),
+    ("no lidar", "camera,radar", ""),
+    ("no cameras", "lidar,radar", ""),
+    ("no radar", "camera,lidar", ""),
+    ("lidar only", "lidar", ""),
+    ("radar only", "radar", ""),
+    ("camera only", "camera", ""),
+    ("one front camera missing", "camera,lidar,radar", "drop:CAM_FRONT"),
+    ("lidar 50% beams", "camera,lidar,radar", "beams:LIDAR_TOP=50%"),
+    ("low light cameras", "camera,lidar,radar", "dark:CAM_*=0.3"),
+)
+
+
+def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quiet=False, prompts=None) -> dict:
+    """Detection eval; with ``prompts`` (records) also the grounding eval (``summary["grounding"]``)."""
+    from tqdm import tqdm
+
+    from perception.evaluation.detection import run_detection_eval, to_nuscenes_boxes, write_submission
+    from perception.faults import apply_to_frame
+
+    pipe.modalities = mods
+    results, times = {}, []
+    first: dict[str, int] = {}
+    rng = np.random.default_rng(0)
+    desc = f"inference ({'+'.join(mods)}{' | ' + faults.spec if faults else ''})"
+    asked: dict[str, list[str]] = {}
+    for r in prompts or ():
+        for tok in r["frame_token_object_token"]:
+            asked.setdefault(tok, []).append(r["prompt"])
+    dets, gts = {}, {}
+    for frame in tqdm(src, total=len(src), desc=desc, unit="frame", disable=quiet):
+        if faults:
+            t = (frame.stamp_ns - first.setdefault(frame.scene, frame.stamp_ns)) / 1e9
+            frame = apply_to_frame(frame, faults, t, rng)
+        t0 = time.perf_counter()
+        texts = tuple(dict.fromkeys(asked.get(frame.sample_token, ())))
+        det = pipe(frame, texts)
+        times.append(time.perf_counter() - t0)
+        if prompts is not None:
+            dets[frame.sample_token], gts[frame.sample_token] = det, frame.gt
+        results[frame.sample_token] = to_nuscenes_boxes(frame.sample_token, det, frame.T_global_ego)
+    write_submission(out, results, mods)
+    summary = run_detection_eval(data_root, version, split, out, out.parent / "eval")
+    summary["p50_ms"] = 1000 * float(np.median(times))
+    if prompts is not None:
+        from perception.evaluation.grounding import evaluate_prompt, summarize
+
+        used = [r for r in prompts if any(t in dets for t in r["frame_token_object_token"])]
+        if not used:
+            raise SystemExit(f"--prompts: no prompt refers to a sample of split {split}")
+        per_prompt = [evaluate_prompt(r, dets, gts) for r in used]
+        summary["grounding"] = summarize(per_prompt)
+        summary["grounding_prompts"] = [vars(x) for x in per_prompt]
+    return summary
+
+
+def condition_rows(data_root, version, split, result_path: Path, mods: str) -> list:
+    """All sensors on the split's scenes by condition (night, rain; the devkit's eval on those samples)."""
+    from nuscenes import NuScenes
+
+    from perception.evaluation.detection import run_detection_eval, scene_conditions
+
+    nusc = NuScenes(version=version, dataroot=str(data_root), verbose=False)
+    in_split = {t for t in json.loads(result_path.read_text())["results"]}
+    by_cond = scene_conditions(nusc)
+    rows = []
+    for cond in ("day", "night", "dry", "rain"):
+        toks = [t for t in by_cond[cond] if t in in_split]
+        s = run_detection_eval(data_root, version, split, result_path, result_path.parent / f"eval_{cond}",
+                               sample_tokens=toks) if toks else None
+        rows.append((f"all sensors, {cond} scenes", mods, "", s))
+    return rows
