@@ -211,7 +211,8 @@ def bench_end_to_end(dataroot, repeat, device, name="tiny", checkpoint="checkpoi
     goals = {("tiny", "cpu", "total"): "p50 <= 150 ms", ("base", "cuda", "total with load"): "p50 <= 40, p99 <= 50 ms"}
     how = f"{device}, {pipe.runtime['precision']}, {pipe.runtime['backend']}"
     for k, v in stages.items():
-        label = f"end-to-end {name} ({how}), 6 cams + 10-sweep lidar + radar: {k} p50 / p95 ms"
+        label = (f"end-to-end {name} ({how}), 6 cams + {pipe.assembly.lidar_sweeps + 1}-sweep lidar + radar: {k} "
+                 "p50 / p95 ms")
         if k == "total with load":
             label += f" (p99 {1000 * float(np.percentile(v, 99)):.1f})"
         spread(label, v, goals.get((name, device, k), ""))
@@ -269,7 +270,8 @@ def bench_live_node(root, seconds: float):
     spread(f"live node overhead ({len(frames)} frames): arrival -> publish - pipeline - sync wait, p50 / p95 ms",
            over, "p95 <= 10 ms")
     for k, why in (("queue", "frame ready -> worker free (the pipeline is slower than 20 Hz here)"),
-                   ("assemble", "sweeps motion-compensated into the frame"), ("publish", "objects JSON")):
+                   ("assemble", "sweeps motion-compensated into the frame"),
+                   ("publish", "objects JSON made and published")):
         v = [s["latency_ms"].get(k, 0.0) / 1000 for s in frames]
         spread(f"  of which {k}: {why}", v)
     own = [(s["latency_ms"]["assemble"] + s["latency_ms"]["publish"]) / 1000 for s in frames]

@@ -5,7 +5,8 @@ newest complete frame goes to the Pipeline on a worker thread. When inference is
 the worker takes the newest frame and counts the ones it skipped (no queue grows). Outputs go to a
 ``sink`` with three methods, which the ROS node implements with publishers and tests with lists:
 
-    sink.objects(text, det, frame, match)   the /perception/objects JSON (and whatever else is made from det)
+    sink.objects(text, match)               the /perception/objects JSON (end-to-end latency is taken here)
+    sink.detections(det, match)             what else is made from the detections (markers, vision_msgs)
     sink.status(payload)                    a /perception/status event: frame | rejected | silent
     sink.log(level, text)                   "info" | "warning" | "error"
 
@@ -144,10 +145,12 @@ class LiveRunner:
         timing = {"wait_sync": t_ready - arrived, "queue": t0 - t_ready, "assemble": t1 - t0,
                   **self.pipe.last_timing}
         text = objects_json(det.filter(self.min_score), frame, m, self.output_frame)
+        self.sink.objects(text, m)
         t_pub = time.monotonic()
-        self.sink.objects(text, det, frame, m)
-        e2e = 1000 * (time.monotonic() - arrived)  # to /perception/objects and what is made beside it
-        timing["publish"] = time.monotonic() - t_pub + (t_pub - t1 - sum(self.pipe.last_timing.values()))
+        e2e = 1000 * (t_pub - arrived)  # to /perception/objects; the markers follow it
+        timing["publish"] = t_pub - t1 - sum(self.pipe.last_timing.values())
+        self.sink.detections(det, m)
+        timing["markers"] = time.monotonic() - t_pub
         st = self.stats
         st["frames"] += 1
         st["e2e_ms"] = (st["e2e_ms"] + [e2e])[-500:]

@@ -113,11 +113,13 @@ class FusionNode(Node):
         return p
 
     # -- the runner's sink --------------------------------------------------------------------------------
-    def objects(self, text, det, frame, m) -> None:
+    def objects(self, text, m) -> None:
+        self.pub["objects"].publish(self.types["std_msgs/msg/String"](data=text))
+
+    def detections(self, det, m) -> None:
         from perception.outputs import detections_to_detection3d_array, detections_to_markers
 
         frame_id, min_score = self.p["output_frame"], self.p["min_score"]
-        self.pub["objects"].publish(self.types["std_msgs/msg/String"](data=text))
         self.pub["markers"].publish(detections_to_markers(self.types, det, m.stamp_ns, frame_id, min_score=min_score))
         if "vision" in self.pub:
             self.pub["vision"].publish(detections_to_detection3d_array(self.types, det, m.stamp_ns, frame_id,

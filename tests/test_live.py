@@ -261,10 +261,13 @@ def test_old_checkpoint_loads_with_a_message_about_what_it_assumed(tmp_path):
 # -- the live runner ------------------------------------------------------------------------------------
 class ListSink:
     def __init__(self):
-        self.out, self.events, self.logs = [], [], []
+        self.out, self.dets, self.events, self.logs = [], [], [], []
 
-    def objects(self, text, det, frame, m):
+    def objects(self, text, m):
         self.out.append(json.loads(text))
+
+    def detections(self, det, m):
+        self.dets.append((m.stamp_ns, len(det)))
 
     def status(self, payload):
         self.events.append(payload)
@@ -303,6 +306,7 @@ def test_runner_drops_stale_frames_reports_and_survives(pipe):
     finally:
         runner.stop()
     assert [o["stamp_ns"] for o in sink.out] == [100 * MS] and sink.out[0]["prompts"] == ["cars ahead"]
+    assert [d[0] for d in sink.dets] == [100 * MS]
     frame_events = [e for e in sink.events if e["event"] == "frame"]
     assert frame_events[0]["dropped_frames"] == 2 and "inference" in frame_events[0]["latency_ms"]
     rejected = [e for e in sink.events if e["event"] == "rejected"]
