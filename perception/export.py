@@ -131,8 +131,9 @@ def export_onnx(model: nn.Module, batch: dict, spec: dict, path=None, opset: int
 class OnnxModel:
     """An exported graph run by onnxruntime, called like the torch model: ``batch -> {name: tensor}``."""
 
-    def __init__(self, path, spec: dict, providers=None):
-        """``path``: an .onnx file or the graph's bytes (``export_onnx(..., path=None)``)."""
+    def __init__(self, path, spec: dict, providers=None, threads: int = 0):
+        """``path``: an .onnx file or the graph's bytes (``export_onnx(..., path=None)``); ``threads``: intra-op
+        threads (0: onnxruntime's default, one per physical core)."""
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -147,6 +148,8 @@ class OnnxModel:
         # no busy-waiting between runs: spinning ORT threads starved torch (decode, grounding) and the decode
         # threads on a 2-core CPU (e2e inference 101 ms with spinning, postprocess 17 ms instead of 3)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads > 0:
+            opts.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(path, opts, providers=providers or ["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]  # unused inputs are pruned by the exporter
         self.outputs = [o.name for o in self.session.get_outputs()]

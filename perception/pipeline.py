@@ -38,7 +38,10 @@ PREPROCESS_DEFAULTS = {
 # backend "torch" | "onnxruntime" | "auto": the network (after voxelization) exported to ONNX in memory at
 # start-up and run by ONNX Runtime on the CPU (1.5x faster than torch eager there: benchmarks/run.py); the
 # grounding head and the decoding stay in torch. "auto" = onnxruntime for fp32 on a CPU when it is installed.
-RUNTIME_DEFAULTS = {"precision": "fp32", "voxelize_on_device": False, "pin_memory": False, "backend": "torch"}
+# threads: intra-op threads of torch (process-wide) and of the ONNX Runtime session; 0 = the libraries' defaults
+# (a fleet worker given one CPU uses 1, so its outputs do not depend on how many cores the machine has).
+RUNTIME_DEFAULTS = {"precision": "fp32", "voxelize_on_device": False, "pin_memory": False, "backend": "torch",
+                    "threads": 0}
 _DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -226,6 +229,8 @@ class Pipeline:
             self.runtime["precision"] = "fp16" if self.device.type == "cuda" else "fp32"
         if self.runtime["precision"] not in _DTYPES:
             raise ConfigError(f"runtime.precision: {self.runtime['precision']!r}; valid: {sorted(_DTYPES)} or 'auto'")
+        if int(self.runtime["threads"]) > 0:
+            torch.set_num_threads(int(self.runtime["threads"]))
         self.model = build(cfg["model"]).to(self.device).eval()
         preprocess = cfg.get("preprocess", {})
         if checkpoint is not None:
@@ -258,7 +263,7 @@ class Pipeline:
             from perception.export import OnnxModel, example_batch, export_onnx
 
             graph = export_onnx(self.model, example_batch(self.pre.spec), self.pre.spec)  # in memory, ~1 s
-            self._onnx = OnnxModel(graph, self.pre.spec)
+            self._onnx = OnnxModel(graph, self.pre.spec, threads=int(self.runtime["threads"]))
         self.modalities = modalities
         self.last_timing: dict[str, float] = {}
         self._text_encoder = None

@@ -32,5 +32,5 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 # nuscenes-devkit pins numpy<2 and an old shapely; its real needs are in pyproject.toml.
 quiet $PIP install --no-deps "nuscenes-devkit==1.2.0"
-quiet $PIP install -e ".[ros,dev,export]"
+quiet $PIP install -e ".[ros,dev,export,fleet]"
 touch "$STAMP"

@@ -3,7 +3,11 @@
     promptfusion-train configs/tiny.py --data-root data/synthetic --work-dir work_dirs/tiny \\
         [--max-iters N] [--resume]
 
-Multi-GPU: torchrun --nproc-per-node 8 tools/train.py configs/base.py --data-root ... --work-dir ... --launcher pytorch
+Several processes: torchrun --nproc-per-node 8 tools/train.py configs/base.py --data-root ... --work-dir ...
+--launcher pytorch (NCCL on GPUs, gloo on CPUs). Each rank trains on a disjoint share of every epoch
+(mmengine's DefaultSampler; the tokens each rank saw are in WORK_DIR/seen_samples/), BatchNorm statistics are
+averaged over the ranks after every iteration, rank 0 prepares the data caches before the others read them,
+and at the end the ranks check that their weights are identical before rank 0 writes ``final.pth``.
 Writes mmengine checkpoints (iter_*.pth, resumable) and, at the end, ``final.pth``: weights plus the
 deploy spec (the preprocessing and the frame assembly), loadable with torch.load(weights_only=True) by
 perception.pipeline.Pipeline.
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from mmengine.hooks import Hook
 
 
 def main(argv=None) -> int:
@@ -48,6 +53,19 @@ def main(argv=None) -> int:
     from perception.training.metric import NuScenesDetectionMetric
     from perception.training.wrapper import FusionDetector
 
+    distributed = a.launcher != "none"
+    dist_cfg = dict(backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = 0, 1
+    if distributed:  # started here (the Runner would do it later) so that rank 0 prepares the data first
+        from mmengine.dist import get_dist_info, init_dist
+
+        if torch.cuda.is_available():
+            init_dist(a.launcher, **dist_cfg)
+        else:  # mmengine's pytorch launcher sets a CUDA device; CPU processes join with gloo from torchrun's env
+            torch.distributed.init_process_group(backend="gloo")
+        rank, world = get_dist_info()
+        if rank != 0:
+            torch.distributed.barrier()  # wait until rank 0 has written the index caches and the prompt file
     cfg = load_config(a.config)
     train_defaults = dict(max_iters=1000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=1000,
                           checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200)
@@ -63,8 +81,14 @@ def main(argv=None) -> int:
     src_kw = dict(version=dc["version"], **assembly.source_kwargs())
     train_set = FrameDataset(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre,
                              modality_dropout=tc["modality_dropout"])
-    train_loader = DataLoader(train_set, batch_size=tc["batch_size"], shuffle=True, collate_fn=collate,
-                              num_workers=tc["num_workers"], drop_last=True, persistent_workers=tc["num_workers"] > 0)
+    if distributed:  # mmengine's DefaultSampler: each rank a disjoint share of every epoch
+        train_loader = dict(dataset=train_set, sampler=dict(type="DefaultSampler", shuffle=True),
+                            batch_size=tc["batch_size"], collate_fn=collate, num_workers=tc["num_workers"],
+                            drop_last=True, persistent_workers=tc["num_workers"] > 0)
+    else:
+        train_loader = DataLoader(train_set, batch_size=tc["batch_size"], shuffle=True, collate_fn=collate,
+                                  num_workers=tc["num_workers"], drop_last=True,
+                                  persistent_workers=tc["num_workers"] > 0)
     net = build(cfg["model"])
     bank, train_prompts = None, None
     if getattr(net, "grounding", None) is not None:
@@ -79,6 +103,8 @@ def main(argv=None) -> int:
                       val_cfg=dict(),
                       val_evaluator=Evaluator([NuScenesDetectionMetric(a.data_root, dc["version"], dc["val_split"],
                                                                        a.work_dir)]))
+    if distributed and rank == 0:
+        torch.distributed.barrier()  # the data is ready: the other ranks may read it
     warm = min(tc["warmup"], max(1, max_iters // 5))
     runner = Runner(
         model=model, work_dir=a.work_dir, train_dataloader=train_loader,
@@ -94,6 +120,11 @@ def main(argv=None) -> int:
                            logger=dict(type="LoggerHook", interval=tc["log_interval"])),
         resume=a.resume, launcher=a.launcher, randomness=dict(seed=a.seed),
         default_scope=None, log_processor=dict(by_epoch=False), **val_kw,
+        env_cfg=dict(dist_cfg=dist_cfg),
+        # CPU processes (gloo) take no device_ids; modality dropout leaves branches without gradients
+        cfg=dict(model_wrapper_cfg=dict(type="MMDistributedDataParallel", broadcast_buffers=False, device_ids=None,
+                                        find_unused_parameters=True)) if distributed else None,
+        custom_hooks=[dict(type=SyncBuffersHook), dict(type=SeenSamplesHook)] if distributed else None,
     )
     t = time.time()
     # mmengine's training state (optimizer, message hub) holds objects that torch.load(weights_only=True)
@@ -102,10 +133,82 @@ def main(argv=None) -> int:
     with scoped_env(**({"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"} if a.resume else {})):
         runner.train()
     final = Path(a.work_dir) / "final.pth"
+    if distributed:
+        digest = ranks_agree(model.net, world)
+        if rank != 0:
+            return 0
+        print(f"{world} ranks finished with identical weights (sha1 {digest[:12]})")
     model.deploy_checkpoint(final, assembly=assembly.section(), config=str(a.config), iters=max_iters,
                             data_root=str(a.data_root))
     print(f"training done in {time.time() - t:.0f} s; deploy checkpoint: {final}")
     return 0
+
+
+def weights_digest(net) -> dict[str, str]:
+    """sha1 of every parameter and buffer, by state-dict key."""
+    import hashlib
+
+    return {k: hashlib.sha1(v.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+            for k, v in net.state_dict().items()}
+
+
+def ranks_agree(net, world: int) -> str:
+    """One digest of the weights, the same on every rank; RuntimeError naming the tensors that differ
+    (the deploy checkpoint, written by rank 0, is then every rank's model)."""
+    import hashlib
+
+    import torch.distributed as td
+
+    digests: list = [None] * world
+    td.all_gather_object(digests, weights_digest(net))
+    differ = sorted(k for k in digests[0] if any(d.get(k) != digests[0][k] for d in digests[1:]))
+    if differ:
+        raise RuntimeError(f"ranks ended with different weights in {len(differ)} tensors: {differ[:8]}")
+    return hashlib.sha1("".join(digests[0].values()).encode()).hexdigest()
+
+
+class SyncBuffersHook(Hook):
+    """After every training iteration, the BatchNorm statistics of all ranks are made one: running means
+    and variances averaged, batch counts the largest. Without it they drift apart (each rank sees other
+    data, and modality dropout skips a branch on one rank but not another), and rank 0's checkpoint would
+    hold statistics of a quarter of the data. Runs before the checkpoint hook."""
+
+    priority = "LOW"
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        import torch.distributed as td
+
+        net = runner.model.module if hasattr(runner.model, "module") else runner.model
+        world = td.get_world_size()
+        for buf in net.buffers():
+            if buf.is_floating_point():
+                td.all_reduce(buf, op=td.ReduceOp.SUM)
+                buf.div_(world)
+            else:
+                td.all_reduce(buf, op=td.ReduceOp.MAX)
+
+
+class SeenSamplesHook(Hook):
+    """Writes the sample tokens of every training batch to WORK_DIR/seen_samples/rank<R>.txt: which data
+    each rank trained on (disjoint shares under torchrun). Registered for distributed runs."""
+
+    priority = "LOWEST"
+
+    def __init__(self):
+        self.f = None
+
+    def before_train(self, runner):
+        d = Path(runner.work_dir) / "seen_samples"
+        d.mkdir(parents=True, exist_ok=True)
+        self.f = open(d / f"rank{runner.rank}.txt", "a")
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        for m in (data_batch or {}).get("data_samples", []):
+            self.f.write(f"{runner.iter} {m['token']}\n")
+        self.f.flush()
+
+    def after_train(self, runner):
+        self.f.close()
 
 
 def _overrides(text: str) -> dict:
