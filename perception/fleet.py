@@ -102,11 +102,13 @@ def _rss_mib() -> float:
 def run_fleet(logs, out_dir, config, checkpoint, prompts=(), data_root=None, version: str = "v1.0-mini",
               eval_split: str | None = None, keyframes_only: bool = False, faults: str = "", min_score: float = 0.0,
               device: str = "cpu", ray: str | None = None, workers: int | None = None, cpus_per_task: float = 1,
-              gpus_per_task: float = 0, threads: int = 0, progress: bool = True) -> dict:
+              gpus_per_task: float = 0, threads: int = 0, progress: bool = True, skip_existing: bool = False) -> dict:
     """Replay ``logs`` into ``out_dir`` (see the module docstring). Returns the summary that is also written
     to ``out_dir/summary.json``. ``threads``: intra-op threads per worker (0: the library default in-process,
     ``cpus_per_task`` on Ray). KeyboardInterrupt stops the run: finished logs are kept, the others dropped,
-    and the summary says ``interrupted``."""
+    and the summary says ``interrupted``; ``skip_existing`` continues such a run (logs whose output exists
+    are not replayed again). With a cluster address, every node must see the logs and ``out_dir`` at the
+    same paths (a shared filesystem): workers read and write them directly."""
     from tqdm import tqdm
 
     from perception.paths import resolve
@@ -121,8 +123,9 @@ def run_fleet(logs, out_dir, config, checkpoint, prompts=(), data_root=None, ver
     staging_root = out_dir / ".partial"
     names = output_names(logs)
     existing = [n for n in names if (out_dir / n).exists()]
-    if existing:
-        raise FileExistsError(f"{out_dir} already holds outputs for {existing}")
+    if existing and not skip_existing:
+        raise FileExistsError(f"{out_dir} already holds outputs for {existing} (--skip-existing continues an "
+                              "interrupted run)")
     samples = {}
     if data_root:
         from nuscenes.nuscenes import NuScenes
@@ -132,21 +135,23 @@ def run_fleet(logs, out_dir, config, checkpoint, prompts=(), data_root=None, ver
         samples = stamp_to_sample(NuScenes(version, str(data_root), verbose=False))
     options = {"prompts": tuple(prompts), "samples": samples, "keyframes_only": keyframes_only, "faults": faults,
                "min_score": min_score}
-    jobs = [(log, str(staging_root / n), str(out_dir / n)) for log, n in zip(logs, names)]
-    per_log: dict[str, dict] = {}
-    attempts = dict.fromkeys(logs, 0)
+    jobs = [(log, str(staging_root / n), str(out_dir / n)) for log, n in zip(logs, names)
+            if not (skip_existing and (out_dir / n).exists())]
+    skipped = [n for n in names if skip_existing and (out_dir / n).exists()]
+    per_log: dict[str, dict] = {}  # by output name: one log given twice is two jobs
+    attempts = dict.fromkeys(names, 0)
     t0 = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc="logs", unit="log", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="logs", unit="log", disable=not progress or not jobs)
     interrupted = False
     backend = "in-process" if ray is None else f"ray ({ray})"
     worker_info: dict = {"workers": 0 if ray is None else workers}
 
     def finish(job, res):
-        log = job[0]
-        attempts[log] += 1
-        if "error" in res and attempts[log] < ATTEMPTS:
+        name = Path(job[2]).name
+        attempts[name] += 1
+        if "error" in res and attempts[name] < ATTEMPTS:
             return job  # try again
-        per_log[log] = {"name": Path(job[2]).name, "attempts": attempts[log], **res}
+        per_log[name] = {"log": job[0], "attempts": attempts[name], **res}
         bar.update()
         return None
 
@@ -170,7 +175,8 @@ def run_fleet(logs, out_dir, config, checkpoint, prompts=(), data_root=None, ver
         bar.close()
         shutil.rmtree(staging_root, ignore_errors=True)
     wall = time.perf_counter() - t0
-    summary = _summarize(logs, per_log, wall, backend, worker_info, interrupted)
+    summary = _summarize(names, per_log, wall, backend, worker_info, interrupted)
+    summary["skipped_existing"] = skipped
     if data_root and not interrupted:
         summary["evaluation"] = _merged_eval(per_log, out_dir, data_root, version, eval_split)
     for r in per_log.values():
@@ -201,6 +207,11 @@ def _run_on_ray(jobs, options, finish, config, checkpoint, device, address, work
             return actor.remote(config, checkpoint, device, threads or max(1, int(cpus_per_task)))
 
         pool = [make() for _ in range(n)]
+        try:  # a worker that cannot load the checkpoint fails here, with its reason, before any log is given out
+            ray.get([a.rss_mib.remote() for a in pool])
+        except ray.exceptions.RayError as e:
+            raise RuntimeError(f"fleet workers could not start: {str(e).strip().splitlines()[-1]}") from None
+        options = ray.put(options)  # the stamp -> sample table goes to the object store once
         queue, running = list(jobs), {}  # running: object ref -> (actor, job)
         try:
             while queue or running:
@@ -215,12 +226,15 @@ def _run_on_ray(jobs, options, finish, config, checkpoint, device, address, work
                 try:
                     res = ray.get(ref)
                 except ray.exceptions.RayError as e:  # the worker process died: a fresh one takes its place
-                    res = {"error": f"worker lost: {type(e).__name__}: {str(e).splitlines()[0]}"}
+                    res = {"error": f"worker lost: {type(e).__name__}: {str(e).strip().splitlines()[-1]}"}
                     pool[pool.index(a)] = make()
                 again = finish(job, res)
                 if again:
                     queue.append(again)
-            rss = ray.get([a.rss_mib.remote() for a in pool])
+            try:
+                rss = ray.get([a.rss_mib.remote() for a in pool])
+            except ray.exceptions.RayError:
+                rss = []
         finally:
             for a in pool:
                 ray.kill(a)
@@ -230,14 +244,15 @@ def _run_on_ray(jobs, options, finish, config, checkpoint, device, address, work
             ray.shutdown()
 
 
-def _summarize(logs, per_log, wall, backend, worker_info, interrupted) -> dict:
+def _summarize(names, per_log, wall, backend, worker_info, interrupted) -> dict:
+    """``per_log`` by output name, in the order the logs were given."""
     ok = [r for r in per_log.values() if "error" not in r]
     frames = sum(r["frames"] for r in ok)
-    return {"backend": backend, **worker_info, "logs": len(logs), "succeeded": len(ok),
+    return {"backend": backend, **worker_info, "logs": len(names), "succeeded": len(ok),
             "failed": sum("error" in r for r in per_log.values()),
-            "not_run": [x for x in logs if x not in per_log], "interrupted": interrupted,
+            "not_run": [x for x in names if x not in per_log], "interrupted": interrupted,
             "wall_s": wall, "logs_per_s": len(ok) / max(wall, 1e-9), "frames": frames,
-            "frames_per_s": frames / max(wall, 1e-9), "per_log": {k: per_log[k] for k in logs if k in per_log}}
+            "frames_per_s": frames / max(wall, 1e-9), "per_log": {k: per_log[k] for k in names if k in per_log}}
 
 
 def _merged_eval(per_log, out_dir: Path, data_root, version, eval_split) -> dict | None:

@@ -21,8 +21,8 @@ def replay(pipe, src, out, prompts=(), samples=None, min_score=0.0, stop=None, m
            progress=True) -> dict:
     """Run every frame of a BagSource through ``pipe`` and write OUT (MCAP): the inputs plus
     /perception/detections and /perception/objects. ``samples``: {lidar stamp ns: sample token} for nuScenes
-    results; ``on_frame(frame, det)`` sees each frame's output; ``stop["flag"]`` ends the run cleanly.
-    Returns frames, wall_s, per-stage seconds, modality counts and the nuScenes results per sample."""
+    results; ``on_frame(frame, det, sample_token or None)`` sees each frame's output; ``stop["flag"]`` ends
+    the run cleanly. Returns frames, wall_s, per-stage seconds, modality counts and the nuScenes results per sample."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
     from tqdm import tqdm

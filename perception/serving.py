@@ -3,7 +3,7 @@
 Messages go to the ``Feeder`` (perception.sources.live: every rule between a message and a frame); the
 newest complete frame goes to the Pipeline on a worker thread. When inference is slower than the sensors,
 the worker takes the newest frame and counts the ones it skipped (no queue grows). Outputs go to a
-``sink`` with three methods, which the ROS node implements with publishers and tests with lists:
+``sink`` with four methods, which the ROS node implements with publishers and tests with lists:
 
     sink.objects(text, match)               the /perception/objects JSON (end-to-end latency is taken here)
     sink.detections(det, match)             what else is made from the detections (markers, vision_msgs)
@@ -26,6 +26,7 @@ from perception.sources.live import RADAR_COLUMNS, Feeder, Input
 
 MAX_PROMPTS, MAX_PROMPT_CHARS = 16, 256
 SILENT_REPORT_S = 1.0
+STALE_S = 2.0  # /diagnostics says STALE when no frame was published for this long
 
 
 def parse_prompts(text: str) -> tuple[str, ...]:
@@ -62,6 +63,8 @@ class LiveRunner:
         self.worker: threading.Thread | None = None
         self.silent_reported = 0
         self.stats = {"frames": 0, "dropped_frames": 0, "skipped": 0, "missing": {}, "e2e_ms": []}
+        self.last_frame_t = 0.0   # monotonic time of the last published frame
+        self._rejects_seen = 0    # rejections already reported by diagnostics()
 
     # -- inputs (any thread) ------------------------------------------------------------------------------
     def take(self, inp: Input, msg) -> None:
@@ -127,8 +130,11 @@ class LiveRunner:
             try:
                 self.process(m, t_ready)
             except Exception as e:  # keep the node alive; report what happened  # noqa: BLE001
-                self.sink.log("error", f"frame {m.stamp_ns} failed: {e!r}")
                 self.stats["skipped"] += 1
+                try:
+                    self.sink.log("error", f"frame {m.stamp_ns} failed: {e!r}")
+                except Exception:  # noqa: BLE001, S110 - the worker outlives a failing logger
+                    pass
 
     def process(self, m, t_ready: float) -> bool:
         """One frame: assemble, infer, publish objects and a status event. False when it was skipped."""
@@ -153,6 +159,7 @@ class LiveRunner:
         timing["markers"] = time.monotonic() - t_pub
         st = self.stats
         st["frames"] += 1
+        self.last_frame_t = time.monotonic()
         st["e2e_ms"] = (st["e2e_ms"] + [e2e])[-500:]
         for x in m.missing:
             st["missing"][x] = st["missing"].get(x, 0) + 1
@@ -178,12 +185,21 @@ class LiveRunner:
         radar = PointCloud(xyz[:50], {k: zeros[:50] for k in (*RADAR_COLUMNS, "time_lag")})
         t = time.monotonic()
         self.pipe(SensorFrame(stamp_ns=0, T_global_ego=np.eye(4), lidar=cloud, radar=radar), self.prompts)
+        if self.pipe.grounding:  # the text encoder loaded now, not when the first prompt arrives live
+            self.pipe.text_encoder(("warm-up",))
         return time.monotonic() - t
 
     def diagnostics(self) -> tuple[str, str, dict[str, str]]:
-        """(level OK | WARN | STALE, message, values) for /diagnostics."""
+        """(level OK | WARN | STALE, message, values) for /diagnostics, called about once a second: STALE
+        when no frame was published in the last STALE_S seconds, WARN when messages were rejected since
+        the previous call or a sensor is silent, OK otherwise."""
         st, lat, rejected = self.stats, self.stats["e2e_ms"], self.feeder.rejected
-        level = "OK" if st["frames"] and not rejected else ("WARN" if st["frames"] else "STALE")
+        now = time.monotonic()
+        recent_rejects = sum(rejected.values()) - self._rejects_seen
+        self._rejects_seen = sum(rejected.values())
+        fresh = st["frames"] and now - self.last_frame_t < STALE_S
+        warn = recent_rejects or self.feeder.silent(time.monotonic_ns())
+        level = "STALE" if not fresh else ("WARN" if warn else "OK")
         values = {"frames": str(st["frames"]), "dropped_frames": str(st["dropped_frames"]),
                   "e2e_p50_ms": f"{np.median(lat):.1f}" if lat else "nan",
                   "e2e_p95_ms": f"{np.percentile(lat, 95):.1f}" if lat else "nan",

@@ -129,18 +129,21 @@ class FusionNode(Node):
         self.pub["status"].publish(self.types["std_msgs/msg/String"](data=json.dumps(payload)))
 
     def log(self, level: str, text: str) -> None:
+        # one call site per severity: rclpy refuses a log line whose severity changes between calls
         logger = self.get_logger()
         if level == "info":
             logger.info(text)
+        elif level == "warning":
+            logger.warning(text, throttle_duration_sec=5.0)
         else:
-            getattr(logger, level)(text, throttle_duration_sec=5.0)
+            logger.error(text, throttle_duration_sec=5.0)
 
     # -- callbacks -----------------------------------------------------------------------------------------
     def on_prompt(self, msg) -> None:
         try:
             self.runner.set_prompts(msg.data)
             self.log("info", f"prompts now {list(self.runner.prompts)}")
-        except (ValueError, TypeError) as e:
+        except Exception as e:  # noqa: BLE001 - a bad prompt (or an encoder failure) never stops the node
             self.feeder.reject("prompt", e)
 
     def publish_diagnostics(self) -> None:

@@ -58,7 +58,7 @@ def test_fleet_on_local_ray_equals_single_replay_and_reports_the_bad_log(logs, s
     summary = json.loads((fleet / "summary.json").read_text())
     assert summary["backend"] == "ray (local)" and summary["workers"] == 2
     assert summary["succeeded"] == 2 and summary["failed"] == 1 and not summary["interrupted"]
-    per = {Path(k).name: v for k, v in summary["per_log"].items()}
+    per = summary["per_log"]  # by output name
     assert per["drive-bad"]["attempts"] == 2 and per["drive-bad"]["error"]
     assert not (fleet / "drive-bad").exists() and not (fleet / ".partial").exists()
     # two workers really ran (two processes), each loaded the checkpoint once
@@ -81,11 +81,17 @@ def test_fleet_without_ray_runs_in_process_with_the_same_outputs(logs, tmp_path)
     assert rc == 1
     summary = json.loads((fleet / "summary.json").read_text())
     assert summary["backend"] == "in-process" and summary["succeeded"] == 1 and summary["failed"] == 2
-    per = {Path(k).name: v for k, v in summary["per_log"].items()}
+    per = summary["per_log"]
     assert "not found" in per["missing"]["error"]
     assert _same_tree(fleet / "drive-a", single)
-    # a second run into the same directory refuses to mix outputs
+    # a second run into the same directory refuses to mix outputs, or continues with --skip-existing
     assert replay_main([str(logs / "drive-a"), str(logs / "drive-b"), "--out", str(fleet)]) == 2
+    stamp = (fleet / "drive-a").stat().st_mtime_ns
+    assert replay_main([str(logs / "drive-a"), str(logs / "drive-b"), str(logs / "drive-b"), "--out", str(fleet),
+                        "--keyframes-only", "--threads", "1", "--skip-existing"]) == 0
+    summary = json.loads((fleet / "summary.json").read_text())
+    assert summary["skipped_existing"] == ["drive-a"] and summary["succeeded"] == 2  # drive-b given twice: two jobs
+    assert sorted(summary["per_log"]) == ["drive-b-1", "drive-b-2"] and (fleet / "drive-a").stat().st_mtime_ns == stamp
 
 
 def test_fleet_interrupted_keeps_every_finished_log(logs, tmp_path):

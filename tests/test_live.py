@@ -188,6 +188,22 @@ def test_keyframes_only_and_silent_inputs():
     assert f.silent(3000 * MS) == {}              # everything quiet: a stopped stream, not one silent sensor
 
 
+def test_tf_tree_only_the_transforms_that_define_the_frame():
+    f = ready_feeder()
+    # a pose from another world frame is someone else's transform: ignored, not stored, not an error
+    f.take(inp(f, "tf"), tf_msg(100 * MS, x=5.0, parent="odom"), 0)
+    assert f.assembler.pose_stamps == [] and f.rejected == {}
+    # a sensor hung below another frame would need the chain composed: refused with the reason
+    f.take(inp(f, "tf_static"), T["tf2_msgs/msg/TFMessage"](transforms=[
+        _transform(T, 0, "roof_mount", CAM, (0, 0, 0), (1, 0, 0, 0))]), 0)
+    assert f.rejected == {"tf_static": 1} and "from base_link" in f.reasons["tf_static"]
+    np.testing.assert_allclose(f.assembler.extrinsic(CAM)[:3, 3], [1.7, 0, 1.5])  # the good one stays
+    # other children of the static tree (wheels, a GNSS antenna) are ignored
+    f.take(inp(f, "tf_static"), T["tf2_msgs/msg/TFMessage"](transforms=[
+        _transform(T, 0, "base_link", "gnss", (0, 0, 2), (1, 0, 0, 0))]), 0)
+    assert f.rejected == {"tf_static": 1} and "gnss" not in f.assembler.static
+
+
 def test_pose_topics_fallback_equals_tf():
     """/ego_pose + the JSON extrinsics (no tf2_msgs) make the same frame as /tf + /tf_static."""
     a = drive(ready_feeder(), [*poses(0, 100), ("lidar", 50, 50), ("tick", 0, 1000)])

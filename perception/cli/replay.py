@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     p.add_argument("--gpus-per-task", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the default; on Ray: the task's "
                    "CPUs)")
+    p.add_argument("--skip-existing", action="store_true", help="fleet: logs whose output exists are not "
+                   "replayed again (continues an interrupted run)")
     p.add_argument("--eval-split", default=None, help="fleet: the split the merged evaluation uses "
                    "(default mini_val / val)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="the network's config (default: %(default)s)")
@@ -149,20 +151,20 @@ def fleet_main(a, logs) -> int:
     try:
         s = run_fleet(logs, out, a.config, a.checkpoint, tuple(a.prompt), a.data_root, a.version, a.eval_split,
                       a.keyframes_only, a.faults, a.min_score, a.device, a.ray, a.workers, a.cpus_per_task,
-                      a.gpus_per_task, a.threads)
-    except (FileExistsError, ValueError, ImportError) as e:
+                      a.gpus_per_task, a.threads, skip_existing=a.skip_existing)
+    except (FileExistsError, ValueError, ImportError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"\n{s['succeeded']} of {s['logs']} logs in {s['wall_s']:.1f} s on {s['backend']} with {s.get('workers')} "
           f"worker(s): {s['logs_per_s']:.3f} logs/s, {s['frames_per_s']:.2f} frames/s"
           + (" - interrupted, finished logs kept" if s["interrupted"] else ""))
     print(f"{'log':28s} {'frames':>6s} {'fps':>6s} {'p50 ms':>7s} {'p95 ms':>7s} {'dets':>6s}  rejected / error")
-    for r in s["per_log"].values():
+    for name, r in s["per_log"].items():
         if "error" in r:
-            print(f"{r['name'][:28]:28s} {'-':>6s} {'-':>6s} {'-':>7s} {'-':>7s} {'-':>6s}  FAILED after "
+            print(f"{name[:28]:28s} {'-':>6s} {'-':>6s} {'-':>7s} {'-':>7s} {'-':>6s}  FAILED after "
                   f"{r['attempts']} attempts: {r['error']}")
         else:
-            print(f"{r['name'][:28]:28s} {r['frames']:6d} {r['fps']:6.2f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} "
+            print(f"{name[:28]:28s} {r['frames']:6d} {r['fps']:6.2f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} "
                   f"{r['detections_0.3']:6d}  {json.dumps(r['rejected'])}")
     print(f"worker memory (RSS MiB): {[round(x) for x in s.get('rss_mib', [])]}")
     ev = s.get("evaluation")

@@ -16,6 +16,7 @@ perception.pipeline.Pipeline.
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,9 @@ def main(argv=None) -> int:
     from perception.training.wrapper import FusionDetector
 
     distributed = a.launcher != "none"
-    dist_cfg = dict(backend="nccl" if torch.cuda.is_available() else "gloo")
+    # rank 0 may index a whole trainval dataroot while the others wait at the barrier: hours, not the default 30 min
+    dist_timeout = datetime.timedelta(hours=3)
+    dist_cfg = dict(backend="nccl" if torch.cuda.is_available() else "gloo", timeout=int(dist_timeout.total_seconds()))
     rank, world = 0, 1
     if distributed:  # started here (the Runner would do it later) so that rank 0 prepares the data first
         from mmengine.dist import get_dist_info, init_dist
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
         if torch.cuda.is_available():
             init_dist(a.launcher, **dist_cfg)
         else:  # mmengine's pytorch launcher sets a CUDA device; CPU processes join with gloo from torchrun's env
-            torch.distributed.init_process_group(backend="gloo")
+            torch.distributed.init_process_group(backend="gloo", timeout=dist_timeout)
         rank, world = get_dist_info()
         if rank != 0:
             torch.distributed.barrier()  # wait until rank 0 has written the index caches and the prompt file
@@ -98,8 +101,11 @@ def main(argv=None) -> int:
     val_kw = {}
     if not a.no_val:
         val_set = FrameDataset(NuScenesSource(a.data_root, split=dc["val_split"], **src_kw), pre)
-        val_kw = dict(val_dataloader=DataLoader(val_set, batch_size=tc["batch_size"], shuffle=False,
-                                                collate_fn=collate),
+        # under torchrun each rank evaluates its share and mmengine gathers them in order
+        val_loader = dict(dataset=val_set, sampler=dict(type="DefaultSampler", shuffle=False),
+                          batch_size=tc["batch_size"], collate_fn=collate) if distributed else \
+            DataLoader(val_set, batch_size=tc["batch_size"], shuffle=False, collate_fn=collate)
+        val_kw = dict(val_dataloader=val_loader,
                       val_cfg=dict(),
                       val_evaluator=Evaluator([NuScenesDetectionMetric(a.data_root, dc["version"], dc["val_split"],
                                                                        a.work_dir)]))
@@ -180,12 +186,12 @@ class SyncBuffersHook(Hook):
 
         net = runner.model.module if hasattr(runner.model, "module") else runner.model
         world = td.get_world_size()
-        for buf in net.buffers():
-            if buf.is_floating_point():
-                td.all_reduce(buf, op=td.ReduceOp.SUM)
-                buf.div_(world)
-            else:
-                td.all_reduce(buf, op=td.ReduceOp.MAX)
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                for buf in (m.running_mean, m.running_var):
+                    td.all_reduce(buf, op=td.ReduceOp.SUM)
+                    buf.div_(world)
+                td.all_reduce(m.num_batches_tracked, op=td.ReduceOp.MAX)
 
 
 class SeenSamplesHook(Hook):

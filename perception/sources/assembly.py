@@ -94,7 +94,7 @@ class Assembly:
     def source_kwargs(self) -> dict:
         """Keyword arguments of NuScenesSource that make its frames the way this spec does."""
         return {"lidar_sweeps": self.lidar_sweeps, "radar_sweeps": self.radar_sweeps, "cameras": self.cameras,
-                "radar_filters": self.radar_filters, "remove_close": self.remove_close,
+                "radars": self.radars, "radar_filters": self.radar_filters, "remove_close": self.remove_close,
                 "image_min_hw": self.image_min_hw}
 
 

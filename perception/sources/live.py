@@ -12,15 +12,19 @@ Every rule between a message and a frame lives here, once:
 - synchronization: the lidar is the reference; each camera and radar contributes its message closest to
   the lidar stamp within ``slop_s``; a frame waits at most ``timeout_s`` (on the caller's clock: wall time
   live, log time in replay) for a late sensor, then goes without it and names it (``FrameSynchronizer``);
-- poses: interpolated between ego poses up to ``max_pose_gap_s`` apart; a frame in a longer gap, or
-  before the first pose, is skipped and counted (``skipped_frames``), never guessed;
+- poses: a stamp between two ego poses up to 2 x ``max_pose_gap_s`` apart gets the interpolated pose; a
+  stamp within ``max_pose_gap_s`` before the first or after the last pose gets that pose held; any other
+  frame (a longer gap, no pose yet) is skipped and counted (``skipped_frames``). The ego pose comes from
+  /tf (``world_frame`` -> base_link, other transforms ignored) or /ego_pose; extrinsics from /tf_static
+  (base_link -> sensor only) or the JSON /sensor_extrinsics;
 - silence: an input that delivered before and has been quiet for over a second while others talk is
   reported by ``silent()``.
 
 All of it comes from one ``Assembly`` (the checkpoint's deploy spec). ``BagSource`` is the feeder fed from a
 log; the live node (``ros_nodes.fusion_node``) is the feeder fed from subscriptions; both route messages
 with ``inputs()`` and ``take()``, so they make the same frames from the same messages. The feeder is
-thread-safe: the node's callbacks add messages while its worker thread builds frames.
+thread-safe: the node's callbacks add messages (decoded outside the lock) while its worker thread builds
+frames; ``silent()`` reads without the lock (a dict snapshot) and is meant for one caller at a time.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ RADAR_COLUMNS = tuple(n for n in RADAR_DTYPE.names if n not in ("x", "y", "z"))
 # what a decoder raises on a malformed message (rclpy and rosbags messages are plain attribute bags)
 BAD_INPUT = (MessageError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError)
 SILENT_S = 1.0
+BASE_FRAME = "base_link"
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,14 @@ class Input:
 
 
 class Feeder:
-    def __init__(self, assembly: Assembly | None = None, keyframes_only: bool = False, on_reject=None):
+    def __init__(self, assembly: Assembly | None = None, keyframes_only: bool = False, on_reject=None,
+                 world_frame: str = "map"):
         """``keyframes_only``: frames in which a camera is missing are skipped (the 2 Hz keyframes of a
-        nuScenes-converted log). ``on_reject(input, error)`` is told about every rejected message."""
+        nuScenes-converted log). ``on_reject(input, error)`` is told about every rejected message.
+        ``world_frame``: the parent of the ego pose on /tf (``world_frame`` -> base_link); sensor extrinsics
+        come from /tf_static as base_link -> sensor."""
         self.spec = a = assembly or Assembly()
+        self.world_frame = world_frame
         self.cameras, self.radars = a.cameras, a.radars
         self.assembler = FrameAssembler(a.lidar_sweeps, a.radar_sweeps, a.cameras, a.radar_filters, a.remove_close,
                                         a.max_pose_gap_s)
@@ -114,8 +123,9 @@ class Feeder:
         """Add one decoded ROS message (rclpy or rosbags: the same fields); return the frames that are
         complete now (build them with ``build``). A bad message is rejected and counted; nothing raises."""
         try:
+            decoded = self._decode(inp, msg)  # outside the lock: decoding is the expensive part
             with self.lock:
-                matches = self._take(inp, msg, int(now_ns))
+                matches = self._take(inp, msg, decoded, int(now_ns))
         except BAD_INPUT as err:
             self.reject(inp.name, err)
             return []
@@ -123,35 +133,49 @@ class Feeder:
             self.last_seen[inp.name] = int(now_ns)
         return matches
 
-    def _take(self, inp: Input, msg, now: int) -> list[Match]:
-        a, kind, ch = self.assembler, inp.kind, inp.channel
-        if kind == "lidar":
-            cloud, stats = pointcloud2_to_cloud(msg, columns=LIDAR_COLUMNS)
-            if stats.received and not len(cloud):
+    def _decode(self, inp: Input, msg):
+        """A sensor message's payload: (stamp, cloud) or (stamp, RGB image); None for the other inputs."""
+        kind = inp.kind
+        if kind in ("lidar", "radar"):
+            cloud, stats = pointcloud2_to_cloud(msg, columns=LIDAR_COLUMNS if kind == "lidar" else RADAR_COLUMNS)
+            if kind == "lidar" and stats.received and not len(cloud):
                 raise MessageError(f"all {stats.received} points are NaN/inf")
-            stamp = stamp_ns(msg.header)
-            a.add_lidar(stamp, cloud)
-            return self.sync.add(LIDAR, stamp, stamp, now)
-        if kind == "radar":
-            cloud, _ = pointcloud2_to_cloud(msg, columns=RADAR_COLUMNS)
-            stamp = stamp_ns(msg.header)
-            a.add_radar(ch, stamp, cloud)
-            return self.sync.add(ch, stamp, stamp, now)
+            return stamp_ns(msg.header), cloud
         if kind in ("image", "compressed_image"):
             rgb = compressed_to_rgb(msg, min_hw=self.spec.image_min_hw) if kind == "compressed_image" \
                 else image_to_rgb(msg)
-            stamp = stamp_ns(msg.header)
+            return stamp_ns(msg.header), rgb
+        return None
+
+    def _take(self, inp: Input, msg, decoded, now: int) -> list[Match]:
+        a, kind, ch = self.assembler, inp.kind, inp.channel
+        if kind == "lidar":
+            stamp, cloud = decoded
+            a.add_lidar(stamp, cloud)
+            return self.sync.add(LIDAR, stamp, stamp, now)
+        if kind == "radar":
+            stamp, cloud = decoded
+            a.add_radar(ch, stamp, cloud)
+            return self.sync.add(ch, stamp, stamp, now)
+        if kind in ("image", "compressed_image"):
+            stamp, rgb = decoded
             return self.sync.add(ch, stamp, (stamp, rgb), now)
         if kind == "camera_info":
             info = camera_info(msg)
             a.set_camera_info(ch, info.K, (info.height, info.width))
         elif kind in ("tf", "tf_static"):
+            sensors = {LIDAR, *self.cameras, *self.radars}
             for tr in msg.transforms:
                 q, p = tr.transform.rotation, tr.transform.translation
-                if kind == "tf_static":
-                    self._static(tr.child_frame_id, (p.x, p.y, p.z), (q.w, q.x, q.y, q.z))
-                elif tr.child_frame_id == "base_link":
+                parent, child = tr.header.frame_id.lstrip("/"), tr.child_frame_id.lstrip("/")
+                if kind == "tf_static" and child in sensors:
+                    if parent != BASE_FRAME:  # chains (base_link -> mount -> sensor) are not composed
+                        raise ValueError(f"/tf_static {parent} -> {child}: sensor extrinsics must be given "
+                                         f"from {BASE_FRAME}")
+                    self._static(child, (p.x, p.y, p.z), (q.w, q.x, q.y, q.z))
+                elif kind == "tf" and child == BASE_FRAME and parent == self.world_frame:
                     self._pose(stamp_ns(tr.header), (p.x, p.y, p.z), (q.w, q.x, q.y, q.z))
+                # every other transform of the tree is someone else's
         elif kind == "pose":
             q, p = msg.pose.orientation, msg.pose.position
             self._pose(stamp_ns(msg.header), (p.x, p.y, p.z), (q.w, q.x, q.y, q.z))
@@ -217,12 +241,13 @@ class Feeder:
     def silent(self, now_ns: int, after_s: float = SILENT_S) -> dict[str, float]:
         """{input: seconds quiet} of inputs that delivered before, have been quiet for over ``after_s`` while
         another delivered within ``after_s``: a sensor that stopped (empty when all or none talk)."""
-        if not self.last_seen:
+        seen = dict(self.last_seen)  # a snapshot: callbacks update it meanwhile
+        if not seen:
             return {}
         lim = int(after_s * 1e9)
-        if now_ns - max(self.last_seen.values()) >= lim:
+        if now_ns - max(seen.values()) >= lim:
             return {}
-        return {k: round((now_ns - v) / 1e9, 2) for k, v in self.last_seen.items() if now_ns - v > lim}
+        return {k: round((now_ns - v) / 1e9, 2) for k, v in seen.items() if now_ns - v > lim}
 
     def queue_lengths(self) -> dict[str, int]:
         with self.lock:

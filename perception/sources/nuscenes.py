@@ -76,6 +76,7 @@ class NuScenesSource:
 
     def __init__(self, dataroot, version: str = "v1.0-mini", split: str | None = None, lidar_sweeps: int = 9,
                  radar_sweeps: int = 3, cameras: Sequence[str] = CAMERAS, radar_filters=DEFAULT_RADAR_FILTERS,
+                 radars: Sequence[str] = RADARS,
                  remove_close: float = 1.0, cache_dir=None, use_cache: bool = True,
                  image_min_hw: tuple[int, int] | None = None):
         self.dataroot = Path(dataroot)
@@ -94,6 +95,10 @@ class NuScenesSource:
         self.lidar_sweeps, self.radar_sweeps = lidar_sweeps, radar_sweeps
         self.cameras = tuple(cameras)
         self.radar_filters = radar_filters
+        bad = set(radars) - set(RADARS)
+        if bad:
+            raise ValueError(f"unknown radar channels {sorted(bad)}; valid: {RADARS}")
+        self.radars = tuple(radars)
         self.remove_close = remove_close
         self.loaded_from_cache = False
         key = self._cache_key(table_dir)
@@ -112,6 +117,8 @@ class NuScenesSource:
     # -- index -----------------------------------------------------------------------------------------
     def _cache_key(self, table_dir: Path) -> str:
         h = hashlib.sha1(f"{INDEX_FORMAT}/{self.lidar_sweeps}/{self.radar_sweeps}".encode())
+        if self.radars != RADARS:  # a subset indexes fewer sweeps (the full rig keeps its existing cache key)
+            h.update("/".join(self.radars).encode())
         for f in sorted(table_dir.glob("*.json")):
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -171,7 +178,7 @@ class NuScenesSource:
         T_ego_global = invert_transform(T_global_ego)
         entry = {"token": sample["token"], "scene": scene, "timestamp_us": lidar[0]["timestamp_us"],
                  "T_global_ego": lidar[0]["T_global_ego"], "lidar": lidar,
-                 "radar": {ch: self._sweeps(nusc, data[ch], self.radar_sweeps) for ch in RADARS if ch in data},
+                 "radar": {ch: self._sweeps(nusc, data[ch], self.radar_sweeps) for ch in self.radars if ch in data},
                  "cameras": {ch: self._sweeps(nusc, data[ch], 1)[0] for ch in CAMERAS if ch in data}}
         boxes, labels, attrs, tokens, inst, nl, nr, vis = [], [], [], [], [], [], [], []
         for ann_tok in sample["anns"]:
@@ -248,7 +255,7 @@ class NuScenesSource:
         if not e["radar"]:
             return None
         parts = []
-        for ch in RADARS:
+        for ch in self.radars:
             for sw in e["radar"].get(ch, []):
                 rec = read_radar_pcd(self._path(sw["path"], e), sample=e["token"])
                 T = T_ego_global @ np.array(sw["T_global_ego"]) @ np.array(sw["T_ego_sensor"])

@@ -22,9 +22,12 @@ def make_world(data: Path, samples: int) -> float:
     table = data / "v1.0-mini" / "sample.json"
     if table.is_file():
         scenes = json.loads((data / "v1.0-mini" / "scene.json").read_text())
-        if len(json.loads(table.read_text())) == 2 * samples and all(
+        ours = all("(seed " in s["description"] for s in scenes)  # every scene the generator wrote names its seed
+        if ours and len(json.loads(table.read_text())) == 2 * samples and all(
                 f"(seed {SEED})" in s["description"] for s in scenes):
             return 0.0
+        if not ours:  # a real dataroot (or anything else) is never deleted
+            raise FileExistsError(f"{data} holds a dataroot the demo did not write; give --data another directory")
         shutil.rmtree(data)
     print(f"writing the synthetic world to {data} ...")
     generate(data, WorldConfig(scenes=2, samples=samples, seed=SEED))
