@@ -8,15 +8,17 @@ from perception.ops.voxelize import VoxelGrid
 
 
 def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_channels=(16, 32),
-                 camera_widths=(32, 64, 128), layers=2, head_channels=32, grounding=None):
-    """``grounding``: None (detection only) or GroundingHead keyword arguments ({} for the defaults)."""
+                 camera_widths=(32, 64, 128), layers=2, head_channels=32, grounding=None, camera_backbone=None):
+    """``grounding``: None (detection only) or GroundingHead keyword arguments ({} for the defaults);
+    ``camera_backbone``: CameraEncoder's backbone arguments (None: the small CNN trained from scratch), e.g.
+    dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True)."""
     grid = VoxelGrid(tuple(pc_range), tuple(voxel_size))
     W, H, _ = grid.shape_xyz
     xy_range = (pc_range[0], pc_range[1], pc_range[3], pc_range[4])
     return dict(
         type=FusionModel,
         encoders=dict(
-            camera=dict(type=CameraEncoder, widths=camera_widths, out_channels=dim),
+            camera=dict(type=CameraEncoder, widths=camera_widths, out_channels=dim, **(camera_backbone or {})),
             lidar=dict(type=LidarEncoder, grid=grid, pillar_channels=lidar_channels[0],
                        out_channels=lidar_channels[1]),
             radar=dict(type=RadarEncoder, grid=grid, pillar_channels=radar_channels[0],

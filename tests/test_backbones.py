@@ -1,0 +1,115 @@
+"""Pretrained image backbones in plain torch: strict loading that names what does not fit, the packaged
+ImageNet weights wired the way they were trained (checked on rendered camera images through BatchNorm's own
+statistics), torchvision's ResNet layout by its published sizes, and the camera encoder around them."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from perception.models.encoders.backbones import (
+    EfficientNetLite0,
+    ResNet,
+    build_backbone,
+    load_weights,
+    packaged_weights,
+)
+from perception.models.encoders.camera import CameraEncoder
+
+
+@pytest.fixture(scope="module")
+def lite0_file():
+    return packaged_weights("efficientnet_lite0")
+
+
+def test_packaged_weights_load_strictly_and_errors_name_the_keys(lite0_file, tmp_path):
+    net = EfficientNetLite0()
+    counts = load_weights(net, lite0_file)
+    assert counts["loaded"] == len(net.state_dict()) and counts["left_out"] == 8  # the classifier head
+    sd = torch.load(lite0_file, weights_only=True)
+    torch.testing.assert_close(net._blocks[5]._depthwise_conv.weight, sd["_blocks.5._depthwise_conv.weight"])
+    cases = {
+        "missing keys ['_blocks.3._bn1.weight']": lambda d: d.pop("_blocks.3._bn1.weight"),
+        "unexpected keys ['_blocks.16._bn1.weight']": lambda d: d.__setitem__("_blocks.16._bn1.weight",
+                                                                              torch.zeros(3)),
+        "wrong shapes ['_bn0.weight (31,) != (32,)']": lambda d: d.__setitem__("_bn0.weight", torch.zeros(31)),
+    }
+    for message, damage in cases.items():
+        d = dict(sd)
+        damage(d)
+        torch.save(d, tmp_path / "w.pth")
+        with pytest.raises(ValueError) as e:
+            load_weights(EfficientNetLite0(), tmp_path / "w.pth")
+        assert message in str(e.value)
+    with pytest.raises(FileNotFoundError):
+        load_weights(EfficientNetLite0(), tmp_path / "none.pth")
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_backbone("vgg16")
+
+
+def _bn_agreement(net, images):
+    """Per BatchNorm layer: correlation between the channel means of its input on ``images`` and the running
+    means the weights were trained with. A network wired as its weights were trained agrees closely."""
+    corr = []
+
+    def hook(m, inp, out):
+        mu = inp[0].detach().mean((0, 2, 3)).numpy()
+        corr.append(np.corrcoef(mu, m.running_mean.numpy())[0, 1])
+
+    hooks = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        net(images)
+    for h in hooks:
+        h.remove()
+    return np.array(corr)
+
+
+def test_imagenet_weights_are_wired_as_trained(synthetic_root, lite0_file):
+    files = sorted(synthetic_root.glob("samples/CAM_*/*.jpg"))[:12]
+    imgs = np.stack([cv2.resize(cv2.imread(str(f))[:, :, ::-1], (224, 128), interpolation=cv2.INTER_AREA)
+                     for f in files]).astype(np.float32) / 255
+    x = torch.tensor((imgs - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225], dtype=torch.float32).permute(0, 3, 1, 2)
+    net = build_backbone("efficientnet_lite0", "imagenet").eval()
+    good = _bn_agreement(net, x)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert len(good) == n_bn == 48 and np.median(good) > 0.8, np.round(good, 2)
+    # the classic porting error, a convolution's output channels out of step with its BatchNorm: caught
+    sd = {k: v.clone() for k, v in net.state_dict().items()}
+    perm = torch.randperm(80, generator=torch.Generator().manual_seed(0))
+    sd["_blocks.5._project_conv.weight"] = sd["_blocks.5._project_conv.weight"][perm]
+    wrong = EfficientNetLite0()
+    wrong.load_state_dict(sd)
+    bad = _bn_agreement(wrong.eval(), x)
+    bn2 = 3 + 3 * 4 + 2  # _blocks.5._bn2: stem 1, block 0 two, then three per block
+    assert good[bn2] > 0.7 and bad[bn2] < 0.3, (good[bn2], bad[bn2])
+    assert np.median(bad[bn2:]) < np.median(good[bn2:]) - 0.1
+
+
+@pytest.mark.parametrize("depth,params,keys", [(18, 11_689_512, 122), (50, 25_557_032, 320)])
+def test_resnet_has_torchvisions_layout(depth, params, keys):
+    """torchvision's published sizes: parameters (with the 1000-class fc) and state-dict entries."""
+    net = ResNet(depth)
+    fc = net.channels[-1] * 1000 + 1000
+    assert sum(p.numel() for p in net.parameters()) + fc == params
+    assert len(net.state_dict()) + 2 == keys
+    assert "layer4.1.downsample.0.weight" not in net.state_dict() and "layer2.0.downsample.1.running_var" in \
+        net.state_dict()
+    outs = net(torch.zeros(1, 3, 128, 224))
+    assert [tuple(o.shape[-2:]) for o in outs] == [(16, 28), (8, 14), (4, 7)]
+    assert [o.shape[1] for o in outs] == list(net.channels)
+
+
+def test_camera_encoder_with_a_pretrained_backbone(lite0_file):
+    enc = CameraEncoder(out_channels=32, backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True)
+    y = enc(torch.randn(2, 3, 3, 128, 224))
+    assert y.shape == (2, 3, 32, 16, 28)
+    enc.train()
+    bns = [m for m in enc.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert not any(m.training for m in bns) and enc.out.training  # frozen statistics, the rest trains
+    before = bns[0].running_mean.clone()
+    enc(torch.randn(1, 2, 3, 128, 224))
+    torch.testing.assert_close(bns[0].running_mean, before)
+    y.sum().backward()
+    assert enc.backbone._conv_stem.weight.grad is not None  # the backbone fine-tunes
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        CameraEncoder(weights="imagenet")
