@@ -113,3 +113,80 @@ def test_camera_encoder_with_a_pretrained_backbone(lite0_file):
     assert enc.backbone._conv_stem.weight.grad is not None  # the backbone fine-tunes
     with pytest.raises(ValueError, match="no pretrained weights"):
         CameraEncoder(weights="imagenet")
+
+
+def _front_camera(fx=100.0, W=224, H=128, t=(1.5, 0.0, 1.5)):
+    """ego -> image of a camera looking along ego +x (optical z forward, x right, y down), as nuScenes' front."""
+    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # columns: camera axes in the ego frame
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, t
+    K = np.eye(4)
+    K[:3, :3] = [[fx, 0, W / 2], [0, fx, H / 2], [0, 0, 1]]
+    return torch.tensor(K @ np.linalg.inv(T), dtype=torch.float32)
+
+
+def test_focal_length_and_lidar_depth_targets():
+    from perception.models.encoders.camera import depth_targets, focal_length
+
+    e2i = torch.stack([_front_camera(fx=100.0), _front_camera(fx=250.0)]).unsqueeze(0)  # B 1, N 2
+    torch.testing.assert_close(focal_length(e2i), torch.tensor([[100.0, 250.0]]))
+    bins = (1.0, 61.0, 30)  # 2 m bins
+    # straight ahead of the camera at 10.2 m and, on the same ray, 30 m (the nearer wins); one behind; one left
+    pts = torch.tensor([[11.7, 0.0, 1.5], [31.5, 0.0, 1.5], [-5.0, 0.0, 1.5], [11.5, 60.0, 1.5]])
+    tgt = depth_targets(pts, torch.zeros(4, dtype=torch.long), e2i, (16, 28), (128, 224), bins)
+    assert tgt.shape == (1, 2, 16, 28)
+    assert tgt[0, 0, 8, 14] == 4  # floor((10.2 - 1) / 2)
+    assert tgt[0, 1, 8, 14] == 4 and (tgt >= 0).sum() == 2  # the others are behind or outside the images
+
+
+def test_depth_prior_steers_the_camera_sampling():
+    from perception.models.fusion import CameraCrossAttention
+
+    torch.manual_seed(0)
+    att = CameraCrossAttention(dim=16, in_channels=8)
+    xy = torch.tensor([[10.0, 0.0], [20.0, 0.0]])  # two cells ahead: 10 m and 20 m from the ego
+    q = torch.randn(1, 2, 16)
+    feats = torch.randn(1, 1, 8, 16, 28)
+    e2i = _front_camera().view(1, 1, 4, 4)
+    probs = torch.full((1, 1, 30, 16, 28), 1e-3)
+    probs[:, :, 3] = 1.0  # the camera sees something 7-9 m away along every ray: the 10 m cell (8.5 m deep)
+    seen = probs.clone().requires_grad_(True)
+    out, hit = att(q, feats, e2i, (128, 224), xy, (seen, (1.0, 61.0, 30)))
+    base, _ = att(q, feats, e2i, (128, 224), xy, None)
+    bias = att.out(torch.zeros(att.out.in_features))
+    assert hit.all()
+    torch.testing.assert_close(out[0, 0], base[0, 0])  # where the camera sees depth, it contributes fully
+    assert (out[0, 1] - bias).norm() < 0.01 * (base[0, 1] - bias).norm()  # behind what it sees: nothing
+    out.sum().backward()
+    assert seen.grad.abs().sum() > 0  # the depth distribution learns from the detection loss too
+
+
+def test_depth_config_trains_end_to_end():
+    from perception.config import build, load_config
+    from perception.pipeline import Preprocessor
+    from perception.training.wrapper import FusionDetector
+
+    cfg = load_config("configs/ablation/camera_lite0_depth.py")
+    net = build(cfg["model"])
+    pre = Preprocessor(cfg["preprocess"])
+    det = FusionDetector(net, pre.to_dict())
+    rng = np.random.default_rng(0)
+    pts = np.c_[rng.uniform(3, 40, 3000), rng.uniform(-10, 10, 3000), rng.uniform(-1, 2, 3000),
+                np.zeros((3000, 2))].astype(np.float32)
+    from perception.types import CameraView, PointCloud, SensorFrame
+
+    cloud = PointCloud(pts[:, :3], {"intensity": pts[:, 3], "time_lag": pts[:, 4]})
+    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, (1.5, 0.0, 1.5)
+    Kc = np.array([[100.0, 0, 112], [0, 100.0, 64], [0, 0, 1]])
+    cams = {"CAM_FRONT": CameraView(rng.integers(0, 255, (128, 224, 3), dtype=np.uint8), Kc, T, 0, "CAM_FRONT")}
+    frame = SensorFrame(stamp_ns=0, T_global_ego=np.eye(4), cameras=cams, lidar=cloud)
+    from perception.types import Boxes3D
+
+    gt = Boxes3D(np.array([[10.0, 0.0, 0.0, 4.5, 1.9, 1.6, 0.0, 0.0, 0.0]], np.float32), np.array([0]))
+    item = {"inputs": pre.prepare(frame), "data_samples": {"token": "t", "gt": gt, "T_global_ego": np.eye(4)}}
+    losses = det([item["inputs"]], [item["data_samples"]], mode="loss")
+    assert 0 < float(losses["loss_depth"]) < 10 and torch.isfinite(sum(losses.values()))
+    sum(losses.values()).backward()
+    assert net.encoders["camera"].depth_head[2].weight.grad.abs().sum() > 0

@@ -93,6 +93,9 @@ def main(argv=None) -> int:
             print(f"{len(src)} frames, split {split}, modalities {'+'.join(mods)}" + (f", faults {f}" if f else "")
                   + f", p50 {summary['p50_ms']:.0f} ms / frame (preprocessing included)")
             print(f"submission: {out}")
+            if "depth_abs_rel" in summary:
+                print(f"camera depth abs-rel: {summary['depth_abs_rel']:.3f} over {summary['depth_pixels']} feature "
+                      "pixels with a lidar point (reference sweep)")
             print(format_table(summary))
             if records is not None:
                 from perception.evaluation.grounding import format_summary

@@ -43,6 +43,7 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
         for tok in r["frame_token_object_token"]:
             asked.setdefault(tok, []).append(r["prompt"])
     dets, gts = {}, {}
+    depth_err: list = []
     for frame in tqdm(src, total=len(src), desc=desc, unit="frame", disable=quiet):
         if faults:
             t = (frame.stamp_ns - first.setdefault(frame.scene, frame.stamp_ns)) / 1e9
@@ -54,9 +55,16 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
         if prompts is not None:
             dets[frame.sample_token], gts[frame.sample_token] = det, frame.gt
         results[frame.sample_token] = to_nuscenes_boxes(frame.sample_token, det, frame.T_global_ego)
+        if "camera" in mods:
+            err = depth_errors(pipe, frame)
+            if err is not None:
+                depth_err.append(err)
     write_submission(out, results, mods)
     summary = run_detection_eval(data_root, version, split, out, out.parent / "eval")
     summary["p50_ms"] = 1000 * float(np.median(times))
+    if depth_err:  # a network with a camera depth head: its depth where the reference lidar sweep lands
+        e = np.concatenate(depth_err)
+        summary["depth_abs_rel"], summary["depth_pixels"] = float(e.mean()), int(e.size)
     if prompts is not None:
         from perception.evaluation.grounding import evaluate_prompt, summarize
 
@@ -85,3 +93,34 @@ def condition_rows(data_root, version, split, result_path: Path, mods: str) -> l
                                sample_tokens=toks) if toks else None
         rows.append((f"all sensors, {cond} scenes", mods, "", s))
     return rows
+
+
+def depth_errors(pipe, frame):
+    """|predicted - lidar| / lidar depth per camera feature pixel that a point of the frame's reference lidar
+    sweep lands in (the expected value of the camera depth head's distribution), or None without a depth
+    head, cameras or lidar."""
+    import torch
+
+    from perception.models.encoders.camera import expected_depth, lidar_depth_map
+
+    enc = getattr(pipe.model, "encoders", {}).get("camera") if hasattr(pipe.model, "encoders") else None
+    bins = getattr(enc, "depth_bins", None)
+    if bins is None or not frame.cameras or frame.lidar is None:
+        return None
+    item = pipe.pre.prepare(frame, ("camera",))
+    if "camera" not in item:
+        return None
+    batch = pipe.pre.collate([item], pipe.device)
+    with torch.no_grad():
+        _, logits = enc(batch["camera"]["images"], batch["camera"]["ego2img"])
+    cloud = frame.lidar
+    ref = cloud.xyz[cloud.features["time_lag"] == 0] if "time_lag" in cloud.columns else cloud.xyz
+    ref = ref[np.all(np.isfinite(ref), axis=1)]
+    pts = torch.as_tensor(ref, dtype=torch.float32, device=pipe.device)
+    e2i = batch["camera"]["ego2img"]
+    d = lidar_depth_map(pts, torch.zeros(len(pts), dtype=torch.long, device=pipe.device), e2i,
+                        tuple(logits.shape[-2:]), tuple(batch["camera"]["images"].shape[-2:]), bins[0], bins[1])[0]
+    have = [i for i, ch in enumerate(pipe.pre.spec["camera"]["channels"]) if ch in frame.cameras]
+    d, pred = d[have], expected_depth(logits[0], bins)[have]
+    ok = torch.isfinite(d)
+    return ((pred[ok] - d[ok]).abs() / d[ok]).cpu().numpy()

@@ -73,9 +73,13 @@ class CameraCrossAttention(nn.Module):
         nn.init.zeros_(self.offsets.weight)
         nn.init.zeros_(self.offsets.bias)
 
-    def forward(self, q, feats, ego2img, img_hw, xy):
+    def forward(self, q, feats, ego2img, img_hw, xy, depth_prior=None):
         """q (B, Q, D); feats (B, N, C, h, w); ego2img (B, N, 4, 4) ego -> feature-image pixels of the
-        *input* image; img_hw (H_in, W_in); xy (Q, 2) metric cell centres. Returns (B, Q, D), (B, Q) any-hit."""
+        *input* image; img_hw (H_in, W_in); xy (Q, 2) metric cell centres; ``depth_prior``: None or (probabilities
+        (B, N, bins, h, w), (dmin, dmax, bins)): each sample's attention weight is then multiplied by the
+        probability of its own depth at its pixel (as lifting image features along rays does), so a cell
+        where the camera sees something nearer or farther takes little from that camera.
+        Returns (B, Q, D), (B, Q) any-hit."""
         B, Q, _ = q.shape
         N = feats.shape[1]
         Z, P = len(self.heights), self.n_points
@@ -95,8 +99,17 @@ class CameraCrossAttention(nn.Module):
                           align_corners=False)  # B*N, Dv, Q, Z*P
         Dv = s.shape[1]
         logits = self.weights(q).view(B, Q, 1, Z * P).expand(B, Q, N, Z * P)
+        if depth_prior is not None:
+            probs, (dmin, dmax, nb) = depth_prior
+            pd = F.grid_sample(probs.flatten(0, 1).to(v.dtype), norm.reshape(B * N, Q, Z * P, 2), mode="bilinear",
+                               padding_mode="border", align_corners=False)  # B*N, bins, Q, Z*P
+            k = (proj[..., 2] - dmin) / ((dmax - dmin) / nb)  # the depth bin of each sample point
+            k = k.floor().clamp(0, nb - 1).long().unsqueeze(-1).expand(B, N, Q, Z, P).reshape(B * N, 1, Q, Z * P)
+            p_own = pd.gather(1, k).view(B, N, Q, Z * P).permute(0, 2, 1, 3)  # B, Q, N, ZP
         mask = inside.permute(0, 2, 1, 3, 4).reshape(B, Q, N, Z * P)
         w = _masked_softmax(logits.reshape(B, Q, -1), mask.reshape(B, Q, -1), -1).view(B, Q, N, Z * P)
+        if depth_prior is not None:  # after the softmax, not renormalized: a cell the camera sees no depth at
+            w = w * p_own.to(w.dtype)  # (something nearer hides it, or nothing is there) takes little from it
         # weighted sum over cameras and points; a dot product over the contiguous last axis, then over cameras
         # (the equivalent einsum permuted the (B, N, Dv, Q, ZP) samples for a bmm: 18% of the tiny model's time)
         wp = w.to(s.dtype).permute(0, 2, 1, 3).unsqueeze(2)  # B, N, 1, Q, ZP
@@ -137,7 +150,8 @@ class FusionLayer(nn.Module):
                 if inputs.get("camera") is None:
                     o, hit = q.new_zeros(B, Q, D), torch.zeros(B, Q, dtype=torch.bool, device=q.device)
                 else:
-                    o, hit = self.cross[m](q, inputs["camera"], geom["ego2img"], geom["img_hw"], geom["xy"])
+                    o, hit = self.cross[m](q, inputs["camera"], geom["ego2img"], geom["img_hw"], geom["xy"],
+                                           geom.get("depth"))
             else:
                 if inputs.get(m) is None:
                     o, hit = q.new_zeros(B, Q, D), torch.zeros(B, Q, dtype=torch.bool, device=q.device)
@@ -179,10 +193,11 @@ class BEVCrossAttentionFusion(nn.Module):
                              persistent=False)
         self.dim = dim
 
-    def forward(self, inputs: dict, present: torch.Tensor, ego2img=None, img_hw=None) -> torch.Tensor:
+    def forward(self, inputs: dict, present: torch.Tensor, ego2img=None, img_hw=None, depth=None) -> torch.Tensor:
         B = present.shape[0]
         q = self.query.expand(B, -1, -1) + self.pos(self.xy * self.xy_scale).unsqueeze(0)
-        geom = {"xy": self.xy, "base": self.base, "hw": self.hw, "ego2img": ego2img, "img_hw": img_hw}
+        geom = {"xy": self.xy, "base": self.base, "hw": self.hw, "ego2img": ego2img, "img_hw": img_hw,
+                "depth": depth}
         for layer in self.layers:
             q = layer(q, inputs, present, geom)
         H, W = self.hw

@@ -45,16 +45,23 @@ class FusionModel(nn.Module):
                 feats[m] = out["bev"]
                 if m == "lidar":
                     hr = out["bev_hr"]
-        ego2img = img_hw = None
+        ego2img = img_hw = depth = depth_logits = None
         if "camera" in self.encoders and inputs.get("camera") is not None:
             cam = inputs["camera"]
-            feats["camera"] = self.encoders["camera"](cam["images"])
+            res = self.encoders["camera"](cam["images"], cam["ego2img"])
+            if isinstance(res, tuple):  # features and depth logits
+                feats["camera"], depth_logits = res
+                depth = (torch.softmax(depth_logits.float(), 2), self.encoders["camera"].depth_bins)
+            else:
+                feats["camera"] = res
             ego2img, img_hw = cam["ego2img"], tuple(cam["images"].shape[-2:])
-        fused = self.fuser(feats, present, ego2img=ego2img, img_hw=img_hw)
+        fused = self.fuser(feats, present, ego2img=ego2img, img_hw=img_hw, depth=depth)
         x = self.up(fused)
         if self.skip is not None and hr is not None:  # a frame without lidar gets no skip term, not its bias
             x = x + self.skip(hr) * present[:, _LIDAR].to(x.dtype).view(B, 1, 1, 1)
         out = self.head(x)
+        if depth_logits is not None:
+            out["depth"] = depth_logits  # (B, N, bins, h, w): supervised by projected lidar in training
         if self.grounding is not None:
             out["bev"] = x  # the grounding head samples object features here
         return out

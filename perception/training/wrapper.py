@@ -32,12 +32,40 @@ class FusionDetector(BaseModel):
             losses = self.net.head.loss(out, targets)
             if self.net.grounding is not None and self.prompt_bank is not None:
                 losses["loss_grounding"] = self.grounding_loss(out, data_samples, device)
+            if "depth" in out:
+                losses["loss_depth"] = self.depth_loss(out["depth"], batch)
             return losses
         if mode == "predict":
             decoded = self.net.head.decode(out)
             return [{"token": d["token"], "T_global_ego": d["T_global_ego"], "det": detections_from_decoded(x)}
                     for d, x in zip(data_samples, decoded)]
         raise ValueError(f"unknown mode {mode!r}")
+
+    def depth_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Cross-entropy of the camera depth distribution where the reference lidar sweep's points land (the
+        points of the lidar voxels, so it also works when the network itself does not read the lidar)."""
+        from torch.nn import functional as F
+
+        from perception.models.encoders.camera import depth_targets
+
+        lidar, cam = batch.get("lidar"), batch.get("camera")
+        if lidar is None or cam is None:
+            return logits.sum() * 0.0
+        cols = list(self.pre.spec["lidar"]["columns"])
+        vox, npts, coords = lidar["voxels"], lidar["num_points"], lidar["coords"]
+        P = vox.shape[1]
+        valid = torch.arange(P, device=vox.device).unsqueeze(0) < npts.unsqueeze(1)
+        if "time_lag" in cols:  # earlier sweeps smear moving objects: the reference sweep only
+            valid &= vox[..., cols.index("time_lag")] == 0
+        pts = vox[valid][:, [cols.index("x"), cols.index("y"), cols.index("z")]]
+        bidx = coords[:, 0].long().unsqueeze(1).expand(-1, P)[valid]
+        bins = self.net.encoders["camera"].depth_bins
+        tgt = depth_targets(pts, bidx, cam["ego2img"], tuple(logits.shape[-2:]), tuple(cam["images"].shape[-2:]),
+                            bins)
+        if not (tgt >= 0).any():
+            return logits.sum() * 0.0
+        flat = logits.permute(0, 1, 3, 4, 2).reshape(-1, bins[2]).float()
+        return F.cross_entropy(flat, tgt.reshape(-1), ignore_index=-1)
 
     def grounding_loss(self, out: dict, data_samples, device) -> torch.Tensor:
         """BCE of every (ground-truth object, sampled prompt) pair; objects are jittered ground truth."""

@@ -37,8 +37,18 @@ class CameraEncoder(nn.Module):
     stride = 8
 
     def __init__(self, widths=(32, 64, 128), out_channels: int = 64, backbone: str = "scratch", weights=None,
-                 freeze_bn: bool = False):
+                 freeze_bn: bool = False, depth: dict | None = None):
+        """``depth``: dict(dmin, dmax, bins) adds a camera-aware depth head (a distribution over ``bins``
+        uniform bins of metric depth per feature pixel, conditioned on the focal length) whose probabilities
+        weight the BEV queries' camera sampling; the training loss supervises it with projected lidar."""
         super().__init__()
+        self.depth_bins = None
+        if depth:
+            d = {"dmin": 1.0, "dmax": 61.0, "bins": 30, **depth}
+            self.depth_bins = (float(d["dmin"]), float(d["dmax"]), int(d["bins"]))
+            self.depth_cond = nn.Linear(1, out_channels)
+            self.depth_head = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, 1, 1), nn.ReLU(True),
+                                            nn.Conv2d(out_channels, self.depth_bins[2], 1))
         self.backbone_name, self.freeze_bn = backbone, freeze_bn
         self.out_channels = out_channels
         if backbone == "scratch":
@@ -66,7 +76,9 @@ class CameraEncoder(nn.Module):
                     m.eval()
         return self
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, ego2img: torch.Tensor | None = None):
+        """Features (B, N, C, h, w); with a depth head also depth logits (B, N, bins, h, w) (needs ``ego2img``,
+        ego -> input-image pixels, for the focal length)."""
         B, N = images.shape[:2]
         x = images.flatten(0, 1)
         if self.backbone_name == "scratch":
@@ -81,4 +93,61 @@ class CameraEncoder(nn.Module):
                 p = lat(f) + F.interpolate(p, size=f.shape[-2:], mode="bilinear", align_corners=False)
             p8 = p
         p8 = self.out(p8)
-        return p8.view(B, N, *p8.shape[1:])
+        feats = p8.view(B, N, *p8.shape[1:])
+        if self.depth_bins is None:
+            return feats
+        fx = focal_length(ego2img).reshape(B * N, 1)  # pixels of the input image
+        cond = torch.sigmoid(self.depth_cond(torch.log(fx.clamp(min=1.0) / 100.0)))[..., None, None]
+        logits = self.depth_head(p8 * cond)
+        return feats, logits.view(B, N, *logits.shape[1:])
+
+
+def focal_length(ego2img: torch.Tensor) -> torch.Tensor:
+    """fx in pixels of ego -> image matrices (..., 4, 4) = K [R | t]: the first row of K R minus its part along
+    the optical axis (the third row, a unit vector)."""
+    M = ego2img[..., :3, :3].float()
+    r3 = M[..., 2, :] / M[..., 2, :].norm(dim=-1, keepdim=True).clamp(min=1e-9)
+    r1 = M[..., 0, :]
+    return (r1 - (r1 * r3).sum(-1, keepdim=True) * r3).norm(dim=-1)
+
+
+def lidar_depth_map(points: torch.Tensor, batch_index: torch.Tensor, ego2img: torch.Tensor, feat_hw, img_hw,
+                    dmin: float = 0.0, dmax: float = float("inf")) -> torch.Tensor:
+    """Depth (metres along the optical axis) of the nearest lidar point per camera feature pixel: (B, N, h, w),
+    inf where no point in [dmin, dmax) lands. ``points`` (M, 3) in the ego frame, ``batch_index`` (M,)."""
+    B, N = ego2img.shape[:2]
+    h, w = feat_hw
+    out = torch.full((B, N, h * w), float("inf"), device=points.device)
+    hom = torch.cat([points.float(), torch.ones_like(points[:, :1]).float()], 1)  # M, 4
+    for b in range(B):
+        p = hom[batch_index == b]
+        if not len(p):
+            continue
+        proj = torch.einsum("nij,mj->nmi", ego2img[b].float(), p)  # N, M, 4
+        z = proj[..., 2]
+        u = proj[..., 0] / z.clamp(min=1e-3) * (w / img_hw[1])
+        v = proj[..., 1] / z.clamp(min=1e-3) * (h / img_hw[0])
+        ok = (z >= max(dmin, 1e-3)) & (z < dmax) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        cam = torch.arange(N, device=points.device).view(N, 1).expand_as(z)
+        cell = v.long().clamp(0, h - 1) * w + u.long().clamp(0, w - 1)
+        out[b].view(-1).scatter_reduce_(0, (cam * h * w + cell)[ok], z[ok], reduce="amin")
+    return out.view(B, N, h, w)
+
+
+def depth_targets(points: torch.Tensor, batch_index: torch.Tensor, ego2img: torch.Tensor, feat_hw, img_hw,
+                  bins) -> torch.Tensor:
+    """The depth bin of ``lidar_depth_map`` per camera feature pixel: (B, N, h, w) long, -1 where no point
+    lands (BEVDepth's supervision, at the feature resolution; the nearest point of a pixel wins)."""
+    dmin, dmax, D = bins
+    d = lidar_depth_map(points, batch_index, ego2img, feat_hw, img_hw, dmin, dmax)
+    idx = ((d - dmin) / ((dmax - dmin) / D)).floor()
+    idx[~torch.isfinite(d)] = -1
+    return idx.long().clamp(min=-1, max=D - 1)
+
+
+def expected_depth(logits: torch.Tensor, bins) -> torch.Tensor:
+    """The mean of the predicted depth distribution (metres): logits (..., bins, h, w) -> (..., h, w)."""
+    dmin, dmax, D = bins
+    centres = dmin + (torch.arange(D, device=logits.device, dtype=torch.float32) + 0.5) * (dmax - dmin) / D
+    p = torch.softmax(logits.float(), -3)
+    return (p * centres.view(D, 1, 1)).sum(-3)
