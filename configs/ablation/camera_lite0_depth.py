@@ -2,17 +2,8 @@
 supervised by the lidar points that land in each image (the lidar is read for the targets only: the network
 has no lidar encoder), its probabilities weighting the BEV queries' camera sampling."""
 
-from configs._base_.model import fusion_model
-from configs.ablation.camera_scratch import (  # noqa: F401
-    assembly,
-    data,
-    pc_range,
-    preprocess,
-    runtime,
-    text_encoder,
-    train,
-    voxel_size,
-)
+from configs.ablation.camera_lite0 import *  # noqa: F403 - everything else as the EfficientNet-Lite0 proxy
+from configs.ablation.camera_lite0 import fusion_model, pc_range, preprocess, voxel_size
 
 CAMERA_BACKBONE = dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True,
                        depth=dict(dmin=1.0, dmax=61.0, bins=30))
