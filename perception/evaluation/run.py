@@ -103,7 +103,8 @@ def depth_errors(pipe, frame):
 
     from perception.models.encoders.camera import expected_depth, lidar_depth_map
 
-    enc = getattr(pipe.model, "encoders", {}).get("camera") if hasattr(pipe.model, "encoders") else None
+    encoders = getattr(pipe.model, "encoders", None)
+    enc = encoders["camera"] if encoders is not None and "camera" in encoders else None
     bins = getattr(enc, "depth_bins", None)
     if bins is None or not frame.cameras or frame.lidar is None:
         return None
