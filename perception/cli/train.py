@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-from mmengine.hooks import Hook
 
 
 def main(argv=None) -> int:
@@ -51,6 +50,7 @@ def main(argv=None) -> int:
     from perception.sources.assembly import Assembly
     from perception.sources.nuscenes import NuScenesSource
     from perception.training.data import FrameDataset, collate
+    from perception.training.distributed import SeenSamplesHook, SyncBuffersHook, ranks_agree
     from perception.training.metric import NuScenesDetectionMetric
     from perception.training.wrapper import FusionDetector
 
@@ -148,73 +148,6 @@ def main(argv=None) -> int:
                             data_root=str(a.data_root))
     print(f"training done in {time.time() - t:.0f} s; deploy checkpoint: {final}")
     return 0
-
-
-def weights_digest(net) -> dict[str, str]:
-    """sha1 of every parameter and buffer, by state-dict key."""
-    import hashlib
-
-    return {k: hashlib.sha1(v.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-            for k, v in net.state_dict().items()}
-
-
-def ranks_agree(net, world: int) -> str:
-    """One digest of the weights, the same on every rank; RuntimeError naming the tensors that differ
-    (the deploy checkpoint, written by rank 0, is then every rank's model)."""
-    import hashlib
-
-    import torch.distributed as td
-
-    digests: list = [None] * world
-    td.all_gather_object(digests, weights_digest(net))
-    differ = sorted(k for k in digests[0] if any(d.get(k) != digests[0][k] for d in digests[1:]))
-    if differ:
-        raise RuntimeError(f"ranks ended with different weights in {len(differ)} tensors: {differ[:8]}")
-    return hashlib.sha1("".join(digests[0].values()).encode()).hexdigest()
-
-
-class SyncBuffersHook(Hook):
-    """After every training iteration, the BatchNorm statistics of all ranks are made one: running means
-    and variances averaged, batch counts the largest. Without it they drift apart (each rank sees other
-    data, and modality dropout skips a branch on one rank but not another), and rank 0's checkpoint would
-    hold statistics of a quarter of the data. Runs before the checkpoint hook."""
-
-    priority = "LOW"
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        import torch.distributed as td
-
-        net = runner.model.module if hasattr(runner.model, "module") else runner.model
-        world = td.get_world_size()
-        for m in net.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-                for buf in (m.running_mean, m.running_var):
-                    td.all_reduce(buf, op=td.ReduceOp.SUM)
-                    buf.div_(world)
-                td.all_reduce(m.num_batches_tracked, op=td.ReduceOp.MAX)
-
-
-class SeenSamplesHook(Hook):
-    """Writes the sample tokens of every training batch to WORK_DIR/seen_samples/rank<R>.txt: which data
-    each rank trained on (disjoint shares under torchrun). Registered for distributed runs."""
-
-    priority = "LOWEST"
-
-    def __init__(self):
-        self.f = None
-
-    def before_train(self, runner):
-        d = Path(runner.work_dir) / "seen_samples"
-        d.mkdir(parents=True, exist_ok=True)
-        self.f = open(d / f"rank{runner.rank}.txt", "a")
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        for m in (data_batch or {}).get("data_samples", []):
-            self.f.write(f"{runner.iter} {m['token']}\n")
-        self.f.flush()
-
-    def after_train(self, runner):
-        self.f.close()
 
 
 def _overrides(text: str) -> dict:

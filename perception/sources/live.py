@@ -57,6 +57,12 @@ SILENT_S = 1.0
 BASE_FRAME = "base_link"
 
 
+def _check_transform(translation, rotation_wxyz, what: str) -> None:
+    vals = np.asarray([*rotation_wxyz, *translation], np.float64)
+    if vals.shape != (7,) or not np.all(np.isfinite(vals)) or not np.any(vals[:4]):
+        raise ValueError(f"{what} with non-finite values or a zero quaternion")
+
+
 @dataclass(frozen=True)
 class Input:
     """One subscription: ``topic`` of ROS type ``msgtype``; ``kind`` says how the feeder takes it."""
@@ -190,15 +196,11 @@ class Feeder:
         return self.sync.poll(now)
 
     def _pose(self, stamp: int, translation, rotation_wxyz) -> None:
-        vals = np.asarray([*rotation_wxyz, *translation], np.float64)
-        if vals.shape != (7,) or not np.all(np.isfinite(vals)) or not np.any(vals[:4]):
-            raise ValueError("ego pose with non-finite values or a zero quaternion")
+        _check_transform(translation, rotation_wxyz, "ego pose")
         self.assembler.add_pose(stamp, translation, rotation_wxyz)
 
     def _static(self, child: str, translation, rotation_wxyz) -> None:
-        vals = np.asarray([*rotation_wxyz, *translation], np.float64)
-        if vals.shape != (7,) or not np.all(np.isfinite(vals)) or not np.any(vals[:4]):
-            raise ValueError(f"extrinsic of {child!r} with non-finite values or a zero quaternion")
+        _check_transform(translation, rotation_wxyz, f"extrinsic of {child!r}")
         self.assembler.add_static(str(child), translation, rotation_wxyz)
 
     def reject(self, name: str, err) -> None:
