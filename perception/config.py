@@ -71,3 +71,19 @@ def check_section(name: str, given: dict, valid: dict) -> dict:
     """Merge a plain config section over its defaults, rejecting unknown keys with the closest valid name."""
     _reject_unknown(name, given, valid)
     return {**valid, **given}
+
+
+def parse_overrides(text: str) -> dict:
+    """A command line's ``k=v,k=v`` -> {k: v}, integers and decimals as numbers, the rest as strings."""
+    out = {}
+    for kv in filter(None, (x.strip() for x in text.split(","))):
+        k, _, v = kv.partition("=")
+        v = v.strip()
+        try:
+            out[k.strip()] = int(v)
+        except ValueError:
+            try:
+                out[k.strip()] = float(v)
+            except ValueError:
+                out[k.strip()] = v
+    return out

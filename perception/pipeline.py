@@ -96,6 +96,11 @@ class Preprocessor:
 
     def prepare(self, frame: SensorFrame, modalities=None) -> dict:
         """Numpy inputs of one frame; ``modalities`` restricts what is used (for dropout / ablations)."""
+        return self.voxelize(self.gather(frame, modalities))
+
+    def gather(self, frame: SensorFrame, modalities=None) -> dict:
+        """The frame's inputs before voxelization: per point modality {"points": (M, C) float32 of its
+        ``columns``}, the resized images and their ego -> pixel matrices (training augments this form)."""
         use = set(self.spec["modalities"] if modalities is None else modalities) & set(self.spec["modalities"])
         out: dict = {"present": np.zeros(len(MODALITIES), bool)}
         for m in ("lidar", "radar"):
@@ -109,12 +114,7 @@ class Preprocessor:
             missing = [c for c in cols if c not in cloud.columns]
             if missing:
                 raise ValueError(f"{m} point cloud lacks columns {missing} (has {list(cloud.columns)})")
-            pts = cloud.to_array(cols)
-            if self.voxel_device is not None:
-                pts = self._to_device(torch.from_numpy(pts), self.voxel_device)
-            s = self.spec[m]
-            vox, coords, npts = voxelize_hard(pts, self.grids[m], s["max_points"], s["max_voxels"])
-            out[m] = {"voxels": vox, "coords": coords, "num_points": npts}
+            out[m] = {"points": cloud.to_array(cols)}
             out["present"][MODALITIES.index(m)] = True
         if "camera" in use and frame.cameras:
             cs = self.spec["camera"]
@@ -135,6 +135,20 @@ class Preprocessor:
             if np.any(e2i):
                 out["camera"] = {"images": imgs, "ego2img": e2i}
                 out["present"][MODALITIES.index("camera")] = True
+        return out
+
+    def voxelize(self, gathered: dict) -> dict:
+        """``gather``'s output with each point modality's points voxelized (a new dict; the rest shared)."""
+        out = dict(gathered)
+        for m in ("lidar", "radar"):
+            if m not in gathered:
+                continue
+            pts = gathered[m]["points"]
+            if self.voxel_device is not None:
+                pts = self._to_device(torch.from_numpy(pts), self.voxel_device)
+            s = self.spec[m]
+            vox, coords, npts = voxelize_hard(pts, self.grids[m], s["max_points"], s["max_voxels"])
+            out[m] = {"voxels": vox, "coords": coords, "num_points": npts}
         return out
 
     def _to_device(self, x: torch.Tensor, device) -> torch.Tensor:

@@ -153,6 +153,32 @@ def camera_mosaic(frame: SensorFrame, boxes: Boxes3D | None = None, width: int =
     return np.vstack([np.hstack(tiles[:3]), np.hstack(tiles[3:])])
 
 
+def depth_panel(image: np.ndarray, pred: np.ndarray, lidar: np.ndarray, dmax: float = 60.0, width: int = 800,
+                title: str = "") -> np.ndarray:
+    """One camera, three rows at ``width``: the image, the predicted depth per feature pixel, and the lidar
+    depth of the pixels a lidar point lands in (black where none does); near is warm, far is cool (turbo)."""
+    h = width * image.shape[0] // image.shape[1]
+
+    def colour(d):
+        x = np.clip(np.nan_to_num(d, posinf=dmax) / dmax, 0, 1)
+        rgb = cv2.cvtColor(cv2.applyColorMap((255 * (1 - x)).astype(np.uint8), cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+        return cv2.resize(rgb, (width, h), interpolation=cv2.INTER_NEAREST)
+
+    have = np.isfinite(lidar)
+    lid = colour(lidar)
+    lid[~cv2.resize(have.astype(np.uint8), (width, h), interpolation=cv2.INTER_NEAREST).astype(bool)] = 0
+    rows = [cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA), colour(pred), lid]
+    labels = [title or "camera", "predicted depth (camera head)", "lidar depth (reference sweep, projected)"]
+    for r, t in zip(rows, labels):
+        cv2.putText(r, t, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+    bar_rgb = cv2.resize(colour(np.linspace(0, dmax, width)[None]), (width, 18), interpolation=cv2.INTER_NEAREST)
+    for m in range(0, int(dmax) + 1, 10):
+        x = int(m / dmax * (width - 1))
+        cv2.putText(bar_rgb, f"{m} m", (min(x + 2, width - 40), 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return np.vstack(rows + [bar_rgb])
+
+
 def save_rgb(path, rgb: np.ndarray) -> None:
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")

@@ -11,7 +11,8 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
                  camera_widths=(32, 64, 128), layers=2, head_channels=32, grounding=None, camera_backbone=None):
     """``grounding``: None (detection only) or GroundingHead keyword arguments ({} for the defaults);
     ``camera_backbone``: CameraEncoder's backbone arguments (None: the small CNN trained from scratch), e.g.
-    dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True)."""
+    dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True, levels=2) (``levels``: the camera
+    FPN levels the BEV queries sample, also given to the fuser)."""
     grid = VoxelGrid(tuple(pc_range), tuple(voxel_size))
     W, H, _ = grid.shape_xyz
     xy_range = (pc_range[0], pc_range[1], pc_range[3], pc_range[4])
@@ -26,7 +27,8 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
         ),
         fuser=dict(type=BEVCrossAttentionFusion, dim=dim,
                    channels=dict(camera=dim, lidar=lidar_channels[1], radar=radar_channels[1]),
-                   bev_hw=(H // 2, W // 2), xy_range=xy_range, layers=layers),
+                   bev_hw=(H // 2, W // 2), xy_range=xy_range, layers=layers,
+                   camera_levels=(camera_backbone or {}).get("levels", 1)),
         head=dict(type=CenterHead, in_channels=head_channels, xy_range=xy_range, out_hw=(H, W),
                   head_channels=head_channels),
         fused_channels=dim,

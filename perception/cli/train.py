@@ -44,11 +44,12 @@ def main(argv=None) -> int:
     from mmengine.runner import Runner
     from torch.utils.data import DataLoader
 
-    from perception.config import build, check_section, load_config
+    from perception.config import build, check_section, load_config, parse_overrides
     from perception.envvars import scoped_env
     from perception.pipeline import Preprocessor
     from perception.sources.assembly import Assembly
     from perception.sources.nuscenes import NuScenesSource
+    from perception.training.augment import build_augment
     from perception.training.data import FrameDataset, collate
     from perception.training.distributed import SeenSamplesHook, SyncBuffersHook, ranks_agree
     from perception.training.metric import NuScenesDetectionMetric
@@ -71,11 +72,12 @@ def main(argv=None) -> int:
             torch.distributed.barrier()  # wait until rank 0 has written the index caches and the prompt file
     cfg = load_config(a.config)
     train_defaults = dict(max_iters=1000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=1000,
-                          checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200)
+                          checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200,
+                          augment=None)
     tc = check_section("train", cfg.get("train", {}), train_defaults)
     data_defaults = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val")
-    dc = check_section("data", {**cfg.get("data", {}), **_overrides(a.override_data)}, data_defaults)
-    asm = {**cfg.get("assembly", {}), **_overrides(a.override_assembly)}  # checked by Assembly.from_section
+    dc = check_section("data", {**cfg.get("data", {}), **parse_overrides(a.override_data)}, data_defaults)
+    asm = {**cfg.get("assembly", {}), **parse_overrides(a.override_assembly)}  # checked by Assembly.from_section
     if a.batch_size:
         tc["batch_size"] = a.batch_size
     max_iters = a.max_iters or tc["max_iters"]
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
     assembly = Assembly.from_section(asm, pre.to_dict())  # the frames trained on are the frames served
     src_kw = dict(version=dc["version"], **assembly.source_kwargs())
     train_set = FrameDataset(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre,
-                             modality_dropout=tc["modality_dropout"])
+                             modality_dropout=tc["modality_dropout"], augment=build_augment(tc["augment"]))
     if distributed:  # mmengine's DefaultSampler: each rank a disjoint share of every epoch
         train_loader = dict(dataset=train_set, sampler=dict(type="DefaultSampler", shuffle=True),
                             batch_size=tc["batch_size"], collate_fn=collate, num_workers=tc["num_workers"],
@@ -148,15 +150,6 @@ def main(argv=None) -> int:
                             data_root=str(a.data_root))
     print(f"training done in {time.time() - t:.0f} s; deploy checkpoint: {final}")
     return 0
-
-
-def _overrides(text: str) -> dict:
-    """``k=v,k=v`` -> {k: v} with integer values as ints."""
-    out = {}
-    for kv in filter(None, text.split(",")):
-        k, _, v = kv.partition("=")
-        out[k.strip()] = int(v) if v.strip().isdigit() else v.strip()
-    return out
 
 
 def prompt_bank(cfg: dict, data_root, dc: dict):

@@ -14,11 +14,14 @@ class FrameDataset(Dataset):
     """Items: {"inputs": prepared numpy dict, "data_samples": {"token", "gt", "T_global_ego"}}.
 
     ``modality_dropout``: {modality: probability} applied per item (at least one modality is kept), so the
-    network learns every subset of sensors. ``cache`` keeps the preprocessed frames in memory.
+    network learns every subset of sensors. ``cache`` keeps the preprocessed frames in memory (with
+    ``augment`` the gathered points, voxelized per item after the augmentation).
+    ``augment``: (BevAugment | None, ImageAugment | None) of perception.training.augment. A sample whose
+    scene was rotated or flipped carries no prompts: "on the left" would name the other side.
     """
 
     def __init__(self, source: NuScenesSource, preprocessor: Preprocessor, modality_dropout: dict | None = None,
-                 cache: bool = True, modalities=None, prompts: dict | None = None):
+                 cache: bool = True, modalities=None, prompts: dict | None = None, augment=(None, None)):
         self.source = source
         self.pre = preprocessor
         self.dropout = dict(modality_dropout or {})
@@ -29,6 +32,7 @@ class FrameDataset(Dataset):
         self.modalities = modalities
         self.rng = np.random.default_rng()
         self.prompts = prompts or {}
+        self.bev_aug, self.image_aug = augment
 
     def __len__(self) -> int:
         return len(self.source)
@@ -37,14 +41,33 @@ class FrameDataset(Dataset):
         if self.cache is not None and i in self.cache:
             return self.cache[i]
         frame = self.source[i]
-        item = (self.pre.prepare(frame, self.modalities),
+        gathered = self.pre.gather(frame, self.modalities)
+        item = (gathered if self.augmenting else self.pre.voxelize(gathered),
                 {"token": frame.sample_token, "gt": frame.gt, "T_global_ego": frame.T_global_ego})
         if self.cache is not None:
             self.cache[i] = item
         return item
 
+    @property
+    def augmenting(self) -> bool:
+        return self.bev_aug is not None or self.image_aug is not None
+
+    def _augment(self, inputs: dict, meta: dict) -> tuple[dict, dict]:
+        moved = False
+        if self.bev_aug is not None:
+            A = self.bev_aug.sample(self.rng)
+            if A is not None:
+                cols = {m: self.pre.spec[m]["columns"] for m in ("lidar", "radar")}
+                inputs, gt = self.bev_aug.apply(inputs, meta["gt"], A, cols)
+                meta, moved = {**meta, "gt": gt}, True
+        if self.image_aug is not None:
+            inputs = self.image_aug.apply(inputs, self.rng)
+        return self.pre.voxelize(inputs), {**meta, "scene_moved": moved}
+
     def __getitem__(self, i: int) -> dict:
         inputs, meta = self._load(i)
+        if self.augmenting:
+            inputs, meta = self._augment(inputs, meta)
         if self.dropout:
             inputs = dict(inputs)
             inputs["present"] = inputs["present"].copy()
@@ -56,7 +79,7 @@ class FrameDataset(Dataset):
                 inputs.pop(m, None)
                 inputs["present"][MODALITIES.index(m)] = False
         if self.prompts:
-            meta = {**meta, "prompts": self.prompts.get(meta["token"], [])}
+            meta = {**meta, "prompts": [] if meta.get("scene_moved") else self.prompts.get(meta["token"], [])}
         return {"inputs": inputs, "data_samples": meta}
 
 

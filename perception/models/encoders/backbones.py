@@ -86,6 +86,13 @@ class EfficientNetLite0(nn.Module):
         self._blocks = nn.ModuleList(blocks)
         self.out_taps = (self.taps[2], self.taps[4], self.taps[6])
 
+    def stages(self) -> list[list[nn.Module]]:
+        """The modules of each stride step, input first: stem (2), then strides 4, 8, 16, 32."""
+        cut = [0, self.taps[0] + 1, self.taps[1] + 1, self.taps[2] + 1, self.taps[4] + 1, len(self._blocks)]
+        out = [[self._conv_stem, self._bn0, *self._blocks[: cut[1]]]]
+        out += [list(self._blocks[a:b]) for a, b in zip(cut[1:-1], cut[2:])]
+        return out
+
     def forward(self, x) -> list[torch.Tensor]:
         x = F.relu6(self._bn0(self._conv_stem(x)))
         outs = []
@@ -160,6 +167,10 @@ class ResNet(nn.Module):
                 cin = c * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
         self.channels = tuple(c * block.expansion for c in (128, 256, 512))
+
+    def stages(self) -> list[list[nn.Module]]:
+        """The modules of each stride step, input first: stem (strides 2 and 4), then layer1 .. layer4."""
+        return [[self.conv1, self.bn1], [self.layer1], [self.layer2], [self.layer3], [self.layer4]]
 
     def forward(self, x) -> list[torch.Tensor]:
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)

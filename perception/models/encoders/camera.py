@@ -1,4 +1,5 @@
-"""Camera encoder shared by all views: a backbone and an FPN to one stride-8 map.
+"""Camera encoder shared by all views: a backbone and an FPN to a stride-8 map (and, with ``levels``, its
+stride-16 / 32 levels, which the BEV queries' camera attention also samples).
 
 ``backbone="scratch"`` is a small ResNet-style CNN trained from random weights (the tests, and checkpoints
 made before pretrained backbones); ``"efficientnet_lite0"`` (ImageNet weights packaged offline:
@@ -32,13 +33,19 @@ class _Block(nn.Module):
 
 
 class CameraEncoder(nn.Module):
-    """(B, N_cam, 3, H, W) normalized images -> (B, N_cam, C, H/stride, W/stride) features (stride 8)."""
+    """(B, N_cam, 3, H, W) normalized images -> (B, N_cam, C, H/stride, W/stride) features (stride 8; with
+    ``levels`` > 1 a list, strides 8, 16[, 32])."""
 
     stride = 8
 
     def __init__(self, widths=(32, 64, 128), out_channels: int = 64, backbone: str = "scratch", weights=None,
-                 freeze_bn: bool = False, depth: dict | None = None):
-        """``depth``: dict(dmin, dmax, bins) adds a camera-aware depth head (a distribution over ``bins``
+                 freeze_bn: bool = False, depth: dict | None = None, levels: int = 1, frozen_stages: int = 0):
+        """``levels``: FPN levels returned, 1 (stride 8, a tensor) or 2 / 3 (strides 8, 16[, 32], a list; the
+        scratch CNN has two). ``frozen_stages``: the first stages of a pretrained backbone (``stages()``: the
+        stem, then one per stride step) keep their weights; nothing is back-propagated through them (the
+        high-resolution early layers are most of the backward time: 2 stages save a quarter of
+        EfficientNet-Lite0's training step on a CPU).
+        ``depth``: dict(dmin, dmax, bins) adds a camera-aware depth head (a distribution over ``bins``
         uniform bins of metric depth per feature pixel, conditioned on the focal length) whose probabilities
         weight the BEV queries' camera sampling; the training loss supervises it with projected lidar."""
         super().__init__()
@@ -50,10 +57,14 @@ class CameraEncoder(nn.Module):
             self.depth_head = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, 1, 1), nn.ReLU(True),
                                             nn.Conv2d(out_channels, self.depth_bins[2], 1))
         self.backbone_name, self.freeze_bn = backbone, freeze_bn
+        if levels not in (1, 2, 3) or (backbone == "scratch" and levels > 2):
+            raise ValueError(f"CameraEncoder.levels: {levels} is not available for backbone {backbone!r} "
+                             f"(1-{2 if backbone == 'scratch' else 3})")
+        self.levels = levels
         self.out_channels = out_channels
         if backbone == "scratch":
-            if weights:
-                raise ValueError("backbone 'scratch' has no pretrained weights")
+            if weights or frozen_stages:
+                raise ValueError("backbone 'scratch' has no pretrained weights (nor stages to freeze)")
             w0, w1, w2 = widths
             self.stem = nn.Sequential(nn.Conv2d(3, w0, 5, 2, 2, bias=False), nn.BatchNorm2d(w0), nn.ReLU(True))
             self.s4 = _Block(w0, w0, 2)
@@ -65,13 +76,21 @@ class CameraEncoder(nn.Module):
             from perception.models.encoders.backbones import build_backbone
 
             self.backbone = build_backbone(backbone, weights)
+            stages = self.backbone.stages()
+            if not 0 <= frozen_stages < len(stages):
+                raise ValueError(f"CameraEncoder.frozen_stages: {frozen_stages} is not in [0, {len(stages) - 1}]")
+            self._frozen = [m for stage in stages[:frozen_stages] for m in stage]  # registered in the backbone
+            for mod in self._frozen:
+                mod.requires_grad_(False)
             self.lat = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in self.backbone.channels)
         self.out = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, 1, 1), nn.ReLU(True))
+        self.out_coarse = nn.ModuleList(nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, 1, 1), nn.ReLU(True))
+                                        for _ in range(levels - 1))
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and self.freeze_bn and self.backbone_name != "scratch":
-            for m in self.backbone.modules():
+        if mode and self.backbone_name != "scratch":
+            for m in self.backbone.modules() if self.freeze_bn else (x for f in self._frozen for x in f.modules()):
                 if isinstance(m, nn.BatchNorm2d):
                     m.eval()
         return self
@@ -84,16 +103,20 @@ class CameraEncoder(nn.Module):
         if self.backbone_name == "scratch":
             c8 = self.s8(self.s4(self.stem(x)))
             c16 = self.s16(c8)
-            p8 = self.lat8(c8) + F.interpolate(self.lat16(c16), size=c8.shape[-2:], mode="bilinear",
-                                               align_corners=False)
+            p16 = self.lat16(c16)
+            pyramid = [self.lat8(c8) + F.interpolate(p16, size=c8.shape[-2:], mode="bilinear", align_corners=False),
+                       p16]
         else:
             feats = self.backbone(x)  # strides 8, 16, 32
-            p = self.lat[2](feats[2])
+            pyramid = [self.lat[2](feats[2])]
             for lat, f in ((self.lat[1], feats[1]), (self.lat[0], feats[0])):
-                p = lat(f) + F.interpolate(p, size=f.shape[-2:], mode="bilinear", align_corners=False)
-            p8 = p
-        p8 = self.out(p8)
+                pyramid.insert(0, lat(f) + F.interpolate(pyramid[0], size=f.shape[-2:], mode="bilinear",
+                                                         align_corners=False))
+        p8 = self.out(pyramid[0])
+        coarse = [conv(p) for conv, p in zip(self.out_coarse, pyramid[1:])]
         feats = p8.view(B, N, *p8.shape[1:])
+        if coarse:
+            feats = [feats] + [p.view(B, N, *p.shape[1:]) for p in coarse]
         if self.depth_bins is None:
             return feats
         fx = focal_length(ego2img).reshape(B * N, 1)  # pixels of the input image
