@@ -38,6 +38,15 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--prompts", default=None,
                    help="NuPrompt-style prompt JSON (file or directory), or 'auto' for the dataroot's generated one")
+    p.add_argument("--track", action="store_true",
+                   help="also track the detections (perception.tracking) and run the devkit's TrackingEval")
+    p.add_argument("--tracker", default="", metavar="K=V,...",
+                   help="tracker settings (perception.tracking.TRACKER_DEFAULTS), e.g. matcher=hungarian,max_age=4")
+    p.add_argument("--pictures", default=None, metavar="DIR",
+                   help="write pictures of one frame of the split (--picture-frame): the camera mosaic with the "
+                        "run's detections, and per camera the predicted depth next to the projected lidar")
+    p.add_argument("--picture-frame", type=int, default=None, help="index in the split (default: the middle one)")
+    p.add_argument("--min-score", type=float, default=0.3, help="score threshold of the pictures' detections")
     a = p.parse_args(argv)
 
     from perception.config import load_config
@@ -58,6 +67,16 @@ def main(argv=None) -> int:
             parse_faults(f)
         except FaultSpecError as e:
             p.error(str(e))
+    tracker_settings = None
+    if a.track:
+        from perception.config import parse_overrides
+        from perception.tracking import Tracker
+
+        tracker_settings = parse_overrides(a.tracker)
+        try:
+            Tracker(**tracker_settings)
+        except ValueError as e:
+            p.error(f"--tracker: {e}")
     cfg = load_config(a.config)
     data = cfg.get("data", {})
     split = a.split or data.get("val_split", "mini_val")
@@ -85,7 +104,8 @@ def main(argv=None) -> int:
         slug = name.replace(" ", "_").replace("%", "pct")
         out = Path(a.out) if (a.out and not a.failure_table) else out_dir / slug / "results_nusc.json"
         summary = evaluate(pipe, src, mods, parse_faults(f), out, a.data_root, version, split,
-                           prompts=None if a.failure_table else records)
+                           prompts=None if a.failure_table else records,
+                           track=tracker_settings if (a.track and not a.failure_table) else None)
         table.append((name, m, f, summary))
         if a.failure_table and name == "all sensors":
             cond_rows = condition_rows(a.data_root, version, split, out, m)
@@ -97,6 +117,15 @@ def main(argv=None) -> int:
                 print(f"camera depth abs-rel: {summary['depth_abs_rel']:.3f} over {summary['depth_pixels']} feature "
                       "pixels with a lidar point (reference sweep)")
             print(format_table(summary))
+            if "tracking" in summary:
+                from perception.evaluation.tracking import format_tracking_table
+
+                tr = summary["tracking"]
+                print(f"\ntracking ({tr['p50_ms']:.2f} ms / frame p50; submission and devkit output: "
+                      f"{out.parent / 'tracking'})")
+                print(format_tracking_table(tr))
+            if a.pictures:
+                _pictures(pipe, src, mods, Path(a.pictures), a.picture_frame, a.min_score)
             if records is not None:
                 from perception.evaluation.grounding import format_summary
 
@@ -121,7 +150,35 @@ def main(argv=None) -> int:
             [{"condition": n, "modalities": m, "faults": f, "mAP": s["mean_ap"], "NDS": s["nd_score"]}
              for n, m, f, s in table if s is not None], indent=1))
         print(f"mAP: {base['mean_ap']:.3f} NDS: {base['nd_score']:.3f}")
+    elif a.track:
+        tr = table[0][3]["tracking"]
+        print(f"AMOTA: {tr['amota']:.3f} AMOTP: {tr['amotp']:.3f} IDS: {int(tr['ids'])}")
     return 0
+
+
+
+def _pictures(pipe, src, mods, out: Path, index, min_score: float) -> None:
+    from perception.evaluation.run import depth_maps
+    from perception.viz import camera_mosaic, depth_panel, save_rgb
+
+    out.mkdir(parents=True, exist_ok=True)
+    i = len(src) // 2 if index is None else index
+    if not 0 <= i < len(src):
+        raise SystemExit(f"--picture-frame {i}: the split has {len(src)} frames")
+    frame = src[i]
+    pipe.modalities = mods
+    det = pipe(frame).filter(min_score)
+    if frame.cameras:
+        path = out / f"mosaic_{'+'.join(mods)}.png"
+        save_rgb(path, camera_mosaic(frame, det.boxes))
+        print(f"picture: {path} ({len(det)} detections >= {min_score} on frame {i}, {frame.sample_token})")
+    maps = depth_maps(pipe, frame) if "camera" in mods else None
+    if maps is not None:
+        bins = pipe.model.encoders["camera"].depth_bins
+        for ch, pred, lidar in zip(*maps):
+            path = out / f"depth_{ch}.png"
+            save_rgb(path, depth_panel(frame.cameras[ch].image, pred, lidar, dmax=bins[1], title=ch))
+        print(f"pictures: {out}/depth_<camera>.png (predicted depth and projected lidar, frame {i})")
 
 
 if __name__ == "__main__":

@@ -26,8 +26,11 @@ FAILURE_TABLE = (
 )
 
 
-def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quiet=False, prompts=None) -> dict:
-    """Detection eval; with ``prompts`` (records) also the grounding eval (``summary["grounding"]``)."""
+def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quiet=False, prompts=None,
+             track: dict | None = None) -> dict:
+    """Detection eval; with ``prompts`` (records) also the grounding eval (``summary["grounding"]``); with
+    ``track`` (Tracker settings, {} for the defaults) the detections of each scene also go through the tracker
+    in time order and the devkit's TrackingEval scores them (``summary["tracking"]``)."""
     from tqdm import tqdm
 
     from perception.evaluation.detection import run_detection_eval, to_nuscenes_boxes, write_submission
@@ -44,6 +47,11 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             asked.setdefault(tok, []).append(r["prompt"])
     dets, gts = {}, {}
     depth_err: list = []
+    tracker, tracked, track_ms = None, {}, []
+    if track is not None:
+        from perception.tracking import Tracker
+
+        tracker = Tracker(**track)
     for frame in tqdm(src, total=len(src), desc=desc, unit="frame", disable=quiet):
         if faults:
             t = (frame.stamp_ns - first.setdefault(frame.scene, frame.stamp_ns)) / 1e9
@@ -55,6 +63,13 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
         if prompts is not None:
             dets[frame.sample_token], gts[frame.sample_token] = det, frame.gt
         results[frame.sample_token] = to_nuscenes_boxes(frame.sample_token, det, frame.T_global_ego)
+        if tracker is not None:
+            from perception.evaluation.tracking import to_tracking_boxes
+
+            t0 = time.perf_counter()
+            tracks = tracker.update(det, frame.T_global_ego, frame.stamp_ns)  # resets itself between scenes
+            track_ms.append(1000 * (time.perf_counter() - t0))
+            tracked[frame.sample_token] = to_tracking_boxes(frame.sample_token, tracks, frame.T_global_ego)
         if "camera" in mods:
             err = depth_errors(pipe, frame)
             if err is not None:
@@ -62,6 +77,13 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
     write_submission(out, results, mods)
     summary = run_detection_eval(data_root, version, split, out, out.parent / "eval")
     summary["p50_ms"] = 1000 * float(np.median(times))
+    if tracker is not None:
+        from perception.evaluation.tracking import run_tracking_eval, write_tracking_submission
+
+        tpath = out.parent / "tracking" / "results_tracking.json"
+        write_tracking_submission(tpath, tracked, mods)
+        summary["tracking"] = run_tracking_eval(data_root, version, split, tpath, tpath.parent / "eval")
+        summary["tracking"]["p50_ms"] = float(np.median(track_ms))
     if depth_err:  # a network with a camera depth head: its depth where the reference lidar sweep lands
         e = np.concatenate(depth_err)
         summary["depth_abs_rel"], summary["depth_pixels"] = float(e.mean()), int(e.size)
@@ -95,10 +117,10 @@ def condition_rows(data_root, version, split, result_path: Path, mods: str) -> l
     return rows
 
 
-def depth_errors(pipe, frame):
-    """|predicted - lidar| / lidar depth per camera feature pixel that a point of the frame's reference lidar
-    sweep lands in (the expected value of the camera depth head's distribution), or None without a depth
-    head, cameras or lidar."""
+def depth_maps(pipe, frame):
+    """(channels, predicted depth (N, h, w), lidar depth (N, h, w)) per camera feature pixel of the frame's
+    cameras: the expected value of the camera depth head's distribution and the nearest point of the frame's
+    reference lidar sweep (inf where none lands); None without a depth head, cameras or lidar."""
     import torch
 
     from perception.models.encoders.camera import expected_depth, lidar_depth_map
@@ -121,7 +143,17 @@ def depth_errors(pipe, frame):
     e2i = batch["camera"]["ego2img"]
     d = lidar_depth_map(pts, torch.zeros(len(pts), dtype=torch.long, device=pipe.device), e2i,
                         tuple(logits.shape[-2:]), tuple(batch["camera"]["images"].shape[-2:]), bins[0], bins[1])[0]
-    have = [i for i, ch in enumerate(pipe.pre.spec["camera"]["channels"]) if ch in frame.cameras]
-    d, pred = d[have], expected_depth(logits[0], bins)[have]
-    ok = torch.isfinite(d)
-    return ((pred[ok] - d[ok]).abs() / d[ok]).cpu().numpy()
+    chans = list(pipe.pre.spec["camera"]["channels"])
+    have = [i for i, ch in enumerate(chans) if ch in frame.cameras]
+    return ([chans[i] for i in have], expected_depth(logits[0], bins)[have].cpu().numpy(), d[have].cpu().numpy())
+
+
+def depth_errors(pipe, frame):
+    """|predicted - lidar| / lidar depth per camera feature pixel that a point of the frame's reference lidar
+    sweep lands in (``depth_maps``), or None without a depth head, cameras or lidar."""
+    maps = depth_maps(pipe, frame)
+    if maps is None:
+        return None
+    _, pred, d = maps
+    ok = np.isfinite(d)
+    return np.abs(pred[ok] - d[ok]) / d[ok]

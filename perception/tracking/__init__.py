@@ -1,0 +1,5 @@
+"""Multi-object tracking over detections (ROS-free): ``Tracker(...).update(detections, T_global_ego, stamp)``."""
+
+from perception.tracking.tracker import GATES, TRACKER_DEFAULTS, TRACKING_CLASSES, Tracker, Tracks
+
+__all__ = ["GATES", "TRACKER_DEFAULTS", "TRACKING_CLASSES", "Tracker", "Tracks"]

@@ -1,0 +1,222 @@
+"""3D multi-object tracking over per-frame detections, ROS-free (CenterPoint's tracking-by-detection).
+
+Each frame: detections go to the global frame; every living track is moved forward by its velocity over the
+time since its last update; detections and tracks of the same class are paired by centre distance inside a
+per-class gate (greedy in detection-score order, as CenterPoint, or an optimal assignment); a paired track
+takes the detection's box and smooths its velocity, heading and size; an unpaired track coasts on its
+velocity for up to ``max_age`` frames and then dies; an unpaired detection above ``birth_score`` starts a
+track, confirmed after ``min_hits`` detections. The state resets on a time gap, time going backwards or a
+jump of the ego pose (a new scene or log), so tracks never span two drives.
+
+Everything is vectorized numpy: a frame of 100 objects costs well under a millisecond (``make bench``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perception.geometry import invert_transform, wrap_angle
+from perception.types import DETECTION_CLASSES, Boxes3D, Detections
+
+# Association gates on the centre distance (metres) after the prediction, per class: CenterPoint's nuScenes
+# values for the tracked classes; barriers and cones (static, not in the tracking benchmark) get small ones.
+GATES = {"car": 4.0, "truck": 4.0, "bus": 5.5, "trailer": 3.0, "pedestrian": 1.0, "motorcycle": 13.0,
+         "bicycle": 3.0, "construction_vehicle": 4.0, "barrier": 1.0, "traffic_cone": 1.0}
+# The seven classes of the nuScenes tracking benchmark.
+TRACKING_CLASSES = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "trailer", "truck")
+
+TRACKER_DEFAULTS = {"matcher": "greedy", "min_score": 0.1, "birth_score": 0.3, "min_hits": 2, "max_age": 3,
+                    "smoothing": 0.5, "max_gap_s": 1.5, "max_jump_m": 20.0, "classes": None}
+
+
+@dataclass
+class Tracks:
+    """Living tracks after one frame, in that frame's ego frame.
+
+    ``boxes``: the tracks' boxes (smoothed velocity and heading); ``ids``: (N,) stable identities;
+    ``scores``: the last detection score (decayed while coasting); ``hits``: detections so far;
+    ``misses``: frames since the last detection (0 = detected in this frame); ``confirmed``: hits >= min_hits;
+    ``age``: frames since birth; ``det_index``: (N,) the index in the frame's Detections that updated each
+    track (-1 while coasting).
+    """
+
+    boxes: Boxes3D
+    ids: np.ndarray
+    scores: np.ndarray
+    hits: np.ndarray
+    misses: np.ndarray
+    confirmed: np.ndarray
+    age: np.ndarray
+    det_index: np.ndarray
+    stamp_ns: int = 0
+    reset: bool = False  # the state was reset at this frame (gap, pose jump, first frame)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def current(self, confirmed_only: bool = False) -> Tracks:
+        """The tracks detected in this frame (what a tracking benchmark scores); with ``confirmed_only``
+        only those past ``min_hits`` (what a planner consumes)."""
+        keep = self.misses == 0
+        if confirmed_only:
+            keep &= self.confirmed
+        return self.select(np.flatnonzero(keep))
+
+    def select(self, idx) -> Tracks:
+        idx = np.asarray(idx, np.int64)
+        return Tracks(self.boxes[idx] if len(idx) else Boxes3D.empty(), self.ids[idx], self.scores[idx],
+                      self.hits[idx], self.misses[idx], self.confirmed[idx], self.age[idx], self.det_index[idx],
+                      self.stamp_ns, self.reset)
+
+    @staticmethod
+    def empty(stamp_ns: int = 0) -> Tracks:
+        z = np.zeros(0, np.int64)
+        return Tracks(Boxes3D.empty(), z, np.zeros(0), z, z, np.zeros(0, bool), z, z, stamp_ns, False)
+
+
+@dataclass
+class _State:
+    data: np.ndarray = field(default_factory=lambda: np.zeros((0, 9)))  # global frame, as Boxes3D.data
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    misses: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    age: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def take(self, idx) -> _State:
+        return _State(self.data[idx], self.labels[idx], self.ids[idx], self.scores[idx], self.hits[idx],
+                      self.misses[idx], self.age[idx])
+
+
+def _assign(cost: np.ndarray, order: np.ndarray, matcher: str) -> list[tuple[int, int]]:
+    """Pairs (detection, track) with finite cost. Greedy: detections in ``order`` (score, high first) each
+    take their nearest free track; hungarian: the assignment of least total cost."""
+    if not cost.size:
+        return []
+    if matcher == "hungarian":
+        from scipy.optimize import linear_sum_assignment
+
+        big = 1e6
+        r, c = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
+        return [(int(i), int(j)) for i, j in zip(r, c) if np.isfinite(cost[i, j])]
+    pairs, taken = [], np.zeros(cost.shape[1], bool)
+    for i in order:
+        row = np.where(taken, np.inf, cost[i])
+        j = int(np.argmin(row))
+        if np.isfinite(row[j]):
+            pairs.append((int(i), j))
+            taken[j] = True
+    return pairs
+
+
+class Tracker:
+    """``Tracker(**settings)`` (TRACKER_DEFAULTS); ``update(detections, T_global_ego, stamp_ns) -> Tracks``.
+
+    ``matcher``: "greedy" or "hungarian"; ``min_score``: detections below are ignored; ``birth_score``: the
+    least score that starts a track; ``min_hits``: detections before a track is confirmed; ``max_age``:
+    frames a track coasts without a detection; ``smoothing``: weight of the new observation in the velocity,
+    heading and size averages; ``max_gap_s`` / ``max_jump_m``: a longer pause or a larger ego jump between
+    frames resets the state; ``classes``: class names tracked (None: all detection classes).
+    """
+
+    def __init__(self, **settings):
+        bad = set(settings) - set(TRACKER_DEFAULTS)
+        if bad:
+            raise ValueError(f"tracker: unknown settings {sorted(bad)}; valid: {sorted(TRACKER_DEFAULTS)}")
+        self.cfg = {**TRACKER_DEFAULTS, **settings}
+        if self.cfg["matcher"] not in ("greedy", "hungarian"):
+            raise ValueError(f"tracker.matcher: {self.cfg['matcher']!r}; valid: 'greedy', 'hungarian'")
+        classes = self.cfg["classes"] or DETECTION_CLASSES
+        unknown = set(classes) - set(DETECTION_CLASSES)
+        if unknown:
+            raise ValueError(f"tracker.classes: unknown {sorted(unknown)}; valid: {DETECTION_CLASSES}")
+        self.tracked = np.array([c in classes for c in DETECTION_CLASSES])
+        self.gates = np.array([GATES[c] for c in DETECTION_CLASSES])
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = _State()
+        self.next_id = 1
+        self.last_stamp: int | None = None
+        self.last_pose: np.ndarray | None = None
+
+    def _needs_reset(self, T: np.ndarray, stamp_ns: int) -> bool:
+        if self.last_stamp is None:
+            return True
+        dt = (stamp_ns - self.last_stamp) * 1e-9
+        jump = np.linalg.norm(T[:3, 3] - self.last_pose[:3, 3])
+        return dt <= 0 or dt > self.cfg["max_gap_s"] or jump > self.cfg["max_jump_m"] + 60.0 * dt
+
+    def update(self, detections: Detections, T_global_ego, stamp_ns: int) -> Tracks:
+        c = self.cfg
+        T = np.asarray(T_global_ego, np.float64)
+        stamp_ns = int(stamp_ns)
+        reset = self._needs_reset(T, stamp_ns)
+        if reset:
+            self.state = _State()  # ids keep counting: never reused within a stream
+            dt = 0.0
+        else:
+            dt = (stamp_ns - self.last_stamp) * 1e-9
+        self.last_stamp, self.last_pose = stamp_ns, T
+        keep = np.flatnonzero((detections.scores >= c["min_score"]) & self.tracked[detections.labels])
+        det = detections.boxes[keep].transform(T) if len(keep) else Boxes3D.empty()
+        dscore = detections.scores[keep]
+        s = self.state
+        # predict: every track moves on by its velocity (unknown velocity: stays)
+        pred = s.data.copy()
+        pred[:, :2] += np.nan_to_num(pred[:, 7:9]) * dt
+        # pair detections and tracks of the same class within the class's gate
+        dv = np.nan_to_num(det.data[:, 7:9])
+        back = det.data[:, :2] - dv * dt  # the detection moved back by its own velocity (CenterPoint)
+        dist = np.linalg.norm(back[:, None, :] - s.data[None, :, :2], axis=2) if len(s.ids) else \
+            np.zeros((len(det), 0))
+        dist_pred = np.linalg.norm(det.data[:, None, :2] - pred[None, :, :2], axis=2) if len(s.ids) else dist
+        dist = np.minimum(dist, dist_pred)
+        ok = (det.labels[:, None] == s.labels[None, :]) & (dist <= self.gates[det.labels][:, None])
+        cost = np.where(ok, dist, np.inf)
+        pairs = _assign(cost, np.argsort(-dscore, kind="stable"), c["matcher"])
+        di = np.array([p[0] for p in pairs], np.int64)
+        ti = np.array([p[1] for p in pairs], np.int64)
+        a = float(c["smoothing"])
+        new = pred.copy()
+        if len(pairs):
+            obs = det.data[di]
+            old = s.data[ti]
+            new[ti, :6] = obs[:, :6]
+            new[ti, 3:6] = (1 - a) * old[:, 3:6] + a * obs[:, 3:6]
+            # velocity: the detection's, averaged with the displacement since the last detection when the
+            # track was seen in the previous frame
+            disp = (obs[:, :2] - old[:, :2]) / max(dt, 1e-3)
+            fresh = (s.misses[ti] == 0)[:, None] & (dt > 0)
+            v_obs = np.where(np.isnan(obs[:, 7:9]), disp, np.where(fresh, 0.5 * (obs[:, 7:9] + disp), obs[:, 7:9]))
+            v_old = np.where(np.isnan(old[:, 7:9]), v_obs, old[:, 7:9])
+            new[ti, 7:9] = (1 - a) * v_old + a * v_obs
+            # heading: averaged unless the detection turned it round (then the detection's)
+            d_yaw = wrap_angle(obs[:, 6] - old[:, 6])
+            new[ti, 6] = np.where(np.abs(d_yaw) > np.pi / 2, obs[:, 6], wrap_angle(old[:, 6] + a * d_yaw))
+        hits, misses, scores, age = s.hits.copy(), s.misses + 1, s.scores * 0.8, s.age + 1
+        hits[ti] += 1
+        misses[ti] = 0
+        scores[ti] = dscore[di]
+        det_index = np.full(len(s.ids), -1, np.int64)
+        det_index[ti] = keep[di]
+        alive = np.flatnonzero(misses <= c["max_age"])
+        # births: unpaired detections confident enough
+        free = np.setdiff1d(np.arange(len(det)), di)
+        born = free[dscore[free] >= c["birth_score"]]
+        ids = np.arange(self.next_id, self.next_id + len(born), dtype=np.int64)
+        self.next_id += len(born)
+        self.state = _State(
+            np.concatenate([new[alive], det.data[born]]), np.concatenate([s.labels[alive], det.labels[born]]),
+            np.concatenate([s.ids[alive], ids]), np.concatenate([scores[alive], dscore[born]]),
+            np.concatenate([hits[alive], np.ones(len(born), np.int64)]),
+            np.concatenate([misses[alive], np.zeros(len(born), np.int64)]),
+            np.concatenate([age[alive], np.zeros(len(born), np.int64)]))
+        det_index = np.concatenate([det_index[alive], keep[born]])
+        st = self.state
+        boxes = Boxes3D(st.data, st.labels).transform(invert_transform(T)) if len(st.ids) else Boxes3D.empty()
+        return Tracks(boxes, st.ids.copy(), st.scores.copy(), st.hits.copy(), st.misses.copy(),
+                      st.hits >= c["min_hits"], st.age.copy(), det_index, stamp_ns, reset)
