@@ -44,11 +44,11 @@ def replay_log(pipe, log, out, prompts=(), samples=None, keyframes_only: bool = 
     src = BagSource(log, pipe.assembly, keyframes_only=keyframes_only, faults=faults)
     count = {"detections": 0}
 
-    def on_frame(_frame, det, _token):
+    def on_frame(_frame, det, _token, _tracks):
         count["detections"] += int(np.sum(det.scores >= max(min_score, 0.3)))
 
     r = replay(pipe, src, out, tuple(prompts), samples or {}, min_score, stop=stop, on_frame=on_frame,
-               progress=False)
+               progress=False, tracker={})
     total = r["stages"]["total"]
     return {"frames": r["frames"], "wall_s": r["wall_s"], "fps": r["frames"] / max(r["wall_s"], 1e-9),
             "p50_ms": 1000 * float(np.percentile(total, 50)) if total else None,

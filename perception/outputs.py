@@ -70,8 +70,9 @@ def _stamp(types, ns: int):
 
 
 def detections_to_markers(types, det: Detections, stamp_ns: int, frame_id: str = "base_link",
-                          lifetime_s: float = 0.2, min_score: float = 0.0):
-    """One CUBE (class colour, alpha = score) and one TEXT marker per detection, plus DELETEALL first."""
+                          lifetime_s: float = 0.2, min_score: float = 0.0, texts=None):
+    """One CUBE (class colour, alpha = score) and one TEXT marker per detection, plus DELETEALL first;
+    ``texts``: the TEXT of each detection (default: class and score)."""
     header = make(types, "std_msgs/msg/Header", stamp=_stamp(types, stamp_ns), frame_id=frame_id)
     life = make(types, "builtin_interfaces/msg/Duration", sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
     markers = [make(types, "visualization_msgs/msg/Marker", header=header, ns="detections", id=0, action=3)]
@@ -94,8 +95,32 @@ def detections_to_markers(types, det: Detections, stamp_ns: int, frame_id: str =
         markers.append(make(types, "visualization_msgs/msg/Marker", header=header, ns="labels", id=k + 1, type=9,
                             action=0, pose=text_pose, scale=make(types, "geometry_msgs/msg/Vector3", z=0.8),
                             color=make(types, "std_msgs/msg/ColorRGBA", r=1.0, g=1.0, b=1.0, a=1.0),
-                            lifetime=life, text=f"{name} {det.scores[k]:.2f}"))
+                            lifetime=life, text=f"{name} {det.scores[k]:.2f}" if texts is None else texts[k]))
     return make(types, "visualization_msgs/msg/MarkerArray", markers=markers)
+
+
+def tracks_to_markers(types, tracks, stamp_ns: int, frame_id: str = "base_link", lifetime_s: float = 0.2):
+    """The confirmed tracks seen in this frame as /perception/track_markers: a box each, labelled "#id class"."""
+    cur = tracks.current(confirmed_only=True)
+    texts = [f"#{int(i)} {DETECTION_CLASSES[c]}" for i, c in zip(cur.ids, cur.boxes.labels)]
+    return detections_to_markers(types, Detections(cur.boxes, cur.scores), stamp_ns, frame_id, lifetime_s,
+                                 texts=texts)
+
+
+def tracks_to_json(tracks, stamp_ns: int, frame_id: str = "base_link") -> str:
+    """The /perception/tracks payload: every living track (ego frame of the frame) with its identity, class,
+    box, smoothed velocity, score, hits, age, whether it is confirmed and whether it was seen in this frame."""
+    objs = []
+    for k in range(len(tracks)):
+        d = tracks.boxes.data[k]
+        objs.append({"id": int(tracks.ids[k]), "label": DETECTION_CLASSES[tracks.boxes.labels[k]],
+                     "score": round(float(tracks.scores[k]), 6), "center": [round(float(v), 5) for v in d[:3]],
+                     "size_lwh": [round(float(v), 5) for v in d[3:6]], "yaw": round(float(d[6]), 6),
+                     "velocity": [round(float(np.nan_to_num(v)), 5) for v in d[7:9]], "hits": int(tracks.hits[k]),
+                     "age": int(tracks.age[k]), "confirmed": bool(tracks.confirmed[k]),
+                     "seen": bool(tracks.misses[k] == 0)})
+    return json.dumps({"stamp_ns": int(stamp_ns), "frame_id": frame_id, "reset": bool(tracks.reset),
+                       "tracks": objs})
 
 
 def vision_msgs_available() -> bool:

@@ -18,18 +18,25 @@ def stamp_to_sample(nusc) -> dict[int, str]:
 
 
 def replay(pipe, src, out, prompts=(), samples=None, min_score=0.0, stop=None, max_frames=None, on_frame=None,
-           progress=True) -> dict:
+           progress=True, tracker: dict | None = None) -> dict:
     """Run every frame of a BagSource through ``pipe`` and write OUT (MCAP): the inputs plus
     /perception/detections and /perception/objects. ``samples``: {lidar stamp ns: sample token} for nuScenes
-    results; ``on_frame(frame, det, sample_token or None)`` sees each frame's output; ``stop["flag"]`` ends
-    the run cleanly. Returns frames, wall_s, per-stage seconds, modality counts and the nuScenes results per sample."""
+    results; ``on_frame(frame, det, sample_token or None, tracks or None)`` sees each frame's output;
+    ``stop["flag"]`` ends the run cleanly; ``tracker``: Tracker settings ({} = defaults) adds /perception/tracks and
+    /perception/track_markers (the node's payloads) and the tracking results per sample. Returns frames,
+    wall_s, per-stage seconds, modality counts and the nuScenes (detection and tracking) results per sample."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
     from tqdm import tqdm
 
     from perception.evaluation.detection import to_nuscenes_boxes
-    from perception.outputs import detections_to_markers, json_to_string_msg
+    from perception.evaluation.tracking import to_tracking_boxes
+    from perception.outputs import detections_to_markers, json_to_string_msg, tracks_to_json, tracks_to_markers
     from perception.serving import objects_json
+    from perception.tracking import Tracker
+
+    trk = None if tracker is None else Tracker(**tracker)
+    tracked: dict[str, list] = {}
 
     store = get_typestore(Stores.ROS2_KILTED)
     samples = samples or {}
@@ -55,7 +62,8 @@ def replay(pipe, src, out, prompts=(), samples=None, min_score=0.0, stop=None, m
                 if c.msgtype in store.types:
                     w.write(conn_for(c.topic, c.msgtype), t, data)
             t_frame = time.perf_counter()
-            det = pipe(frame, prompts).filter(min_score)
+            raw_det = pipe(frame, prompts)
+            det = raw_det.filter(min_score)
             timing = pipe.last_timing
             stages["source"].append(t_frame - t_src)
             for k in ("text", "preprocess", "inference", "postprocess"):
@@ -70,12 +78,23 @@ def replay(pipe, src, out, prompts=(), samples=None, min_score=0.0, stop=None, m
             text = objects_json(det, frame, match, "base_link")
             w.write(conn_for("/perception/objects", "std_msgs/msg/String"), stamp,
                     store.serialize_cdr(json_to_string_msg(store.types, text), "std_msgs/msg/String"))
+            tracks = None
+            if trk is not None:  # every detection, as the node gives it: the same tracks for the same log
+                tracks = trk.update(raw_det, frame.T_global_ego, stamp)
+                w.write(conn_for("/perception/tracks", "std_msgs/msg/String"), stamp,
+                        store.serialize_cdr(json_to_string_msg(store.types, tracks_to_json(tracks, stamp)),
+                                            "std_msgs/msg/String"))
+                w.write(conn_for("/perception/track_markers", "visualization_msgs/msg/MarkerArray"), stamp,
+                        store.serialize_cdr(tracks_to_markers(store.types, tracks, stamp),
+                                            "visualization_msgs/msg/MarkerArray"))
             if stamp in samples:
                 tok = samples[stamp]
                 results[tok] = to_nuscenes_boxes(tok, det, frame.T_global_ego)
+                if tracks is not None:
+                    tracked[tok] = to_tracking_boxes(tok, tracks, frame.T_global_ego)
             stages["total"].append(time.perf_counter() - t_src)
             if on_frame is not None:
-                on_frame(frame, det, samples.get(stamp))
+                on_frame(frame, det, samples.get(stamp), tracks)
             n_frames += 1
             bar.update()
             t_src = time.perf_counter()
@@ -83,4 +102,4 @@ def replay(pipe, src, out, prompts=(), samples=None, min_score=0.0, stop=None, m
                 break
     bar.close()
     return {"frames": n_frames, "wall_s": time.perf_counter() - t_start, "stages": stages,
-            "modalities": modality_counts, "results": results}
+            "modalities": modality_counts, "results": results, "tracking_results": tracked}

@@ -51,8 +51,13 @@ def parse_prompts(text: str) -> tuple[str, ...]:
 
 class LiveRunner:
     def __init__(self, pipe, feeder: Feeder, sink, prompts=(), min_score: float = 0.2,
-                 output_frame: str = "base_link"):
+                 output_frame: str = "base_link", tracker: dict | None = None):
+        """``tracker``: perception.tracking.Tracker settings ({} = defaults; None: no tracking); the sink's
+        ``tracks(tracks, m)`` then gets every frame's Tracks."""
+        from perception.tracking import Tracker
+
         self.pipe, self.feeder, self.sink = pipe, feeder, sink
+        self.tracker = None if tracker is None else Tracker(**tracker)
         self.min_score, self.output_frame = min_score, output_frame
         self.feeder.on_reject = self._on_reject
         self.prompts: tuple[str, ...] = ()
@@ -156,6 +161,8 @@ class LiveRunner:
         e2e = 1000 * (t_pub - arrived)  # to /perception/objects; the markers follow it
         timing["publish"] = t_pub - t1 - sum(self.pipe.last_timing.values())
         self.sink.detections(det, m)
+        if self.tracker is not None:  # every detection, as replay gives it: the same tracks for the same log
+            self.sink.tracks(self.tracker.update(det, frame.T_global_ego, frame.stamp_ns), m)
         timing["markers"] = time.monotonic() - t_pub
         st = self.stats
         st["frames"] += 1

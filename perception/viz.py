@@ -30,13 +30,15 @@ PROMPT_COLORS = [(255, 255, 0), (255, 0, 255), (0, 255, 255), (255, 255, 255)]
 
 
 def bev_image(frame: SensorFrame, boxes: Boxes3D | None = None, range_m: float = 50.0, px_per_m: float = 10.0,
-              title: str = "", gt: Boxes3D | None = None, grounded=()) -> np.ndarray:
+              title: str = "", gt: Boxes3D | None = None, grounded=(), trails=None) -> np.ndarray:
     """(H, W, 3) RGB bird's-eye view, ego at the centre, x (forward) up. Lidar points shaded by height,
     radar points as orange dots with their compensated velocity, boxes with a heading tick.
 
     ``gt``: ground-truth boxes drawn as thin grey footprints under ``boxes`` (e.g. detections).
     ``grounded``: [(prompt, indices into ``boxes``)]: those objects get a ring in the prompt's colour
     (PROMPT_COLORS, in order) and the prompts are listed at the top.
+    ``trails``: {track id: (class index, (K, 2) past centres in this ego frame, oldest first)}: a line in the
+    class colour behind each tracked object and its "#id" at the newest point.
     """
     size = int(2 * range_m * px_per_m)
     img = np.full((size, size, 3), 18, np.uint8)
@@ -70,6 +72,15 @@ def bev_image(frame: SensorFrame, boxes: Boxes3D | None = None, range_m: float =
             r = 0.5 * float(np.hypot(*boxes.size_lwh[k, :2])) + 1.2
             cv2.circle(img, tuple(to_px(boxes.center[k, :2])[0].round().astype(int)), int(r * px_per_m),
                        color, 3 - min(j, 1), cv2.LINE_AA)
+    for tid, (label, pts) in (trails or {}).items():
+        color = _bgr(CLASS_COLORS[DETECTION_CLASSES[label]])[::-1]
+        px = to_px(pts).round().astype(np.int32)
+        if len(px) > 1:
+            cv2.polylines(img, [px], False, color, 1, cv2.LINE_AA)
+        for q in px[:-1]:
+            cv2.circle(img, tuple(q), 2, color, -1, cv2.LINE_AA)
+        cv2.putText(img, f"#{tid}", tuple(px[-1] + [8, -8]), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (235, 235, 235), 1,
+                    cv2.LINE_AA)
     if boxes is not None and len(boxes):
         corners = boxes.corners()[:, [0, 1, 5, 4], :2]  # bottom-up footprint: front-left, front-right, ...
         for k in range(len(boxes)):

@@ -11,7 +11,9 @@ and /perception/prompt (one prompt, a JSON list, or "" for none) to change promp
 message to the runner, which makes frames with the same feeder as offline replay and runs the Pipeline on
 a worker thread, and publishes what the runner gives it: /perception/objects (JSON String),
 /perception/detections (MarkerArray), /perception/detections_3d (vision_msgs/Detection3DArray, where
-vision_msgs is installed), /perception/status (JSON String) and /diagnostics.
+vision_msgs is installed), with ``tracking`` /perception/tracks (JSON String: every living track with its
+identity) and /perception/track_markers (MarkerArray of the confirmed tracks, "#id class"), /perception/status
+(JSON String) and /diagnostics.
 
 The YAML holds transport settings only (``PARAMS``); how frames are made comes from the checkpoint.
 A missing parameter stops the node at start with its name; bad messages never stop it.
@@ -31,7 +33,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 PARAMS = {  # name -> rclpy parameter type; the values live in params/fusion.yaml
     "config": "STRING", "checkpoint": "STRING", "device": "STRING", "prompts": "STRING_ARRAY",
     "output_frame": "STRING", "min_score": "DOUBLE", "reliable_inputs": "BOOL", "pose_source": "STRING",
-    "ego_pose_topic": "STRING", "extrinsics_topic": "STRING", "timeout_s": "DOUBLE",
+    "ego_pose_topic": "STRING", "extrinsics_topic": "STRING", "timeout_s": "DOUBLE", "tracking": "BOOL",
 }
 POSE_SOURCES = ("auto", "tf", "topics")
 
@@ -74,7 +76,8 @@ class FusionNode(Node):
         self.feeder = Feeder(assembly)
         self.types = RclpyTypes()
         try:
-            self.runner = LiveRunner(pipe, self.feeder, self, p["prompts"], p["min_score"], p["output_frame"])
+            self.runner = LiveRunner(pipe, self.feeder, self, p["prompts"], p["min_score"], p["output_frame"],
+                                     tracker={} if p["tracking"] else None)
         except ValueError as e:
             raise SystemExit(f"fusion_node: {e}") from None
         topics = {"pose": p["ego_pose_topic"], "extrinsics": p["extrinsics_topic"]}
@@ -87,6 +90,9 @@ class FusionNode(Node):
                     "markers": self.create_publisher(self.types["visualization_msgs/msg/MarkerArray"],
                                                      "/perception/detections", 10),
                     "status": self.create_publisher(String, "/perception/status", 10),
+                    "tracks": self.create_publisher(String, "/perception/tracks", 10),
+                    "track_markers": self.create_publisher(self.types["visualization_msgs/msg/MarkerArray"],
+                                                           "/perception/track_markers", 10),
                     "diag": self.create_publisher(self.types["diagnostic_msgs/msg/DiagnosticArray"], "/diagnostics",
                                                   10)}
         if vision_msgs_available():
@@ -124,6 +130,14 @@ class FusionNode(Node):
         if "vision" in self.pub:
             self.pub["vision"].publish(detections_to_detection3d_array(self.types, det, m.stamp_ns, frame_id,
                                                                        min_score=min_score))
+
+    def tracks(self, tracks, m) -> None:
+        from perception.outputs import tracks_to_json, tracks_to_markers
+
+        frame_id = self.p["output_frame"]
+        self.pub["tracks"].publish(self.types["std_msgs/msg/String"](data=tracks_to_json(tracks, m.stamp_ns,
+                                                                                           frame_id)))
+        self.pub["track_markers"].publish(tracks_to_markers(self.types, tracks, m.stamp_ns, frame_id))
 
     def status(self, payload: dict) -> None:
         self.pub["status"].publish(self.types["std_msgs/msg/String"](data=json.dumps(payload)))

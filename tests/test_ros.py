@@ -31,15 +31,16 @@ def ros_env():
             os.environ[k] = v
 
 
-def _replay_objects(log, out, ckpt):
+def _replay_objects(log, out, ckpt, topic="/perception/objects"):
     from rosbags.highlevel import AnyReader
 
     from perception.cli.replay import main as replay_main
 
-    assert replay_main([str(log), "--config", "configs/tiny.py", "--checkpoint", ckpt, "--out", str(out),
-                        "--prompt", "cars ahead", "--min-score", "0.2"]) == 0
+    if not out.exists():
+        assert replay_main([str(log), "--config", "configs/tiny.py", "--checkpoint", ckpt, "--out", str(out),
+                            "--prompt", "cars ahead", "--min-score", "0.2"]) == 0
     with AnyReader([out]) as reader:
-        conn = next(c for c in reader.connections if c.topic == "/perception/objects")
+        conn = next(c for c in reader.connections if c.topic == topic)
         payloads = [json.loads(reader.deserialize(r, conn.msgtype).data) for _, _, r in reader.messages([conn])]
     return {p["stamp_ns"]: p for p in payloads}
 
@@ -74,6 +75,7 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
     log = tmp_path / "log"
     scene_to_bag(synthetic_root, "scene-0103", log, progress=False)
     replay = _replay_objects(log, tmp_path / "replay_out", ckpt)
+    replay_tracks = _replay_objects(log, tmp_path / "replay_out", ckpt, "/perception/tracks")
     params = tmp_path / "params.yaml"
     # wall-clock timeout with room for DDS and a busy CPU; replay's is 0.1 s of log time: every input settles
     # (delivers a message past the reference stamp) well within both, so both pick the same messages
@@ -83,8 +85,9 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
 
     rclpy.init()
     listener = rclpy.create_node("pf_test_listener")
-    objects, status = [], []
+    objects, status, tracks = [], [], []
     listener.create_subscription(String, "/perception/objects", lambda m: objects.append(json.loads(m.data)), 100)
+    listener.create_subscription(String, "/perception/tracks", lambda m: tracks.append(json.loads(m.data)), 100)
     listener.create_subscription(String, "/perception/status", lambda m: status.append(json.loads(m.data)), 100)
     pubs = {"/LIDAR_TOP": listener.create_publisher(PointCloud2, "/LIDAR_TOP", 10),
             "/CAM_FRONT/image_rect": listener.create_publisher(Image, "/CAM_FRONT/image_rect", 10),
@@ -155,6 +158,17 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
             np.testing.assert_allclose(a["center"] + a["size_lwh"], b["center"] + b["size_lwh"], atol=1e-4)
         compared += 1
     assert compared >= 5 and any(set(o["modalities"]) == {"camera", "lidar", "radar"} for o in objects)
+    # the same tracks (identities included) as long as the node dropped no frame (a drop is a gap in its input)
+    frames_seen = [s for s in status if s.get("event") == "frame"]
+    first_drop = min([s["stamp_ns"] for s in frames_seen if s["dropped_frames"] > 0], default=None)
+    same = [t for t in tracks if first_drop is None or t["stamp_ns"] < first_drop]
+    assert len(same) >= 5 and sum(len(t["tracks"]) for t in same) > 0
+    for t in same:
+        r = replay_tracks[t["stamp_ns"]]
+        assert [(x["id"], x["label"], x["hits"]) for x in t["tracks"]] == [(x["id"], x["label"], x["hits"])
+                                                                        for x in r["tracks"]]
+        for a, b in zip(t["tracks"], r["tracks"]):
+            np.testing.assert_allclose(a["center"] + a["velocity"], b["center"] + b["velocity"], atol=1e-3)
     assert any("CAM_FRONT" in o["missing"] for o in objects)  # sweeps without images went on without them
     rejected = [s for s in status if s.get("event") == "rejected"]
     assert rejected, out[-2000:]

@@ -117,3 +117,45 @@ def test_devkit_tracking_eval_scores_tracks_and_punishes_identity_switches(synth
         scores[name] = run_tracking_eval(synthetic_root, "v1.0-mini", "mini_val", path, path.parent / "eval")
     assert scores["good"]["amota"] > 0.8 and scores["good"]["ids"] <= 2, scores["good"]
     assert scores["bad"]["ids"] > 10 * max(scores["good"]["ids"], 1) and scores["bad"]["mota"] < scores["good"]["mota"]
+
+
+def test_tracks_answer_prompts_with_the_mean_over_their_life():
+    rng = np.random.default_rng(3)
+    trk = Tracker(min_hits=1)
+    obj = [(CAR, 20.0, 0.0, 0.0, 0.0, 0.0), (PED, 10.0, 5.0, 0.0, 0.0, 0.0)]
+    seq = [((0.9, 0.2), ("parked cars",)), ((0.1, 0.2), ("parked cars", "people")), ((0.8, 0.5), ("parked cars",))]
+    for k, (g, prompts) in enumerate(seq):
+        d = _detect(obj, _pose(), rng, noise=0.0)
+        gs = np.array([[g[0]] + [0.7] * (len(prompts) - 1), [g[1]] + [0.3] * (len(prompts) - 1)])
+        t = trk.update(Detections(d.boxes, d.scores, gs, prompts), _pose(), int(k * 0.5e9))
+        assert t.prompts == prompts and t.grounding.shape == (2, len(prompts))
+    car = int(np.flatnonzero(t.boxes.labels == CAR)[0])
+    np.testing.assert_allclose(t.grounding[car], [0.6])  # (0.9 + 0.1 + 0.8) / 3: one frame does not decide
+    t = trk.update(Detections(d.boxes, d.scores, np.full((2, 1), 0.5), ("people",)), _pose(), int(1.5e9))
+    np.testing.assert_allclose(sorted(t.grounding[:, 0]), [(0.3 + 0.5) / 2, (0.7 + 0.5) / 2])  # asked twice each
+    assert trk.update(d, _pose(), int(2e9)).grounding is None  # no prompts in this frame
+
+
+def test_prompt_referred_tracks_are_scored_with_the_devkit_metrics(synthetic_root):
+    """Tracks whose accumulated grounding picks the referred objects score a high prompt AMOTA; the same
+    tracks with uninformative grounding (every object 0.5) do not."""
+    from perception.evaluation.prompt_tracking import prompt_tracking_eval
+    from perception.sources.nuscenes import NuScenesSource
+
+    src = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", cameras=(), lidar_sweeps=0, radar_sweeps=1)
+    frames_list = list(src)
+    record = {"scene_token": "s", "prompt": "cars", "style": "train", "frame_token_object_token": {
+        f.sample_token: [t for t, lab in zip(f.gt.instance_tokens, f.gt.labels) if lab == CAR] for f in frames_list}}
+    assert sum(map(len, record["frame_token_object_token"].values())) > 0
+    results = {}
+    for name in ("informed", "uninformative"):
+        trk = Tracker(min_hits=1)
+        frames = {}
+        for f in frames_list:
+            g = (f.gt.labels == CAR).astype(float)[:, None] if name == "informed" else np.full((len(f.gt), 1), 0.5)
+            t = trk.update(Detections(f.gt, np.ones(len(f.gt)), g, ("cars",)), f.T_global_ego, f.stamp_ns)
+            frames[f.sample_token] = {"stamp_ns": f.stamp_ns, "T_global_ego": f.T_global_ego, "gt": f.gt,
+                                      "tracks": t.current()}
+        results[name] = prompt_tracking_eval([record], frames)["train"]
+    assert results["informed"]["prompts"] == 1 and results["informed"]["amota"] > 0.8, results
+    assert results["uninformative"]["amota"] < results["informed"]["amota"] - 0.3, results

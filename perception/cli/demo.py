@@ -7,7 +7,8 @@
 3. replays the log through the Pipeline with the shipped checkpoint (checkpoints/tiny.pth) and three prompts,
    at every 20 Hz lidar sweep, exactly as promptfusion-replay does,
 4. writes to --out: a bird's-eye view per keyframe (lidar, radar, ground truth in grey, detections in class
-   colours, grounded objects ringed in each prompt's colour), bev.gif over the scene, a 6-camera mosaic with
+   colours, grounded objects ringed in each prompt's colour, tracked objects with their trails and
+   identities), bev.gif over the scene, a 6-camera mosaic with
    projected detections, an Open3D offscreen 3D render, results.json, the output MCAP (open it in Foxglove)
    and the devkit's own render_sample of the same keyframe,
 5. prints frames, per-stage latency, detection mAP / NDS on the scene (official devkit eval), grounding hits
@@ -30,6 +31,7 @@ from perception.paths import DEFAULT_CHECKPOINT, DEFAULT_CONFIG
 
 THRESHOLD = 0.5       # grounding x detection score for "this object is what the prompt means"
 MIN_SCORE = 0.3       # detections drawn in the pictures
+TRAIL_S = 4.0         # seconds of track history drawn behind each tracked object
 
 
 def default_specs():
@@ -103,19 +105,30 @@ def main(argv=None) -> int:
     nusc = NuScenes("v1.0-mini", str(data), verbose=False)  # loaded once: keyframe stamps and render_sample
     samples = stamp_to_sample(nusc)
     keyframes: list[dict] = []
+    history: dict[int, list] = {}  # track id -> [(stamp, label, global xy)] of its confirmed, seen frames
 
-    def on_frame(frame, det, token):
+    def on_frame(frame, det, token, tracks):
+        cur = tracks.current(confirmed_only=True)
+        xy = (frame.T_global_ego[:2, :2] @ cur.boxes.center[:, :2].T).T + frame.T_global_ego[:2, 3]
+        for i, label, p in zip(cur.ids, cur.boxes.labels, xy):
+            history.setdefault(int(i), []).append((frame.stamp_ns, int(label), p))
         if token is None:
             return
         gt = gt_src.ground_truth(token)
-        kf = {"token": token, "frame": frame, "det": det, "gt": gt}
+        T_ego_global = np.linalg.inv(frame.T_global_ego)
+        trails = {}
+        for i in cur.ids:  # the last TRAIL_S seconds of each confirmed track, in this frame's ego frame
+            h = [x for x in history[int(i)] if frame.stamp_ns - x[0] <= TRAIL_S * 1e9]
+            pts = np.array([x[2] for x in h])
+            trails[int(i)] = (h[-1][1], (T_ego_global[:2, :2] @ pts.T).T + T_ego_global[:2, 3])
+        kf = {"token": token, "frame": frame, "det": det, "gt": gt, "trails": trails}
         keyframes.append(kf)
 
     mcap = out / "replay_mcap"
     if mcap.exists():
         shutil.rmtree(mcap)
     print(f"replaying {log} with {Path(a.checkpoint).name} and prompts {list(prompts)} ...")
-    r = replay(pipe, src, mcap, prompts, samples, on_frame=on_frame)
+    r = replay(pipe, src, mcap, prompts, samples, on_frame=on_frame, tracker={})
     if not keyframes:
         raise SystemExit("the replay produced no keyframe (is the log complete?)")
 
@@ -129,7 +142,7 @@ def main(argv=None) -> int:
         grounded = [(pr, np.flatnonzero(combined[:, j] > THRESHOLD)) for j, pr in enumerate(prompts)]
         kf["grounded"] = grounded
         img = viz.bev_image(kf["frame"], shown.boxes, title=f"{SCENE} keyframe {i:02d}  (grey: ground truth)",
-                            gt=kf["gt"], grounded=grounded)
+                            gt=kf["gt"], grounded=grounded, trails=kf["trails"])
         path = out / f"bev_{i:02d}.png"
         viz.save_rgb(path, img)
         bevs.append(Image.fromarray(img).resize((600, 600), Image.LANCZOS))

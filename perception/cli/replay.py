@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     p.add_argument("--min-score", type=float, default=0.0, help="detections below are left out of the outputs")
     p.add_argument("--faults", default="", help="fault spec (perception.faults), e.g. drop:CAM_FRONT@2-5,corrupt:5%%")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-tracking", action="store_true",
+                   help="leave out /perception/tracks and /perception/track_markers (perception.tracking)")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     logs = list(a.logs)
@@ -77,6 +79,8 @@ def main(argv=None) -> int:
     if len(logs) > 1 or a.logs_from or a.ray:
         if a.results or a.max_frames:
             p.error("--results and --max-frames are for one log; a fleet writes DIR/results_nusc.json")
+        if a.no_tracking:
+            p.error("--no-tracking is for one log; a fleet's outputs always carry the tracks")
         return fleet_main(a, logs)
     a.log = logs[0]
     if a.results and not a.data_root:
@@ -112,7 +116,8 @@ def main(argv=None) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        r = replay(pipe, src, out, tuple(a.prompt), samples, a.min_score, stop=stop, max_frames=a.max_frames)
+        r = replay(pipe, src, out, tuple(a.prompt), samples, a.min_score, stop=stop, max_frames=a.max_frames,
+                   tracker=None if a.no_tracking else {})
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -134,6 +134,8 @@ def main(argv=None) -> int:
                 print(f"\ngrounding ({len(summary['grounding_prompts'])} prompt records; per prompt: "
                       f"{out.parent / 'grounding.json'})")
                 print(format_summary(summary["grounding"]))
+                if "prompt_tracking" in summary:
+                    _print_prompt_tracking(summary["prompt_tracking"])
     if a.failure_table:
         table += cond_rows
         base = table[0][3]
@@ -153,8 +155,20 @@ def main(argv=None) -> int:
     elif a.track:
         tr = table[0][3]["tracking"]
         print(f"AMOTA: {tr['amota']:.3f} AMOTP: {tr['amotp']:.3f} IDS: {int(tr['ids'])}")
+        pt = table[0][3].get("prompt_tracking")
+        if pt:
+            print(" ".join(f"{'' if st == 'train' else st + ' '}prompt AMOTA: {r['amota']:.3f}"
+                           for st, r in pt.items()))
     return 0
 
+
+
+def _print_prompt_tracking(pt: dict) -> None:
+    print("\nprompt-referred tracks (each prompt's referred objects as tracks; the devkit's tracking metrics)")
+    print(f"{'style':9s} {'prompts':>7s} {'AMOTA':>6s} {'AMOTP':>6s} {'MOTA':>6s} {'recall':>6s} {'IDS':>5s}")
+    for st, r in pt.items():
+        print(f"{st:9s} {r['prompts']:7d} {r['amota']:6.3f} {r['amotp']:6.3f} {r['mota']:6.3f} {r['recall']:6.3f} "
+              f"{r['ids']:5.0f}")
 
 
 def _pictures(pipe, src, mods, out: Path, index, min_score: float) -> None:

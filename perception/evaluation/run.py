@@ -47,7 +47,7 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             asked.setdefault(tok, []).append(r["prompt"])
     dets, gts = {}, {}
     depth_err: list = []
-    tracker, tracked, track_ms = None, {}, []
+    tracker, tracked, track_ms, track_frames = None, {}, [], {}
     if track is not None:
         from perception.tracking import Tracker
 
@@ -70,6 +70,9 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             tracks = tracker.update(det, frame.T_global_ego, frame.stamp_ns)  # resets itself between scenes
             track_ms.append(1000 * (time.perf_counter() - t0))
             tracked[frame.sample_token] = to_tracking_boxes(frame.sample_token, tracks, frame.T_global_ego)
+            if prompts is not None:
+                track_frames[frame.sample_token] = {"stamp_ns": frame.stamp_ns, "T_global_ego": frame.T_global_ego,
+                                                    "gt": frame.gt, "tracks": tracks.current()}
         if "camera" in mods:
             err = depth_errors(pipe, frame)
             if err is not None:
@@ -95,6 +98,10 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             raise SystemExit(f"--prompts: no prompt refers to a sample of split {split}")
         per_prompt = [evaluate_prompt(r, dets, gts) for r in used]
         summary["grounding"] = summarize(per_prompt)
+        if tracker is not None:  # prompts answered by tracks (NuPrompt's task)
+            from perception.evaluation.prompt_tracking import prompt_tracking_eval
+
+            summary["prompt_tracking"] = prompt_tracking_eval(used, track_frames)
         summary["grounding_prompts"] = [vars(x) for x in per_prompt]
     return summary
 

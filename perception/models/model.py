@@ -60,8 +60,9 @@ class FusionModel(nn.Module):
         if self.skip is not None and hr is not None:  # a frame without lidar gets no skip term, not its bias
             x = x + self.skip(hr) * present[:, _LIDAR].to(x.dtype).view(B, 1, 1, 1)
         out = self.head(x)
-        if depth_logits is not None:
-            out["depth"] = depth_logits  # (B, N, bins, h, w): supervised by projected lidar in training
+        if depth_logits is not None and self.training:
+            out["depth"] = depth_logits  # (B, N, bins, h, w): supervised by projected lidar in training (the
+            # deployed outputs, and the ONNX graph, are the detection head's; depth_maps reads the encoder)
         if self.grounding is not None:
             out["bev"] = x  # the grounding head samples object features here
         return out

@@ -39,7 +39,8 @@ class Tracks:
     ``scores``: the last detection score (decayed while coasting); ``hits``: detections so far;
     ``misses``: frames since the last detection (0 = detected in this frame); ``confirmed``: hits >= min_hits;
     ``age``: frames since birth; ``det_index``: (N,) the index in the frame's Detections that updated each
-    track (-1 while coasting).
+    track (-1 while coasting); ``grounding``: (N, len(prompts)) each prompt's grounding score averaged over
+    the track's detections that were asked it (a prompt is answered by tracks, not by one frame's box).
     """
 
     boxes: Boxes3D
@@ -52,6 +53,8 @@ class Tracks:
     det_index: np.ndarray
     stamp_ns: int = 0
     reset: bool = False  # the state was reset at this frame (gap, pose jump, first frame)
+    grounding: np.ndarray | None = None
+    prompts: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,7 +71,8 @@ class Tracks:
         idx = np.asarray(idx, np.int64)
         return Tracks(self.boxes[idx] if len(idx) else Boxes3D.empty(), self.ids[idx], self.scores[idx],
                       self.hits[idx], self.misses[idx], self.confirmed[idx], self.age[idx], self.det_index[idx],
-                      self.stamp_ns, self.reset)
+                      self.stamp_ns, self.reset, None if self.grounding is None else self.grounding[idx],
+                      self.prompts)
 
     @staticmethod
     def empty(stamp_ns: int = 0) -> Tracks:
@@ -85,10 +89,8 @@ class _State:
     hits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     misses: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     age: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    def take(self, idx) -> _State:
-        return _State(self.data[idx], self.labels[idx], self.ids[idx], self.scores[idx], self.hits[idx],
-                      self.misses[idx], self.age[idx])
+    g_sum: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # per prompt column (Tracker.prompts)
+    g_n: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 def _assign(cost: np.ndarray, order: np.ndarray, matcher: str) -> list[tuple[int, int]]:
@@ -139,6 +141,7 @@ class Tracker:
 
     def reset(self) -> None:
         self.state = _State()
+        self.prompts: list[str] = []  # the columns of the grounding accumulators
         self.next_id = 1
         self.last_stamp: int | None = None
         self.last_pose: np.ndarray | None = None
@@ -156,7 +159,7 @@ class Tracker:
         stamp_ns = int(stamp_ns)
         reset = self._needs_reset(T, stamp_ns)
         if reset:
-            self.state = _State()  # ids keep counting: never reused within a stream
+            self.state, self.prompts = _State(), []  # ids keep counting: never reused within a stream
             dt = 0.0
         else:
             dt = (stamp_ns - self.last_stamp) * 1e-9
@@ -165,6 +168,13 @@ class Tracker:
         det = detections.boxes[keep].transform(T) if len(keep) else Boxes3D.empty()
         dscore = detections.scores[keep]
         s = self.state
+        asked = tuple(detections.prompts) if detections.grounding_scores is not None else ()
+        cols = self._prompt_columns(asked)
+        if s.g_sum.shape[1] < len(self.prompts):  # new prompts: new, empty columns
+            grow = len(self.prompts) - s.g_sum.shape[1]
+            s.g_sum = np.pad(s.g_sum, ((0, 0), (0, grow)))
+            s.g_n = np.pad(s.g_n, ((0, 0), (0, grow)))
+        g_det = detections.grounding_scores[keep] if asked else np.zeros((len(keep), 0))
         # predict: every track moves on by its velocity (unknown velocity: stays)
         pred = s.data.copy()
         pred[:, :2] += np.nan_to_num(pred[:, 7:9]) * dt
@@ -198,6 +208,10 @@ class Tracker:
             d_yaw = wrap_angle(obs[:, 6] - old[:, 6])
             new[ti, 6] = np.where(np.abs(d_yaw) > np.pi / 2, obs[:, 6], wrap_angle(old[:, 6] + a * d_yaw))
         hits, misses, scores, age = s.hits.copy(), s.misses + 1, s.scores * 0.8, s.age + 1
+        g_sum, g_n = s.g_sum.copy(), s.g_n.copy()
+        if len(pairs) and asked:
+            g_sum[np.ix_(ti, cols)] += g_det[di]
+            g_n[np.ix_(ti, cols)] += 1
         hits[ti] += 1
         misses[ti] = 0
         scores[ti] = dscore[di]
@@ -215,8 +229,25 @@ class Tracker:
             np.concatenate([hits[alive], np.ones(len(born), np.int64)]),
             np.concatenate([misses[alive], np.zeros(len(born), np.int64)]),
             np.concatenate([age[alive], np.zeros(len(born), np.int64)]))
+        born_sum = np.zeros((len(born), len(self.prompts)))
+        born_n = np.zeros_like(born_sum)
+        if asked:
+            born_sum[:, cols] = g_det[born]
+            born_n[:, cols] = 1
+        self.state.g_sum = np.concatenate([g_sum[alive], born_sum])
+        self.state.g_n = np.concatenate([g_n[alive], born_n])
         det_index = np.concatenate([det_index[alive], keep[born]])
         st = self.state
         boxes = Boxes3D(st.data, st.labels).transform(invert_transform(T)) if len(st.ids) else Boxes3D.empty()
+        grounding = None
+        if asked:
+            n = st.g_n[:, cols]
+            grounding = np.where(n > 0, st.g_sum[:, cols] / np.maximum(n, 1), 0.0)
         return Tracks(boxes, st.ids.copy(), st.scores.copy(), st.hits.copy(), st.misses.copy(),
-                      st.hits >= c["min_hits"], st.age.copy(), det_index, stamp_ns, reset)
+                      st.hits >= c["min_hits"], st.age.copy(), det_index, stamp_ns, reset, grounding, asked)
+
+    def _prompt_columns(self, prompts) -> np.ndarray:
+        for p in prompts:
+            if p not in self.prompts:
+                self.prompts.append(p)
+        return np.array([self.prompts.index(p) for p in prompts], np.int64)
