@@ -99,6 +99,13 @@ def test_train_and_heldout_phrasings_are_disjoint():
 
     assert vocabulary("train") & phrasing.HELDOUT_ONLY == set()
     assert {"front", "rear", "closer", "farther", "automobiles"} <= vocabulary("heldout") & phrasing.HELDOUT_ONLY
+    # the development paraphrases: words of their own, none of the held-out set's, and every spec said
+    # differently from both other styles
+    assert (vocabulary("train") | vocabulary("heldout")) & phrasing.DEV_ONLY == set()
+    assert vocabulary("dev") & phrasing.HELDOUT_ONLY == set()
+    assert phrasing.DEV_ONLY <= vocabulary("dev")
+    for s in specs:
+        assert P.render(s, "dev") not in (P.render(s, "train"), P.render(s, "heldout"))
     assert P.render(PromptSpec("car", motion="moving", lon="ahead", lat="left")) == "moving cars ahead on the left"
     with pytest.raises(ValueError, match="style"):
         P.render(specs[0], "poetry")
@@ -120,8 +127,11 @@ def test_generation_is_deterministic_and_its_referents_are_right():
     c = P.scene_prompts("scene-x", _frames(), n_specs=30, seed=1)
     assert json.dumps(a) == json.dumps(b)
     assert json.dumps(a) != json.dumps(c)
-    assert {r["style"] for r in a} == {"train", "heldout"}
-    assert len(a) == 60
+    assert {r["style"] for r in a} == {"train", "heldout", "dev"}
+    assert len(a) == 90
+    # the development style draws nothing from the generator: without it, the other records are the same
+    without = P.scene_prompts("scene-x", _frames(), n_specs=30, seed=0, styles=("train", "heldout"))
+    assert without == [r for r in a if r["style"] != "dev"]
     frames = dict(_frames())
     empty_pairs = 0
     for r in a:
@@ -157,7 +167,7 @@ def test_prompt_file_of_a_dataroot(synthetic_root):
     path = P.ensure(synthetic_root, "v1.0-mini", "mini_train", "mini_val", n_train=10, n_val=8)
     recs = P.read(path)
     assert {(r["split"], r["style"]) for r in recs} == {("mini_train", "train"), ("mini_val", "train"),
-                                                          ("mini_val", "heldout")}
+                                                          ("mini_val", "heldout"), ("mini_val", "dev")}
     from perception.sources.nuscenes import NuScenesSource
 
     src = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", cameras=(), lidar_sweeps=0, radar_sweeps=1)
@@ -268,7 +278,7 @@ def test_parse_probe_reads_whole_prompts(encoder, synthetic_root):
 
     records = P.read(P.ensure_for(synthetic_root, load_config("configs/tiny.py")))
     result = probe_prompts(encoder, records, steps=600, seeds=2)
-    assert set(result.styles) == {"train", "heldout"} and result.n_train > 100 and result.parsers == 2
+    assert set(result.styles) == {"train", "heldout", "dev"} and result.n_train > 100 and result.parsers == 2
     train = result.styles["train"]
     assert min(train["slots"].values()) >= 0.7 and np.mean(list(train["slots"].values())) >= 0.85, train
     assert train["exact"] <= min(train["slots"].values())

@@ -175,5 +175,6 @@ def format_summary(summary: dict) -> str:
     lines += _table(summary, "by_part", "prompts with the part", counts=True)
     train = summary.get("train", {}).get("mAP", float("nan"))
     held = summary.get("heldout", {}).get("mAP", float("nan"))
-    lines.append(f"grounding mAP: {train:.3f} heldout mAP: {held:.3f}")
+    dev = f" dev mAP: {summary['dev']['mAP']:.3f}" if "dev" in summary else ""
+    lines.append(f"grounding mAP: {train:.3f} heldout mAP: {held:.3f}{dev}")
     return "\n".join(lines)

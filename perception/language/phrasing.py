@@ -1,9 +1,13 @@
-"""How a PromptSpec is said: the training templates and the held-out paraphrases (disjoint word choices).
+"""How a PromptSpec is said: the training templates, the held-out paraphrases and the development
+paraphrases (three disjoint word choices).
 
 ``render(spec, "train", variant)`` picks one phrasing of every part (noun, motion, position, measures,
 prefix) with a generator seeded by ``variant``; variant 0 is the plain form. The training templates give
 every part several natural phrasings (the grounding head should learn what a part means, not one word for
 it). ``"heldout"`` has one phrasing per part, built on words no training phrasing uses (:data:`HELDOUT_ONLY`).
+``"dev"``, the development paraphrases, is a third style of the same kind with words of its own
+(:data:`DEV_ONLY`: used by neither of the others, which use none of them): settings are chosen on it, so the
+held-out score is never what a choice was made on.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ NOUNS = {
                 "motorcycle": ["motorbikes"], "bicycle": ["bikes"], "pedestrian": ["persons on foot"],
                 "traffic_cone": ["cones"], "vehicle": ["motor vehicles"], "two_wheeler": ["bikes and motorbikes"],
                 "object": ["things"]},
+    "dev": {"car": ["motorcars"], "truck": ["rigs"], "bus": ["minibuses"], "trailer": ["caravans"],
+            "construction_vehicle": ["earthmovers"], "barrier": ["jersey barriers"], "motorcycle": ["choppers"],
+            "bicycle": ["pushbikes"], "pedestrian": ["bystanders"], "traffic_cone": ["delineators"],
+            "vehicle": ["motorised traffic"], "two_wheeler": ["bikers"], "object": ["entities"]},
 }
 # motion: phrasings as (words before the noun, words after it)
 MOTION_WORDS = {
@@ -53,17 +61,22 @@ MOTION_WORDS = {
     "heldout": {"moving": [("", "in motion")], "stopped": [("", "that have come to a halt")],
                 "parked": [("", "left parked")], "walking": [("", "on the move")],
                 "standing": [("", "standing still")], "crossing": [("", "walking across the street")]},
+    "dev": {"moving": [("", "on the go")], "stopped": [("", "brought to a stop")],
+            "parked": [("", "sitting at the kerb")], "walking": [("ambling", "")],
+            "standing": [("", "remaining in place")], "crossing": [("", "traversing the carriageway")]},
 }
 LON_WORDS = {
     "train": {"ahead": ["ahead", "ahead of us", "up ahead", "further up the road", "down the road", "forward of us"],
               "behind": ["behind us", "behind", "at our back", "following us", "back there", "in back of us",
                          "trailing us"]},
     "heldout": {"ahead": ["in front of us"], "behind": ["to our rear"]},
+    "dev": {"ahead": ["before us on the road"], "behind": ["at our tail"]},
 }
 LAT_WORDS = {
     "train": {"left": ["on the left", "on the left side", "left of us", "on our left", "on the left-hand side"],
               "right": ["on the right", "on the right side", "right of us", "on our right", "on the right-hand side"]},
     "heldout": {"left": ["to our left"], "right": ["to our right"]},
+    "dev": {"left": ["leftward"], "right": ["rightward"]},
 }
 BOTH_LAT_WORDS = {"heldout": {"left": "to the left", "right": "to the right"}}
 MEASURE_WORDS = {
@@ -80,14 +93,21 @@ MEASURE_WORDS = {
     "heldout": {"within": ["closer than {} meters"], "beyond": ["farther than {} meters"],
                 "faster": ["going above {} meters per second"], "approaching": ["coming towards us"],
                 "away": ["heading away from us"]},
+    "dev": {"within": ["inside a radius of {} metres"], "beyond": ["past {} metres out"],
+            "faster": ["at a pace above {} metres a sec"], "approaching": ["drawing near"],
+            "away": ["retreating from us"]},
 }
 # the words that carry the held-out paraphrases: no training phrasing uses them (tests/test_language.py), so
 # the held-out score measures how far the frozen text encoder carries the head to words it never trained on
 HELDOUT_ONLY = frozenset("""automobiles lorries coaches semi machines crash motorbikes bikes persons foot things
     motor motion halt come move still across street front rear closer farther going per second coming towards
     heading""".split())
-PREFIXES = {"train": ["", "", "", "the ", "all ", "show me the ", "find "], "heldout": [""]}
-STYLES = ("train", "heldout")
+# the development paraphrases' own words: in neither of the other styles (tests/test_language.py)
+DEV_ONLY = frozenset("""motorcars rigs minibuses caravans earthmovers jersey choppers pushbikes bystanders
+    delineators motorised bikers entities go brought stop sitting kerb ambling remaining place traversing
+    carriageway before tail leftward rightward radius metres past out pace sec drawing near retreating""".split())
+PREFIXES = {"train": ["", "", "", "the ", "all ", "show me the ", "find "], "heldout": [""], "dev": [""]}
+STYLES = ("train", "heldout", "dev")
 
 
 def style_order(style: str) -> tuple[bool, str]:

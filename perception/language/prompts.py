@@ -2,13 +2,14 @@
 
 A :class:`PromptSpec` says what a prompt means (which classes, motion state, where relative to ego, how far,
 how fast, approaching or moving away). :func:`referred` evaluates it on a frame's boxes (ego frame), and
-:func:`render` phrases it in one of two disjoint styles: ``"train"`` (the templates the grounding head is
-trained on) and ``"heldout"`` (paraphrases with other words and structure, used only for evaluation).
+:func:`render` phrases it in one of three disjoint styles: ``"train"`` (the templates the grounding head is
+trained on), ``"heldout"`` (paraphrases with other words and structure, used only for the final figure) and
+``"dev"`` (a development set of paraphrases with words of its own, for choosing settings).
 
 Prompts are written per dataroot in NuPrompt's file shape, one object per prompt and scene::
 
     {"scene_token", "prompt", "original_prompt", "frame_token_object_token": {sample_token: [instance_token]},
-     "style": "train" | "heldout", "spec": {...}, "split": "mini_train" | ...}
+     "style": "train" | "heldout" | "dev", "spec": {...}, "split": "mini_train" | ...}
 
 so real NuPrompt annotations (which lack ``style``/``spec``) load with the same reader.
 
@@ -252,7 +253,9 @@ def scene_prompts(scene_token: str, frames: list[tuple[str, Boxes3D]], n_specs: 
         for style in styles:
             texts = {}
             for _ in range(phrasings if style == "train" else 1):
-                variant = 1 + int(rng.integers(1 << 30))
+                # the development style (one phrasing per part) draws nothing: adding it left every other
+                # record, the held-out set included, exactly as it was
+                variant = 1 if style == "dev" else 1 + int(rng.integers(1 << 30))
                 texts.setdefault(render(spec, style, variant), variant)
             for text, variant in texts.items():
                 out.append({"scene_token": scene_token, "prompt": text, "original_prompt": render(spec, "train", 0),
@@ -310,7 +313,7 @@ def read(path) -> list[dict]:
     return out
 
 
-GENERATOR = 3  # bump when generation changes: the file name changes with it, so stale files are not reused
+GENERATOR = 4  # bump when generation changes: the file name changes with it, so stale files are not reused
 CONFIG_DEFAULTS = {"train_per_scene": 80, "val_per_scene": 60, "train_phrasings": 6, "seed": 0}  # the section
 
 
@@ -327,8 +330,8 @@ def ensure(dataroot, version: str, train_split: str, val_split: str,
            seed: int = CONFIG_DEFAULTS["seed"], train_phrasings: int = CONFIG_DEFAULTS["train_phrasings"],
            force: bool = False) -> Path:
     """The dataroot's prompt file, generated (deterministically) when missing or ``force``: training-template
-    prompts for ``train_split`` (``train_phrasings`` phrasings of each spec); both styles for ``val_split`` (one
-    phrasing each; held-out paraphrases exist only there). Returns its path."""
+    prompts for ``train_split`` (``train_phrasings`` phrasings of each spec); every style for ``val_split`` (one
+    phrasing each; held-out and development paraphrases exist only there). Returns its path."""
     path = default_path(dataroot, version, train_split, val_split, n_train, n_val, train_phrasings, seed)
     if path.is_file() and not force:
         return path
