@@ -153,6 +153,9 @@ class LiveRunner:
         t1 = time.monotonic()
         prompts = self.prompts
         det = self.pipe(frame, prompts)
+        # every detection, as replay gives it, before anything is published (a failing publish never costs
+        # the tracker a frame): the same tracks for the same log
+        tracks = None if self.tracker is None else self.tracker.update(det, frame.T_global_ego, frame.stamp_ns)
         timing = {"wait_sync": t_ready - arrived, "queue": t0 - t_ready, "assemble": t1 - t0,
                   **self.pipe.last_timing}
         text = objects_json(det.filter(self.min_score), frame, m, self.output_frame)
@@ -161,8 +164,8 @@ class LiveRunner:
         e2e = 1000 * (t_pub - arrived)  # to /perception/objects; the markers follow it
         timing["publish"] = t_pub - t1 - sum(self.pipe.last_timing.values())
         self.sink.detections(det, m)
-        if self.tracker is not None:  # every detection, as replay gives it: the same tracks for the same log
-            self.sink.tracks(self.tracker.update(det, frame.T_global_ego, frame.stamp_ns), m)
+        if tracks is not None:
+            self.sink.tracks(tracks, m)
         timing["markers"] = time.monotonic() - t_pub
         st = self.stats
         st["frames"] += 1

@@ -76,23 +76,35 @@ def test_bev_augment_flips_cover_all_four_mirrorings():
     assert BevAugment(prob=0.0).sample(rng) is None
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(6))
 def test_image_augment_keeps_projections_on_the_content(seed):
     rng = np.random.default_rng(seed)
     inputs, _ = _scene(rng)
     e2i = inputs["camera"]["ego2img"][0]
-    p = np.array([15.0, 2.0, 1.0])
-    u, v = _project(e2i, p)
+    p = np.array([16.5, 1.725, 2.025])  # projects to (100.5, 60.5): the centre of pixel (100, 60)
+    np.testing.assert_allclose(_project(e2i, p), [100.5, 60.5], atol=1e-4)
     img = np.zeros((128, 224, 3), np.uint8)
-    img[int(v) - 1:int(v) + 2, int(u) - 1:int(u) + 2] = 255  # a bright 3x3 dot where the point lands
+    img[59:62, 99:102] = 255  # a bright 3x3 dot centred on that point
     inputs["camera"]["images"][0] = img
     out = ImageAugment(scale=(0.8, 1.2), flip=0.5, color=0.0).apply(inputs, rng)
     u2, v2 = _project(out["camera"]["ego2img"][0], p)
     g = out["camera"]["images"][0, ..., 0].astype(float)
-    ys, xs = np.nonzero(g > 0.5 * g.max())
-    assert abs(xs.mean() + 0.5 - u2) < 1.0 and abs(ys.mean() + 0.5 - v2) < 1.0
+    ys, xs = np.mgrid[: g.shape[0], : g.shape[1]]
+    cu, cv = (g * (xs + 0.5)).sum() / g.sum(), (g * (ys + 0.5)).sum() / g.sum()  # continuous coordinates
+    assert abs(cu - u2) < 0.25 and abs(cv - v2) < 0.25, (cu, u2, cv, v2)
     assert not out["camera"]["images"][1].any() and not out["camera"]["ego2img"][1].any()
     assert inputs["camera"]["images"][0].max() == 255 and inputs["camera"]["images"] is not out["camera"]["images"]
+
+
+def test_image_flip_mirrors_pixels_exactly():
+    img = np.arange(128 * 224 * 3, dtype=np.uint32).reshape(128, 224, 3) % 251
+    inputs = {"present": np.ones(3, bool), "camera": {"images": img.astype(np.uint8)[None],
+                                                      "ego2img": _front_camera()[None]}}
+    aug = ImageAugment(scale=(1.0, 1.0), flip=1.0, color=0.0)
+    out = aug.apply(inputs, np.random.default_rng(0))
+    np.testing.assert_array_equal(out["camera"]["images"][0], inputs["camera"]["images"][0][:, ::-1])
+    u, _ = _project(out["camera"]["ego2img"][0], np.array([16.5, 1.725, 2.025]))
+    assert u == pytest.approx(224 - 100.5)
 
 
 def test_augment_config_is_checked():
@@ -170,3 +182,24 @@ def test_frozen_backbone_stages_keep_their_weights_and_statistics():
     assert not torch.equal(late_bn.running_mean, before[1])  # freeze_bn=False: the rest update theirs
     with pytest.raises(ValueError, match="frozen_stages"):
         CameraEncoder(backbone="efficientnet_lite0", frozen_stages=6)
+
+
+def test_each_dataloader_worker_draws_its_own_augmentations(synthetic_root):
+    from torch.utils.data import DataLoader, Dataset
+
+    from perception.pipeline import Preprocessor
+    from perception.sources.nuscenes import NuScenesSource
+    from perception.training.data import FrameDataset
+
+    ds = FrameDataset(NuScenesSource(synthetic_root, "v1.0-mini", "mini_train", lidar_sweeps=1, cameras=()),
+                      Preprocessor({}), augment=build_augment({"bev": {}}))
+
+    class Draws(Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return ds.rng.random()
+
+    draws = [float(x) for x in DataLoader(Draws(), batch_size=1, num_workers=2)]
+    assert draws[0] != draws[1]  # the first draw of worker 0 and of worker 1

@@ -3,7 +3,10 @@
 Each prompt record (one prompt over one scene) becomes one sequence: its ground truth is the objects the
 prompt refers to in each frame (identities = instance tokens), its hypotheses are every track seen in that
 frame, scored ``accumulated grounding x track score`` (perception.tracking.Tracks.grounding: the prompt's
-grounding averaged over the track's life, so one frame's box does not decide). All sequences of one phrasing
+grounding averaged over the track's life, so one frame's box does not decide), then, as the devkit's own
+loader does, each track's boxes carry its mean score over the sequence. Unlike the devkit's TrackingEval,
+the ground truth is not interpolated and boxes are not filtered by range or point count (every referred
+object counts): figures are comparable among our runs, not to published ones. All sequences of one phrasing
 style are pooled and the devkit's ``TrackingEvaluation`` computes AMOTA / AMOTP / MOTA / IDS over them,
 class-agnostic (every box under one name: the prompt, not the class, says what is wanted) with the
 tracking benchmark's 2 m centre-distance match and its 40 recall thresholds.
@@ -64,7 +67,17 @@ def prompt_tracking_eval(records, frames: dict) -> dict:
             p = tr.boxes.transform(T)
             pred_seq[stamp] = [_box(tok, b[:3], b[3:6], b[6], b[7:9], i, s)
                                for b, i, s in zip(p.data, tr.ids, score) if s > 0.01]
+        # as the devkit's loader does: every box of a track carries the track's mean score over the sequence
+        per_track: dict[str, list[float]] = {}
+        for boxes in pred_seq.values():
+            for b in boxes:
+                per_track.setdefault(b.tracking_id, []).append(b.tracking_score)
+        for boxes in pred_seq.values():
+            for b in boxes:
+                b.tracking_score = float(np.mean(per_track[b.tracking_id]))
         gts, preds, n_prompts, n_total = by_style.setdefault(r.get("style", "train"), ({}, {}, 0, 0))
+        while key in gts:  # the same prompt twice in a scene: two sequences
+            key += "'"
         gts[key], preds[key] = gt_seq, pred_seq
         by_style[r.get("style", "train")] = (gts, preds, n_prompts + 1, n_total + n_ref)
     out = {}

@@ -47,7 +47,7 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             asked.setdefault(tok, []).append(r["prompt"])
     dets, gts = {}, {}
     depth_err: list = []
-    tracker, tracked, track_ms, track_frames = None, {}, [], {}
+    tracker, tracked, track_ms, track_frames, last_scene = None, {}, [], {}, None
     if track is not None:
         from perception.tracking import Tracker
 
@@ -67,7 +67,10 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             from perception.evaluation.tracking import to_tracking_boxes
 
             t0 = time.perf_counter()
-            tracks = tracker.update(det, frame.T_global_ego, frame.stamp_ns)  # resets itself between scenes
+            if frame.scene != last_scene:  # tracks never span two scenes (the tracker also resets on gaps)
+                tracker.reset()
+                last_scene = frame.scene
+            tracks = tracker.update(det, frame.T_global_ego, frame.stamp_ns)
             track_ms.append(1000 * (time.perf_counter() - t0))
             tracked[frame.sample_token] = to_tracking_boxes(frame.sample_token, tracks, frame.T_global_ego)
             if prompts is not None:

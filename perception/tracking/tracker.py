@@ -201,7 +201,11 @@ class Tracker:
             # track was seen in the previous frame
             disp = (obs[:, :2] - old[:, :2]) / max(dt, 1e-3)
             fresh = (s.misses[ti] == 0)[:, None] & (dt > 0)
-            v_obs = np.where(np.isnan(obs[:, 7:9]), disp, np.where(fresh, 0.5 * (obs[:, 7:9] + disp), obs[:, 7:9]))
+            v_old_or = np.where(np.isnan(old[:, 7:9]), disp, old[:, 7:9])
+            # a detection without velocity: the displacement when the track was seen one frame ago, else (it
+            # coasted on a predicted position) the track's own velocity
+            v_obs = np.where(np.isnan(obs[:, 7:9]), np.where(fresh, disp, v_old_or),
+                             np.where(fresh, 0.5 * (obs[:, 7:9] + disp), obs[:, 7:9]))
             v_old = np.where(np.isnan(old[:, 7:9]), v_obs, old[:, 7:9])
             new[ti, 7:9] = (1 - a) * v_old + a * v_obs
             # heading: averaged unless the detection turned it round (then the detection's)

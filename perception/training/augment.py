@@ -19,6 +19,8 @@ import numpy as np
 from perception.types import Boxes3D
 
 _VECTORS = (("vx_comp", "vy_comp"), ("vx", "vy"))
+_HALF = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])  # OpenCV pixel -> continuous coordinate
+_HALF_INV = np.linalg.inv(_HALF)
 
 
 def _check(name: str, value, lo: float, hi: float) -> float:
@@ -65,9 +67,10 @@ class BevAugment:
             if m not in inputs:
                 continue
             cols = list(columns[m])
+            ix, iy, iz = cols.index("x"), cols.index("y"), cols.index("z")
             p = inputs[m]["points"].copy()
-            p[:, :2] = p[:, :2] @ L.T.astype(np.float32)
-            p[:, 2] *= np.float32(s)
+            p[:, [ix, iy]] = p[:, [ix, iy]] @ L.T.astype(np.float32)
+            p[:, iz] *= np.float32(s)
             for a, b in _VECTORS:
                 if a in cols and b in cols:
                     i, j = cols.index(a), cols.index(b)
@@ -107,7 +110,7 @@ class ImageAugment:
         """A 3x3 pixel map (input pixel -> augmented pixel), None for no geometric change."""
         H, W = hw
         s = rng.uniform(*self.scale)
-        # keep the image covered: the scaled image's offset so that its content spans the frame when s >= 1
+        # about a random point of the image (zoomed out, s < 1, the rest of the frame is black)
         cx, cy = rng.uniform(0, W), rng.uniform(0, H)
         M = np.array([[s, 0.0, cx - s * cx], [0.0, s, cy - s * cy], [0.0, 0.0, 1.0]])
         if rng.random() < self.flip:
@@ -124,7 +127,10 @@ class ImageAugment:
             if not np.any(e2i[i]) or rng.random() >= self.prob:
                 continue
             M = self.sample(rng, (H, W))
-            out_imgs[i] = cv2.warpAffine(imgs[i], M[:2].astype(np.float32), (W, H), flags=cv2.INTER_LINEAR,
+            # M maps continuous pixel coordinates (pixel i spans [i, i + 1), as the projections and
+            # grid_sample(align_corners=False) read them); OpenCV puts pixel centres on the integers
+            cv_m = _HALF_INV @ M @ _HALF
+            out_imgs[i] = cv2.warpAffine(imgs[i], cv_m[:2].astype(np.float32), (W, H), flags=cv2.INTER_LINEAR,
                                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
             P = np.eye(4)
             P[:2, :2] = M[:2, :2]

@@ -30,7 +30,7 @@ class FrameDataset(Dataset):
             raise ValueError(f"modality_dropout: unknown modalities {sorted(bad)}; valid: {MODALITIES}")
         self.cache = {} if cache else None
         self.modalities = modalities
-        self.rng = np.random.default_rng()
+        self._rng, self._rng_worker = np.random.default_rng(), None
         self.prompts = prompts or {}
         self.bev_aug, self.image_aug = augment
 
@@ -47,6 +47,18 @@ class FrameDataset(Dataset):
         if self.cache is not None:
             self.cache[i] = item
         return item
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The random draws of dropout and augmentation: one generator per DataLoader worker, seeded from
+        the worker's torch seed (a generator made in the main process would be copied into every worker and
+        give them all the same draws)."""
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        if info is not None and self._rng_worker != info.id:
+            self._rng, self._rng_worker = np.random.default_rng(info.seed), info.id
+        return self._rng
 
     @property
     def augmenting(self) -> bool:
