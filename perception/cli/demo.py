@@ -28,10 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from perception.paths import DEFAULT_CHECKPOINT, DEFAULT_CONFIG
+from perception.tracking import TRACKING_CLASSES
+from perception.types import DETECTION_CLASSES
 
 THRESHOLD = 0.5       # grounding x detection score for "this object is what the prompt means"
 MIN_SCORE = 0.3       # detections drawn in the pictures
-TRAIL_S = 4.0         # seconds of track history drawn behind each tracked object
+TRAIL_S = 3.0         # seconds of track history drawn behind each tracked object (the tracking classes)
 
 
 def default_specs():
@@ -109,6 +111,7 @@ def main(argv=None) -> int:
 
     def on_frame(frame, det, token, tracks):
         cur = tracks.current(confirmed_only=True)
+        cur = cur.select(np.flatnonzero([DETECTION_CLASSES[c] in TRACKING_CLASSES for c in cur.boxes.labels]))
         xy = (frame.T_global_ego[:2, :2] @ cur.boxes.center[:, :2].T).T + frame.T_global_ego[:2, 3]
         for i, label, p in zip(cur.ids, cur.boxes.labels, xy):
             history.setdefault(int(i), []).append((frame.stamp_ns, int(label), p))

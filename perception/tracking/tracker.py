@@ -185,7 +185,10 @@ class Tracker:
             np.zeros((len(det), 0))
         dist_pred = np.linalg.norm(det.data[:, None, :2] - pred[None, :, :2], axis=2) if len(s.ids) else dist
         dist = np.minimum(dist, dist_pred)
-        ok = (det.labels[:, None] == s.labels[None, :]) & (dist <= self.gates[det.labels][:, None])
+        # the gates are for keyframes 0.5 s apart; between 20 Hz sweeps an object moves a tenth as far, so a
+        # gate that wide would let a track jump to the next car in a queue: halved at high frame rates
+        gate = self.gates[det.labels][:, None] * float(np.clip(dt / 0.5, 0.5, 1.0))
+        ok = (det.labels[:, None] == s.labels[None, :]) & (dist <= gate)
         cost = np.where(ok, dist, np.inf)
         pairs = _assign(cost, np.argsort(-dscore, kind="stable"), c["matcher"])
         di = np.array([p[0] for p in pairs], np.int64)
