@@ -139,9 +139,9 @@ def test_grounding_evaluation_end_to_end(synthetic_root, tmp_path, capsys):
                       "--prompts", "auto", "--out", str(tmp_path / "results.json")]) == 0
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
-    m = re.fullmatch(r"grounding mAP: (\d\.\d{3}) heldout mAP: (\d\.\d{3})", last)
+    m = re.fullmatch(r"grounding mAP: (\d\.\d{3}) heldout mAP: (\d\.\d{3}) dev mAP: (\d\.\d{3})", last)
     assert m, last
     g = json.loads((tmp_path / "grounding.json").read_text())
-    assert {p["style"] for p in g["prompts"]} == {"train", "heldout"}
+    assert {p["style"] for p in g["prompts"]} == {"train", "heldout", "dev"}
     assert float(m.group(1)) == round(g["summary"]["train"]["mAP"], 3) and float(m.group(1)) > 0.3
     assert "prompts with the part" in out

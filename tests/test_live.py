@@ -277,7 +277,7 @@ def test_old_checkpoint_loads_with_a_message_about_what_it_assumed(tmp_path):
 # -- the live runner ------------------------------------------------------------------------------------
 class ListSink:
     def __init__(self):
-        self.out, self.dets, self.events, self.logs, self.tracks = [], [], [], [], []
+        self.out, self.dets, self.events, self.logs, self.track_events = [], [], [], [], []
 
     def objects(self, text, m):
         self.out.append(json.loads(text))
@@ -289,7 +289,7 @@ class ListSink:
         self.events.append(payload)
 
     def tracks(self, tracks, m):
-        self.tracks.append((m.stamp_ns, tracks))
+        self.track_events.append((m.stamp_ns, tracks))
 
     def log(self, level, text):
         self.logs.append((level, text))
@@ -327,8 +327,9 @@ def test_runner_drops_stale_frames_reports_and_survives(pipe):
     assert [o["stamp_ns"] for o in sink.out] == [100 * MS] and sink.out[0]["prompts"] == ["cars ahead"]
     assert [d[0] for d in sink.dets] == [100 * MS]
     # the tracker saw the processed frame: its confident detections started tracks (not yet confirmed)
-    assert [t[0] for t in sink.tracks] == [100 * MS]
-    tracks = sink.tracks[0][1]
+    assert not [x for x in sink.logs if x[0] == "error"], sink.logs  # no frame failed on the worker
+    assert [t[0] for t in sink.track_events] == [100 * MS]
+    tracks = sink.track_events[0][1]
     assert tracks.reset and (tracks.misses == 0).all() and not tracks.confirmed.any()
     frame_events = [e for e in sink.events if e["event"] == "frame"]
     assert frame_events[0]["dropped_frames"] == 2 and "inference" in frame_events[0]["latency_ms"]

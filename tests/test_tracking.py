@@ -99,7 +99,8 @@ def test_bad_settings_are_named():
 def test_devkit_tracking_eval_scores_tracks_and_punishes_identity_switches(synthetic_root, tmp_path):
     """Ground truth through the tracker scores near 1 in the devkit's TrackingEval; the same boxes with fresh
     identities every frame score IDS on every object."""
-    from perception.evaluation.tracking import run_tracking_eval, to_tracking_boxes, write_tracking_submission
+    from perception.evaluation.detection import write_submission
+    from perception.evaluation.tracking import run_tracking_eval, to_tracking_boxes
     from perception.sources.nuscenes import NuScenesSource
 
     src = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", cameras=(), lidar_sweeps=0, radar_sweeps=1)
@@ -113,7 +114,7 @@ def test_devkit_tracking_eval_scores_tracks_and_punishes_identity_switches(synth
     scores = {}
     for name, res in (("good", good), ("bad", bad)):
         path = tmp_path / name / "results.json"
-        write_tracking_submission(path, res)
+        write_submission(path, res)
         scores[name] = run_tracking_eval(synthetic_root, "v1.0-mini", "mini_val", path, path.parent / "eval")
     assert scores["good"]["amota"] > 0.8 and scores["good"]["ids"] <= 2, scores["good"]
     assert scores["bad"]["ids"] > 10 * max(scores["good"]["ids"], 1) and scores["bad"]["mota"] < scores["good"]["mota"]

@@ -84,10 +84,10 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
     summary = run_detection_eval(data_root, version, split, out, out.parent / "eval")
     summary["p50_ms"] = 1000 * float(np.median(times))
     if tracker is not None:
-        from perception.evaluation.tracking import run_tracking_eval, write_tracking_submission
+        from perception.evaluation.tracking import run_tracking_eval
 
         tpath = out.parent / "tracking" / "results_tracking.json"
-        write_tracking_submission(tpath, tracked, mods)
+        write_submission(tpath, tracked, mods)
         summary["tracking"] = run_tracking_eval(data_root, version, split, tpath, tpath.parent / "eval")
         summary["tracking"]["p50_ms"] = float(np.median(track_ms))
     if depth_err:  # a network with a camera depth head: its depth where the reference lidar sweep lands

@@ -1,13 +1,13 @@
 """Tracks -> nuScenes tracking submission JSON -> the devkit's official TrackingEval (AMOTA, AMOTP, MOTA, IDS...).
 
+The submission file has the detection submission's shape (perception.evaluation.detection.write_submission
+writes both): {"meta": {...}, "results": {sample_token: [tracking boxes]}}.
+
 The devkit's tracking evaluation needs ``motmetrics`` (1.1.3, the version it was written against) and
 ``pandas``; both are project dependencies.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -34,14 +34,6 @@ def to_tracking_boxes(sample_token: str, tracks: Tracks, T_global_ego: np.ndarra
             "tracking_score": float(cur.scores[i]),
         })
     return out
-
-
-def write_tracking_submission(path, results: dict[str, list], modalities=("camera", "lidar", "radar")) -> None:
-    sub = {"meta": {"use_camera": "camera" in modalities, "use_lidar": "lidar" in modalities,
-                    "use_radar": "radar" in modalities, "use_map": False, "use_external": False},
-           "results": results}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(sub))
 
 
 def run_tracking_eval(dataroot, version: str, eval_set: str, result_path, output_dir, verbose=False) -> dict:
