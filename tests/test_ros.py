@@ -77,10 +77,11 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
     replay = _replay_objects(log, tmp_path / "replay_out", ckpt)
     replay_tracks = _replay_objects(log, tmp_path / "replay_out", ckpt, "/perception/tracks")
     params = tmp_path / "params.yaml"
-    # wall-clock timeout with room for DDS and a busy CPU; replay's is 0.1 s of log time: every input settles
+    # wall-clock timeout (3 s at a tenth of real rate: 0.3 s of log time) with room for DDS and a busy CPU; replay's is
+    # 0.1 s of log time: every input settles
     # (delivers a message past the reference stamp) well within both, so both pick the same messages
     params.write_text(open("ros_nodes/params/fusion.yaml").read()
-                      .replace('prompts: [""]', 'prompts: ["cars ahead"]').replace("timeout_s: -1.0", "timeout_s: 0.3")
+                      .replace('prompts: [""]', 'prompts: ["cars ahead"]').replace("timeout_s: -1.0", "timeout_s: 3.0")
                       .replace("reliable_inputs: false", "reliable_inputs: true"))
 
     rclpy.init()
@@ -104,12 +105,14 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
             rclpy.spin_once(listener, timeout_sec=0.05)
 
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not listener.get_subscriptions_info_by_topic("/LIDAR_TOP"):
             spin(0.2)
         assert listener.get_subscriptions_info_by_topic("/LIDAR_TOP"), "fusion node did not start"
+        # a tenth of real rate: the node (about 0.3 s a frame on a 2-core CPU) then processes every sweep, so its
+        # tracker sees what replay's sees
         player = subprocess.Popen([sys.executable, "-m", "ros_nodes.player", str(log), "--start-delay", "10",
-                                   "--rate", "0.5"], env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   "--rate", "0.1"], env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)
         while time.monotonic() < deadline and len(objects) < 2:  # the stream is flowing
             spin(0.1)
@@ -162,7 +165,7 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
     frames_seen = [s for s in status if s.get("event") == "frame"]
     first_drop = min([s["stamp_ns"] for s in frames_seen if s["dropped_frames"] > 0], default=None)
     same = [t for t in tracks if first_drop is None or t["stamp_ns"] < first_drop]
-    assert len(same) >= 5 and sum(len(t["tracks"]) for t in same) > 0
+    assert len(same) >= 3 and sum(len(t["tracks"]) for t in same) > 0
     for t in same:
         r = replay_tracks[t["stamp_ns"]]
         assert [(x["id"], x["label"], x["hits"]) for x in t["tracks"]] == [(x["id"], x["label"], x["hits"])
