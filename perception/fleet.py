@@ -75,6 +75,9 @@ class Worker:
                 shutil.rmtree(staging_p)
             staging_p.parent.mkdir(parents=True, exist_ok=True)
             out = replay_log(self.pipe, log, staging_p, **options)
+            if (options.get("stop") or {}).get("flag"):  # stopped part-way: an incomplete log is not kept
+                shutil.rmtree(staging_p, ignore_errors=True)
+                return {"stopped": True}
             if out["frames"] == 0:
                 raise RuntimeError("no frame could be made from the log")
             os.replace(staging_p, final_p)
@@ -102,13 +105,16 @@ def _rss_mib() -> float:
 def run_fleet(logs, out_dir, config, checkpoint, prompts=(), data_root=None, version: str = "v1.0-mini",
               eval_split: str | None = None, keyframes_only: bool = False, faults: str = "", min_score: float = 0.0,
               device: str = "cpu", ray: str | None = None, workers: int | None = None, cpus_per_task: float = 1,
-              gpus_per_task: float = 0, threads: int = 0, progress: bool = True, skip_existing: bool = False) -> dict:
+              gpus_per_task: float = 0, threads: int = 0, progress: bool = True, skip_existing: bool = False,
+              stop: dict | None = None) -> dict:
     """Replay ``logs`` into ``out_dir`` (see the module docstring). Returns the summary that is also written
     to ``out_dir/summary.json``. ``threads``: intra-op threads per worker (0: the library default in-process,
-    ``cpus_per_task`` on Ray). KeyboardInterrupt stops the run: finished logs are kept, the others dropped,
-    and the summary says ``interrupted``; ``skip_existing`` continues such a run (logs whose output exists
-    are not replayed again). With a cluster address, every node must see the logs and ``out_dir`` at the
-    same paths (a shared filesystem): workers read and write them directly."""
+    ``cpus_per_task`` on Ray). Setting ``stop["flag"]`` (from a signal handler: the CLI's way, since an
+    exception raised at an arbitrary point can land inside library code) or a KeyboardInterrupt stops the
+    run: finished logs are kept, the others dropped, and the summary says ``interrupted``; ``skip_existing``
+    continues such a run (logs whose output exists are not replayed again). With a cluster address, every
+    node must see the logs and ``out_dir`` at the same paths (a shared filesystem): workers read and write
+    them directly."""
     from tqdm import tqdm
 
     from perception.paths import resolve
@@ -142,6 +148,7 @@ def run_fleet(logs, out_dir, config, checkpoint, prompts=(), data_root=None, ver
     attempts = dict.fromkeys(names, 0)
     t0 = time.perf_counter()
     bar = tqdm(total=len(jobs), desc="logs", unit="log", disable=not progress or not jobs)
+    stop = stop if stop is not None else {"flag": False}
     interrupted = False
     backend = "in-process" if ray is None else f"ray ({ray})"
     worker_info: dict = {"workers": 0 if ray is None else workers}
@@ -160,20 +167,24 @@ def run_fleet(logs, out_dir, config, checkpoint, prompts=(), data_root=None, ver
             w = Worker(config, checkpoint, device, threads)
             worker_info = {"workers": 1, "rss_mib": [w.rss_mib()]}
             queue = list(jobs)
-            while queue:
+            while queue and not stop["flag"]:
                 job = queue.pop(0)
-                again = finish(job, w.run(*job, options))
+                res = w.run(*job, {**options, "stop": stop})
+                if res.get("stopped"):
+                    break
+                again = finish(job, res)
                 if again:
                     queue.append(again)
             worker_info = {"workers": 1, "rss_mib": [w.rss_mib()]}
         else:
             worker_info = _run_on_ray(jobs, options, finish, config, checkpoint, device, ray, workers,
-                                      cpus_per_task, gpus_per_task, threads)
+                                      cpus_per_task, gpus_per_task, threads, stop)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
         shutil.rmtree(staging_root, ignore_errors=True)
+    interrupted = interrupted or bool(stop["flag"])
     wall = time.perf_counter() - t0
     summary = _summarize(names, per_log, wall, backend, worker_info, interrupted)
     summary["skipped_existing"] = skipped
@@ -186,7 +197,7 @@ def run_fleet(logs, out_dir, config, checkpoint, prompts=(), data_root=None, ver
 
 
 def _run_on_ray(jobs, options, finish, config, checkpoint, device, address, workers, cpus_per_task, gpus_per_task,
-                threads) -> dict:
+                threads, stop) -> dict:
     try:
         import ray
     except ImportError as e:
@@ -214,14 +225,17 @@ def _run_on_ray(jobs, options, finish, config, checkpoint, device, address, work
         options = ray.put(options)  # the stamp -> sample table goes to the object store once
         queue, running = list(jobs), {}  # running: object ref -> (actor, job)
         try:
-            while queue or running:
+            while (queue or running) and not stop["flag"]:
                 busy = {id(a) for a, _ in running.values()}
                 for a in [a for a in pool if id(a) not in busy]:
                     if not queue:
                         break
                     job = queue.pop(0)
                     running[a.run.remote(*job, options)] = (a, job)
-                (ref,), _ = ray.wait(list(running), num_returns=1)
+                done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)  # wakes to see a stop
+                if not done:
+                    continue
+                (ref,) = done
                 a, job = running.pop(ref)
                 try:
                     res = ray.get(ref)
@@ -232,7 +246,7 @@ def _run_on_ray(jobs, options, finish, config, checkpoint, device, address, work
                 if again:
                     queue.append(again)
             try:
-                rss = ray.get([a.rss_mib.remote() for a in pool])
+                rss = [] if stop["flag"] else ray.get([a.rss_mib.remote() for a in pool])
             except ray.exceptions.RayError:
                 rss = []
         finally:

@@ -23,6 +23,7 @@ SIGTERM) closes the output properly with every frame processed so far.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import signal
@@ -110,17 +111,9 @@ def main(argv=None) -> int:
 
         samples = stamp_to_sample(NuScenes(a.version, str(a.data_root), verbose=False))
     stop = {"flag": False}
-
-    def on_signal(signum, _frame):
-        stop["flag"] = True
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _stop_on_signals(stop):
         r = replay(pipe, src, out, tuple(a.prompt), samples, a.min_score, stop=stop, max_frames=a.max_frames,
                    tracker=None if a.no_tracking else {})
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
     n_frames, wall, stages, results = r["frames"], r["wall_s"], r["stages"], r["results"]
     if a.results:
         write_submission(a.results, results)
@@ -138,6 +131,24 @@ def main(argv=None) -> int:
     return 130 if stop["flag"] else 0
 
 
+@contextlib.contextmanager
+def _stop_on_signals(stop: dict):
+    """SIGINT / SIGTERM set ``stop["flag"]`` (the run ends at its next frame) instead of raising
+    KeyboardInterrupt wherever the main thread happens to be: one raised inside a library's string ``exec``
+    (e.g. generating message classes) makes CPython end a ``-m`` run killed by SIGINT, whatever exit code the
+    program chose."""
+
+    def on_signal(_signum, _frame):
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def fleet_main(a, logs) -> int:
     from perception.faults import FaultSpecError, parse_faults
     from perception.fleet import run_fleet
@@ -153,13 +164,15 @@ def fleet_main(a, logs) -> int:
     out = Path(a.out)
     if out.exists() and a.overwrite:
         shutil.rmtree(out)
-    try:
-        s = run_fleet(logs, out, a.config, a.checkpoint, tuple(a.prompt), a.data_root, a.version, a.eval_split,
-                      a.keyframes_only, a.faults, a.min_score, a.device, a.ray, a.workers, a.cpus_per_task,
-                      a.gpus_per_task, a.threads, skip_existing=a.skip_existing)
-    except (FileExistsError, ValueError, ImportError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    stop = {"flag": False}
+    with _stop_on_signals(stop):
+        try:
+            s = run_fleet(logs, out, a.config, a.checkpoint, tuple(a.prompt), a.data_root, a.version,
+                          a.eval_split, a.keyframes_only, a.faults, a.min_score, a.device, a.ray, a.workers,
+                          a.cpus_per_task, a.gpus_per_task, a.threads, skip_existing=a.skip_existing, stop=stop)
+        except (FileExistsError, ValueError, ImportError, RuntimeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     print(f"\n{s['succeeded']} of {s['logs']} logs in {s['wall_s']:.1f} s on {s['backend']} with {s.get('workers')} "
           f"worker(s): {s['logs_per_s']:.3f} logs/s, {s['frames_per_s']:.2f} frames/s"
           + (" - interrupted, finished logs kept" if s["interrupted"] else ""))
