@@ -1,5 +1,7 @@
 """The fusion network on CPU: shapes, gradients, missing modalities, bad input, overfitting, voxelization."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -184,3 +186,40 @@ def test_runtime_precision_and_device_voxelization_keep_the_detections(frames):
         Pipeline("configs/tiny.py", runtime={"precison": "fp16"})
     with pytest.raises(ConfigError, match="precision"):
         Pipeline("configs/tiny.py", runtime={"precision": "int8"})
+
+
+def test_camera_attention_per_camera_path_equals_the_dense_graph():
+    """The per-camera sampling (only the queries a camera sees; one trilinear depth read) gives the dense
+    graph's output and gradients, with two levels, a depth prior, a batch of two and cameras seeing nothing."""
+    from perception.models.fusion import CameraCrossAttention
+
+    torch.manual_seed(0)
+    B, N, C, Q, bins = 2, 3, 8, 64, 5
+    att = CameraCrossAttention(16, C, levels=2)
+    torch.nn.init.normal_(att.offsets.weight, std=0.5)
+    q = torch.randn(B, Q, 16)
+    feats = [torch.randn(B, N, C, 12, 20, requires_grad=True), torch.randn(B, N, C, 6, 10, requires_grad=True)]
+    xy = torch.stack(torch.meshgrid(torch.linspace(-30, 30, 8), torch.linspace(-30, 30, 8), indexing="ij"), -1)
+    xy = xy.reshape(Q, 2)
+    K = torch.tensor([[80.0, 0, 80], [0, 80, 48], [0, 0, 1]])
+    ego2img = torch.zeros(B, N, 4, 4)
+    for n, yaw in enumerate((0.0, 2.1, 4.2)):  # cameras looking out in three directions (x forward, z up)
+        c, s = math.cos(yaw), math.sin(yaw)
+        R = torch.tensor([[-s, c, 0.0], [0, 0, -1], [c, s, 0]])  # ego -> camera (right, down, forward)
+        ego2img[:, n, :3, :3] = K @ R
+        ego2img[:, n, 3, 3] = 1
+    ego2img[1, 2] = 0  # the second sample's third camera sees nothing
+    probs = torch.softmax(torch.randn(B, N, bins, 12, 20), 2).requires_grad_()
+    prior = (probs, (1.0, 41.0, bins))
+    outs, grads = [], []
+    for dense in (True, False):
+        att.dense = dense
+        y, hit = att(q, feats, ego2img, (96, 160), xy, prior)
+        outs.append((y, hit))
+        grads.append(torch.autograd.grad(y.square().sum(), [*feats, probs, att.offsets.weight]))
+    hit = outs[0][1]
+    assert hit.any() and not hit.all() and not hit[1].all() and torch.equal(hit, outs[1][1])
+    torch.testing.assert_close(outs[1][0], outs[0][0], atol=1e-5, rtol=1e-4)
+    for a, b in zip(*grads):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)

@@ -65,6 +65,7 @@ class CameraCrossAttention(nn.Module):
         attention weight (the same image position on every level)."""
         super().__init__()
         self.levels = levels
+        self.dense = False  # True: every query at every camera, one static graph (as ONNX export always does)
         self.register_buffer("heights", torch.tensor(heights, dtype=torch.float32), persistent=False)
         self.n_points = n_points
         self.max_offset_px = max_offset_px
@@ -104,31 +105,71 @@ class CameraCrossAttention(nn.Module):
         norm = torch.stack([uvp[..., 0] / Win * 2 - 1, uvp[..., 1] / Hin * 2 - 1], -1)
         inside = (depth.unsqueeze(-1) > 0.5) & (norm.abs() <= 1).all(-1)  # B, N, Q, Z, P
         grid = norm.reshape(B * N, Q, Z * P, 2)
-        s = torch.cat([F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                       for v in values], -1)  # B*N, Dv, Q, L*Z*P (level-major)
-        Dv = s.shape[1]
         logits = self.weights(q).view(B, Q, 1, L * Z * P).expand(B, Q, N, L * Z * P)
-        if depth_prior is not None:
-            probs, (dmin, dmax, nb) = depth_prior
-            pd = F.grid_sample(probs.flatten(0, 1).to(s.dtype), grid, mode="bilinear",
-                               padding_mode="border", align_corners=False)  # B*N, bins, Q, Z*P
-            k = (proj[..., 2] - dmin) / ((dmax - dmin) / nb)  # the depth bin of each sample point
-            k = k.floor().clamp(0, nb - 1).long().unsqueeze(-1).expand(B, N, Q, Z, P).reshape(B * N, 1, Q, Z * P)
-            p_own = pd.gather(1, k).view(B, N, Q, Z * P).permute(0, 2, 1, 3)  # B, Q, N, ZP
         mask = inside.permute(0, 2, 1, 3, 4).reshape(B, Q, N, Z * P).repeat(1, 1, 1, L)
-        w = _masked_softmax(logits.reshape(B, Q, -1), mask.reshape(B, Q, -1), -1).view(B, Q, N, L * Z * P)
-        if depth_prior is not None:  # after the softmax, not renormalized: a cell the camera sees no depth at
-            w = w * p_own.repeat(1, 1, 1, L).to(w.dtype)  # (something nearer hides it, or nothing is there)
-            # takes little from it; every level of a sample point shares its depth probability
-        # weighted sum over cameras and points; a dot product over the contiguous last axis, then over cameras
-        # (the equivalent einsum permuted the (B, N, Dv, Q, ZP) samples for a bmm: 18% of the tiny model's time)
-        wp = w.to(s.dtype).permute(0, 2, 1, 3).unsqueeze(2)  # B, N, 1, Q, ZP
-        s = s.view(B, N, Dv, Q, L * Z * P)
-        if torch.onnx.is_in_onnx_export():  # ONNX has no vecdot; the round-trip test checks both agree
-            out = (s * wp).sum(-1).sum(1).transpose(1, 2)  # B, Q, Dv
+        w = _masked_softmax(logits.reshape(B, Q, -1), mask.reshape(B, Q, -1), -1).view(B, Q, N, L, Z * P)
+        k = None
+        if depth_prior is not None:  # each sample point's own depth bin
+            probs, (dmin, dmax, nb) = depth_prior
+            k = (proj[..., 2] - dmin) / ((dmax - dmin) / nb)
+            k = k.floor().clamp(0, nb - 1).unsqueeze(-1).expand(B, N, Q, Z, P).reshape(B * N, Q, Z * P)
+        if self.dense or torch.onnx.is_in_onnx_export():
+            out = self._dense(values, grid, w, k, depth_prior, B, N, Q)
         else:
-            out = torch.linalg.vecdot(s, wp).sum(1).transpose(1, 2)
+            out = self._per_camera(values, grid, w, k, depth_prior, inside.flatten(3).any(-1), B, N, Q)
         return self.out(out), mask.flatten(2).any(-1)
+
+    @staticmethod
+    def _dense(values, grid, w, k, depth_prior, B, N, Q):
+        """Every query at every camera, as one static-shape graph (ONNX export; the round-trip test checks it
+        agrees with ``_per_camera``). Returns (B, Q, Dv)."""
+        L, ZP = w.shape[3], w.shape[4]
+        if depth_prior is not None:  # opset 17 has only 4-D GridSample: sample every bin, keep each point's own
+            pd = F.grid_sample(depth_prior[0].flatten(0, 1).to(values[0].dtype), grid, mode="bilinear",
+                               padding_mode="border", align_corners=False)  # B*N, bins, Q, ZP
+            p_own = pd.gather(1, k.long().unsqueeze(1)).view(B, N, Q, ZP).permute(0, 2, 1, 3)  # B, Q, N, ZP
+            w = w * p_own.unsqueeze(3).to(w.dtype)
+        wp = w.permute(0, 2, 3, 1, 4).unsqueeze(3)  # B, N, L, 1, Q, ZP
+        out = 0
+        for li in range(L):
+            s = F.grid_sample(values[li], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            out = out + (s.view(B, N, s.shape[1], Q, ZP) * wp[:, :, li].to(s.dtype)).sum(-1)  # ONNX: no vecdot
+        return out.sum(1).transpose(1, 2)
+
+    @staticmethod
+    def _per_camera(values, grid, w, k, depth_prior, seen, B, N, Q):
+        """The same sum, reading each camera only at the queries it sees (``seen`` (B, N, Q): any sample point
+        in its image; a BEV cell is in one or two of six cameras, so this samples and weighs a third as much).
+        The depth prior is one trilinear read at the centre of the point's own bin: bilinear in the image, that
+        bin only, the value ``_dense`` gets by sampling every bin and keeping one. Returns (B, Q, Dv)."""
+        L = w.shape[3]
+        Dv = values[0].shape[1]
+        outs = []
+        for b in range(B):
+            ob = values[0].new_zeros(Dv, Q)
+            for n in range(N):
+                bn = b * N + n
+                idx = seen[b, n].nonzero().squeeze(1)
+                if idx.numel() == 0:
+                    continue
+                g = grid[bn, idx].unsqueeze(0)  # 1, Qn, ZP, 2
+                wq = w[b, idx, n]  # Qn, L, ZP
+                if depth_prior is not None:
+                    zc = ((k[bn, idx] + 0.5) * (2.0 / depth_prior[1][2]) - 1.0).to(g.dtype).unsqueeze(-1)
+                    p_own = F.grid_sample(depth_prior[0][b, n][None, None].to(values[0].dtype),
+                                          torch.cat([g, zc.unsqueeze(0)], -1).unsqueeze(1), mode="bilinear",
+                                          padding_mode="border", align_corners=False)[0, 0, 0]  # Qn, ZP
+                    # after the softmax, not renormalized: a cell the camera sees no depth at (something
+                    # nearer hides it, or nothing is there) takes little from it; all levels share it
+                    wq = wq * p_own.unsqueeze(1).to(wq.dtype)
+                acc = 0
+                for li in range(L):
+                    s = F.grid_sample(values[li][bn : bn + 1], g, mode="bilinear", padding_mode="zeros",
+                                      align_corners=False)[0]  # Dv, Qn, ZP
+                    acc = acc + torch.linalg.vecdot(s, wq[:, li].to(s.dtype))
+                ob = ob.index_add(1, idx, acc.to(ob.dtype))
+            outs.append(ob)
+        return torch.stack(outs).transpose(1, 2)
 
 
 class FusionLayer(nn.Module):
