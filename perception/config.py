@@ -74,11 +74,15 @@ def check_section(name: str, given: dict, valid: dict) -> dict:
 
 
 def parse_overrides(text: str) -> dict:
-    """A command line's ``k=v,k=v`` -> {k: v}, integers and decimals as numbers, the rest as strings."""
+    """A command line's ``k=v,k=v`` -> {k: v}, integers and decimals as numbers, true / false as booleans,
+    the rest as strings."""
     out = {}
     for kv in filter(None, (x.strip() for x in text.split(","))):
         k, _, v = kv.partition("=")
         v = v.strip()
+        if v.lower() in ("true", "false"):
+            out[k.strip()] = v.lower() == "true"
+            continue
         try:
             out[k.strip()] = int(v)
         except ValueError:

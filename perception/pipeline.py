@@ -298,16 +298,19 @@ class Pipeline:
         return tuple(p.text if isinstance(p, Prompt) else p for p in prompts)
 
     @torch.no_grad()
-    def __call__(self, frame: SensorFrame, prompts=()) -> Detections:
-        return self.run_batch([frame], prompts)[0]
+    def __call__(self, frame: SensorFrame, prompts=(), motion=None) -> Detections:
+        return self.run_batch([frame], prompts, motion)[0]
 
     @torch.no_grad()
-    def run_batch(self, frames: list[SensorFrame], prompts=()) -> list[Detections]:
+    def run_batch(self, frames: list[SensorFrame], prompts=(), motion=None) -> list[Detections]:
         """Detections per frame; per-stage seconds of this call in ``self.last_timing``.
 
         ``prompts``: zero, one or several referring expressions (str or Prompt); every frame's Detections
         then carry ``grounding_scores`` (objects x prompts, in [0, 1]). A checkpoint without a grounding head
-        rejects prompts with ValueError; an empty prompt is a ValueError.
+        rejects prompts with ValueError; an empty prompt is a ValueError. ``motion``: None, or a callable
+        (frame, Detections before grounding) -> (N, 2) ego-frame velocities (NaN: the box's own) that the
+        grounding head reads instead of the detector's single-frame ones (``Tracker.motion_source()``: an
+        object's velocity from its track's history); the Detections keep the detector's velocities.
         """
         prompts = self._prompt_texts(prompts)
         if prompts and not self.grounding:
@@ -342,8 +345,14 @@ class Pipeline:
                 dets.append(Detections.empty(prompts))
                 continue
             if prompts:
+                dg = d
+                if motion is not None:
+                    v = np.asarray(motion(frames[b], detections_from_decoded(d)), np.float32).reshape(-1, 2)
+                    boxes = np.array(d["boxes"], np.float32, copy=True)
+                    boxes[:, 7:9] = np.where(np.isfinite(v), v, boxes[:, 7:9])
+                    dg = {**d, "boxes": boxes}
                 with self._autocast():
-                    g = self._ground(out["bev"][b], d, text)
+                    g = self._ground(out["bev"][b], dg, text)
             else:
                 g = None
             dets.append(detections_from_decoded(d, prompts, g))

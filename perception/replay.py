@@ -62,7 +62,7 @@ def replay(pipe, src, out, prompts=(), samples=None, min_score=0.0, stop=None, m
                 if c.msgtype in store.types:
                     w.write(conn_for(c.topic, c.msgtype), t, data)
             t_frame = time.perf_counter()
-            raw_det = pipe(frame, prompts)
+            raw_det = pipe(frame, prompts, None if trk is None else trk.motion_source())
             det = raw_det.filter(min_score)
             timing = pipe.last_timing
             stages["source"].append(t_frame - t_src)

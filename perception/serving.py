@@ -152,7 +152,7 @@ class LiveRunner:
         arrived = m.arrival_ns / 1e9 if m.arrival_ns is not None else t_ready
         t1 = time.monotonic()
         prompts = self.prompts
-        det = self.pipe(frame, prompts)
+        det = self.pipe(frame, prompts, None if self.tracker is None else self.tracker.motion_source())
         # every detection, as replay gives it, before anything is published (a failing publish never costs
         # the tracker a frame): the same tracks for the same log
         tracks = None if self.tracker is None else self.tracker.update(det, frame.T_global_ego, frame.stamp_ns)

@@ -89,6 +89,34 @@ def test_a_pedestrian_next_to_a_car_never_takes_its_track():
     assert len(cur) == 1 and cur.ids[0] != a.ids[0] and cur.boxes.labels[0] == PED
 
 
+def test_motion_hint_reads_the_track_history_without_changing_it():
+    """A car detected moving for a while, then once with a wrong (zero) velocity: the hint gives the track's
+    velocity in the current ego frame (averaged with the detection's), for confirmed tracks only, and
+    leaves the tracker exactly as it was."""
+    rng = np.random.default_rng(1)
+    trk = Tracker()
+    hint_of = lambda det, ego, t: trk.motion_hint(det, ego, int(t * 1e9))  # noqa: E731
+    for k in range(6):
+        t = k * 0.5
+        ego = _pose(5.0 * t, 0.0, 0.4)  # a turned ego: the hint must be rotated into its frame
+        det = _detect([(CAR, 20 + 8 * t, 2.0, 0.0, 8.0, 0.0)], ego, rng, vel_noise=0.1)
+        h = hint_of(det, ego, t)
+        assert h.shape == (1, 2) and (np.isnan(h).all() if k < 2 else np.isfinite(h).all())  # confirmed at 2
+        trk.update(det, ego, int(t * 1e9))
+    t = 3.0
+    ego = _pose(5.0 * t, 0.0, 0.4)
+    det = _detect([(CAR, 20 + 8 * t, 2.0, 0.0, 0.0, 0.0), (PED, 5.0, -30.0, 0.0, 0.0, 0.0)], ego, rng,
+                  vel_noise=0.0)
+    before = (trk.state.data.copy(), trk.state.hits.copy(), trk.next_id, trk.last_stamp)
+    h = hint_of(det, ego, t)
+    after = (trk.state.data, trk.state.hits, trk.next_id, trk.last_stamp)
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
+    assert np.isnan(h[1]).all()  # the pedestrian joins no track
+    v_global = _pose(yaw=0.4)[:2, :2] @ h[0]
+    np.testing.assert_allclose(v_global, [4.0, 0.0], atol=0.5)  # half the track's 8 m/s, half the detection's 0
+    assert Tracker(motion_hint=False).motion_source() is None and Tracker().motion_source() is not None
+
+
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="max_agee"):
         Tracker(max_agee=3)
@@ -160,3 +188,26 @@ def test_prompt_referred_tracks_are_scored_with_the_devkit_metrics(synthetic_roo
         results[name] = prompt_tracking_eval([record], frames)["train"]
     assert results["informed"]["prompts"] == 1 and results["informed"]["amota"] > 0.8, results
     assert results["uninformative"]["amota"] < results["informed"]["amota"] - 0.3, results
+
+
+def test_pipeline_grounds_with_the_given_motion_and_keeps_the_detector_velocities(synthetic_root):
+    from perception.pipeline import Pipeline
+    from perception.sources.nuscenes import NuScenesSource
+
+    pipe = Pipeline("configs/tiny.py", "checkpoints/tiny.pth")
+    frame = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", **pipe.assembly.source_kwargs())[3]
+    prompts = ["moving cars", "parked cars"]
+    plain = pipe(frame, prompts)
+    unknown = pipe(frame, prompts, lambda f, d: np.full((len(d), 2), np.nan))
+    fast = pipe(frame, prompts, lambda f, d: np.tile([[12.0, 0.0]], (len(d), 1)))
+    still = pipe(frame, prompts, lambda f, d: np.zeros((len(d), 2)))
+    cars = plain.boxes.labels == CAR
+    assert cars.sum() >= 2
+    np.testing.assert_array_equal(unknown.grounding_scores, plain.grounding_scores)
+    fresh = pipe(frame, prompts, Tracker(motion_hint=True).motion_source())  # no track yet: nothing to say
+    np.testing.assert_array_equal(fresh.grounding_scores, plain.grounding_scores)
+    for d in (fast, still):  # the detections themselves are the detector's
+        np.testing.assert_array_equal(d.boxes.data, plain.boxes.data)
+    # the head reads the velocity it is given: every car is more "moving" at 12 m/s than standing still
+    assert (fast.grounding_scores[cars, 0] > still.grounding_scores[cars, 0]).all()
+    assert (fast.grounding_scores[cars, 1] < still.grounding_scores[cars, 1]).mean() > 0.8

@@ -58,7 +58,10 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             frame = apply_to_frame(frame, faults, t, rng)
         t0 = time.perf_counter()
         texts = tuple(dict.fromkeys(asked.get(frame.sample_token, ())))
-        det = pipe(frame, texts)
+        if tracker is not None and frame.scene != last_scene:  # tracks never span two scenes (the tracker
+            tracker.reset()  # also resets on gaps)
+            last_scene = frame.scene
+        det = pipe(frame, texts, None if tracker is None else tracker.motion_source())
         times.append(time.perf_counter() - t0)
         if prompts is not None:
             dets[frame.sample_token], gts[frame.sample_token] = det, frame.gt
@@ -67,9 +70,6 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             from perception.evaluation.tracking import to_tracking_boxes
 
             t0 = time.perf_counter()
-            if frame.scene != last_scene:  # tracks never span two scenes (the tracker also resets on gaps)
-                tracker.reset()
-                last_scene = frame.scene
             tracks = tracker.update(det, frame.T_global_ego, frame.stamp_ns)
             track_ms.append(1000 * (time.perf_counter() - t0))
             tracked[frame.sample_token] = to_tracking_boxes(frame.sample_token, tracks, frame.T_global_ego)

@@ -28,7 +28,7 @@ GATES = {"car": 4.0, "truck": 4.0, "bus": 5.5, "trailer": 3.0, "pedestrian": 1.0
 TRACKING_CLASSES = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "trailer", "truck")
 
 TRACKER_DEFAULTS = {"matcher": "greedy", "min_score": 0.1, "birth_score": 0.3, "min_hits": 2, "max_age": 3,
-                    "smoothing": 0.5, "max_gap_s": 1.5, "max_jump_m": 20.0, "classes": None}
+                    "smoothing": 0.5, "max_gap_s": 1.5, "max_jump_m": 20.0, "classes": None, "motion_hint": True}
 
 
 @dataclass
@@ -121,7 +121,8 @@ class Tracker:
     least score that starts a track; ``min_hits``: detections before a track is confirmed; ``max_age``:
     frames a track coasts without a detection; ``smoothing``: weight of the new observation in the velocity,
     heading and size averages; ``max_gap_s`` / ``max_jump_m``: a longer pause or a larger ego jump between
-    frames resets the state; ``classes``: class names tracked (None: all detection classes).
+    frames resets the state; ``classes``: class names tracked (None: all detection classes); ``motion_hint``:
+    the grounding head reads each object's velocity from its track (``motion_source``).
     """
 
     def __init__(self, **settings):
@@ -175,22 +176,7 @@ class Tracker:
             s.g_sum = np.pad(s.g_sum, ((0, 0), (0, grow)))
             s.g_n = np.pad(s.g_n, ((0, 0), (0, grow)))
         g_det = detections.grounding_scores[keep] if asked else np.zeros((len(keep), 0))
-        # predict: every track moves on by its velocity (unknown velocity: stays)
-        pred = s.data.copy()
-        pred[:, :2] += np.nan_to_num(pred[:, 7:9]) * dt
-        # pair detections and tracks of the same class within the class's gate
-        dv = np.nan_to_num(det.data[:, 7:9])
-        back = det.data[:, :2] - dv * dt  # the detection moved back by its own velocity (CenterPoint)
-        dist = np.linalg.norm(back[:, None, :] - s.data[None, :, :2], axis=2) if len(s.ids) else \
-            np.zeros((len(det), 0))
-        dist_pred = np.linalg.norm(det.data[:, None, :2] - pred[None, :, :2], axis=2) if len(s.ids) else dist
-        dist = np.minimum(dist, dist_pred)
-        # the gates are for keyframes 0.5 s apart; between 20 Hz sweeps an object moves a tenth as far, so a
-        # gate that wide would let a track jump to the next car in a queue: halved at high frame rates
-        gate = self.gates[det.labels][:, None] * float(np.clip(dt / 0.5, 0.5, 1.0))
-        ok = (det.labels[:, None] == s.labels[None, :]) & (dist <= gate)
-        cost = np.where(ok, dist, np.inf)
-        pairs = _assign(cost, np.argsort(-dscore, kind="stable"), c["matcher"])
+        pred, pairs = self._associate(det, dscore, dt)
         di = np.array([p[0] for p in pairs], np.int64)
         ti = np.array([p[1] for p in pairs], np.int64)
         a = float(c["smoothing"])
@@ -252,6 +238,60 @@ class Tracker:
             grounding = np.where(n > 0, st.g_sum[:, cols] / np.maximum(n, 1), 0.0)
         return Tracks(boxes, st.ids.copy(), st.scores.copy(), st.hits.copy(), st.misses.copy(),
                       st.hits >= c["min_hits"], st.age.copy(), det_index, stamp_ns, reset, grounding, asked)
+
+    def _associate(self, det: Boxes3D, dscore: np.ndarray, dt: float):
+        """The tracks moved on by ``dt`` (predicted state) and the (detection, track) pairs: same class, within
+        the class's gate, by the matcher. ``det``: global-frame boxes."""
+        s = self.state
+        # predict: every track moves on by its velocity (unknown velocity: stays)
+        pred = s.data.copy()
+        pred[:, :2] += np.nan_to_num(pred[:, 7:9]) * dt
+        dv = np.nan_to_num(det.data[:, 7:9])
+        back = det.data[:, :2] - dv * dt  # the detection moved back by its own velocity (CenterPoint)
+        dist = np.linalg.norm(back[:, None, :] - s.data[None, :, :2], axis=2) if len(s.ids) else \
+            np.zeros((len(det), 0))
+        dist_pred = np.linalg.norm(det.data[:, None, :2] - pred[None, :, :2], axis=2) if len(s.ids) else dist
+        dist = np.minimum(dist, dist_pred)
+        # the gates are for keyframes 0.5 s apart; between 20 Hz sweeps an object moves a tenth as far, so a
+        # gate that wide would let a track jump to the next car in a queue: halved at high frame rates
+        gate = self.gates[det.labels][:, None] * float(np.clip(dt / 0.5, 0.5, 1.0))
+        ok = (det.labels[:, None] == s.labels[None, :]) & (dist <= gate)
+        cost = np.where(ok, dist, np.inf)
+        return pred, _assign(cost, np.argsort(-dscore, kind="stable"), self.cfg["matcher"])
+
+    def motion_hint(self, detections: Detections, T_global_ego, stamp_ns: int) -> np.ndarray:
+        """(N, 2) ego-frame velocity of each detection as its confirmed track would carry it after this frame
+        (the track's smoothed velocity averaged with the detection's), NaN where it would join no confirmed
+        track. Reads the state, changes nothing: the grounding head can read an object's motion from its
+        history (``Pipeline.run_batch(motion=...)``) before ``update`` takes the grounded detections."""
+        out = np.full((len(detections), 2), np.nan)
+        T = np.asarray(T_global_ego, np.float64)
+        if not len(self.state.ids) or self._needs_reset(T, int(stamp_ns)):
+            return out
+        dt = (int(stamp_ns) - self.last_stamp) * 1e-9
+        keep = np.flatnonzero((detections.scores >= self.cfg["min_score"]) & self.tracked[detections.labels])
+        if not len(keep):
+            return out
+        det = detections.boxes[keep].transform(T)
+        _, pairs = self._associate(det, detections.scores[keep], dt)
+        pairs = [(i, j) for i, j in pairs if self.state.hits[j] >= self.cfg["min_hits"]]
+        if not pairs:
+            return out
+        di = np.array([p[0] for p in pairs], np.int64)
+        ti = np.array([p[1] for p in pairs], np.int64)
+        v_trk = self.state.data[ti, 7:9]
+        v_det = det.data[di, 7:9]
+        a = float(self.cfg["smoothing"])
+        v = np.where(np.isnan(v_trk), v_det, np.where(np.isnan(v_det), v_trk, (1 - a) * v_trk + a * v_det))
+        out[keep[di]] = v @ T[:2, :2]  # global -> ego: R^T v, row-wise
+        return out
+
+    def motion_source(self):
+        """What callers give ``Pipeline.run_batch(motion=...)``: (frame, detections) -> ``motion_hint`` when the
+        ``motion_hint`` setting is on, else None."""
+        if not self.cfg["motion_hint"]:
+            return None
+        return lambda frame, det: self.motion_hint(det, frame.T_global_ego, frame.stamp_ns)
 
     def _prompt_columns(self, prompts) -> np.ndarray:
         for p in prompts:
