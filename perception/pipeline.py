@@ -344,18 +344,18 @@ class Pipeline:
             if not it["present"].any():
                 dets.append(Detections.empty(prompts))
                 continue
+            det = detections_from_decoded(d)
             if prompts:
                 dg = d
                 if motion is not None:
-                    v = np.asarray(motion(frames[b], detections_from_decoded(d)), np.float32).reshape(-1, 2)
+                    v = np.asarray(motion(frames[b], det), np.float32).reshape(-1, 2)
                     boxes = np.array(d["boxes"], np.float32, copy=True)
                     boxes[:, 7:9] = np.where(np.isfinite(v), v, boxes[:, 7:9])
                     dg = {**d, "boxes": boxes}
                 with self._autocast():
                     g = self._ground(out["bev"][b], dg, text)
-            else:
-                g = None
-            dets.append(detections_from_decoded(d, prompts, g))
+                det = Detections(det.boxes, det.scores, g, prompts)
+            dets.append(det)
         t3 = time.perf_counter()
         self.last_timing = {"preprocess": t1 - t0 - t_text, "inference": t2 - t1, "postprocess": t3 - t2,
                             "text": t_text}

@@ -110,8 +110,8 @@ class CameraCrossAttention(nn.Module):
         w = _masked_softmax(logits.reshape(B, Q, -1), mask.reshape(B, Q, -1), -1).view(B, Q, N, L, Z * P)
         k = None
         if depth_prior is not None:  # each sample point's own depth bin
-            probs, (dmin, dmax, nb) = depth_prior
-            k = (proj[..., 2] - dmin) / ((dmax - dmin) / nb)
+            dmin, dmax, nb = depth_prior[1]
+            k = (depth - dmin) / ((dmax - dmin) / nb)
             k = k.floor().clamp(0, nb - 1).unsqueeze(-1).expand(B, N, Q, Z, P).reshape(B * N, Q, Z * P)
         if self.dense or torch.onnx.is_in_onnx_export():
             out = self._dense(values, grid, w, k, depth_prior, B, N, Q)

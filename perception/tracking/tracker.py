@@ -165,7 +165,7 @@ class Tracker:
         else:
             dt = (stamp_ns - self.last_stamp) * 1e-9
         self.last_stamp, self.last_pose = stamp_ns, T
-        keep = np.flatnonzero((detections.scores >= c["min_score"]) & self.tracked[detections.labels])
+        keep = self._kept(detections)
         det = detections.boxes[keep].transform(T) if len(keep) else Boxes3D.empty()
         dscore = detections.scores[keep]
         s = self.state
@@ -239,6 +239,10 @@ class Tracker:
         return Tracks(boxes, st.ids.copy(), st.scores.copy(), st.hits.copy(), st.misses.copy(),
                       st.hits >= c["min_hits"], st.age.copy(), det_index, stamp_ns, reset, grounding, asked)
 
+    def _kept(self, detections: Detections) -> np.ndarray:
+        """Indices of the detections the tracker takes: tracked classes scored at least ``min_score``."""
+        return np.flatnonzero((detections.scores >= self.cfg["min_score"]) & self.tracked[detections.labels])
+
     def _associate(self, det: Boxes3D, dscore: np.ndarray, dt: float):
         """The tracks moved on by ``dt`` (predicted state) and the (detection, track) pairs: same class, within
         the class's gate, by the matcher. ``det``: global-frame boxes."""
@@ -269,7 +273,7 @@ class Tracker:
         if not len(self.state.ids) or self._needs_reset(T, int(stamp_ns)):
             return out
         dt = (int(stamp_ns) - self.last_stamp) * 1e-9
-        keep = np.flatnonzero((detections.scores >= self.cfg["min_score"]) & self.tracked[detections.labels])
+        keep = self._kept(detections)
         if not len(keep):
             return out
         det = detections.boxes[keep].transform(T)
