@@ -24,12 +24,21 @@ from perception.types import MODALITIES
 POINT_MODALITIES = ("lidar", "radar")
 POINT_FIELDS = ("voxels", "num_points", "coords")
 INPUT_NAMES = ("present", *(f"{m}_{k}" for m in POINT_MODALITIES for k in POINT_FIELDS), "images", "ego2img")
+# a temporal network's extra inputs: the earlier frame's fused map (its "state" output), current ego -> that
+# frame's ego, and whether there is one (perception.models.temporal)
+HISTORY_NAMES = ("history_bev", "history_T", "history_valid")
+
+
+def input_names(model: nn.Module) -> tuple[str, ...]:
+    return INPUT_NAMES + (HISTORY_NAMES if getattr(model, "temporal", None) is not None else ())
 
 
 def output_names(model: nn.Module) -> tuple[str, ...]:
-    """The head's maps in a fixed order, plus "bev" (the grounding head's input) when the model has one."""
+    """The head's maps in a fixed order, plus "bev" (the grounding head's input) when the model has one and
+    "state" (the next frame's history) for a temporal network."""
     names = tuple(sorted(model.head.reg)) + ("heatmap",)
-    return names + (("bev",) if getattr(model, "grounding", None) is not None else ())
+    names += ("bev",) if getattr(model, "grounding", None) is not None else ()
+    return names + (("state",) if getattr(model, "temporal", None) is not None else ())
 
 
 class FlatModel(nn.Module):
@@ -41,20 +50,25 @@ class FlatModel(nn.Module):
         self.names = output_names(model)
 
     def forward(self, present, lidar_voxels, lidar_num_points, lidar_coords, radar_voxels, radar_num_points,
-                radar_coords, images, ego2img):
-        out = self.model({
+                radar_coords, images, ego2img, *history):
+        batch = {
             "present": present,
             "lidar": {"voxels": lidar_voxels, "num_points": lidar_num_points, "coords": lidar_coords},
             "radar": {"voxels": radar_voxels, "num_points": radar_num_points, "coords": radar_coords},
             "camera": {"images": images, "ego2img": ego2img},
-        })
+        }
+        if history:
+            batch["history"] = dict(zip(("bev", "T", "valid"), history))
+        out = self.model(batch)
         return tuple(out[k] for k in self.names)
 
 
-def flat_inputs(batch: dict, spec: dict) -> dict[str, torch.Tensor]:
+def flat_inputs(batch: dict, spec: dict, history_shape=None) -> dict[str, torch.Tensor]:
     """Preprocessor.collate's batch -> the graph's named inputs; absent modalities become empty inputs.
 
-    ``spec``: the Preprocessor's spec (``pipeline.pre.spec``) for the shapes of what is absent.
+    ``spec``: the Preprocessor's spec (``pipeline.pre.spec``) for the shapes of what is absent;
+    ``history_shape``: (C, h, w) of a temporal network's history map (None: not a temporal graph); a batch
+    without ``history`` is fed a zero map flagged invalid.
     """
     present = batch["present"]
     B, dev = present.shape[0], present.device
@@ -75,7 +89,19 @@ def flat_inputs(batch: dict, spec: dict) -> dict[str, torch.Tensor]:
         cam = {"images": torch.zeros((B, len(cs["channels"]), 3, H, W), device=dev),
                "ego2img": torch.zeros((B, len(cs["channels"]), 4, 4), device=dev)}
     feeds["images"], feeds["ego2img"] = cam["images"], cam["ego2img"]
+    if history_shape is not None:
+        h = batch.get("history")
+        if h is None:
+            h = {"bev": torch.zeros((B, *history_shape), device=dev), "T": torch.eye(4, device=dev).repeat(B, 1, 1),
+                 "valid": torch.zeros(B, dtype=torch.bool, device=dev)}
+        feeds.update(history_bev=h["bev"].float(), history_T=h["T"].float(), history_valid=h["valid"])
     return feeds
+
+
+def history_shape(model: nn.Module):
+    """(C, h, w) of a temporal network's history map, None for a one-frame network."""
+    t = getattr(model, "temporal", None)
+    return None if t is None else (t.mix[-1].out_channels, *t.hw)
 
 
 def example_batch(spec: dict) -> dict:
@@ -116,12 +142,15 @@ def export_onnx(model: nn.Module, batch: dict, spec: dict, path=None, opset: int
     target = io.BytesIO() if path is None else str(path)
     was_training = model.training
     flat = FlatModel(model).eval()  # the exporter restores the wrapper's mode recursively afterwards
-    feeds = flat_inputs(batch, spec)
+    names = input_names(model)
+    feeds = flat_inputs(batch, spec, history_shape(model))
+    if "history_valid" in feeds:  # trace the branch that reads the history (valid = 0 multiplies it away)
+        feeds["history_valid"] = torch.ones_like(feeds["history_valid"])
     dynamic = {f"{m}_{k}": {0: f"{m}_voxels"} for m in POINT_MODALITIES for k in POINT_FIELDS}
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer warns about the Python branches on sizes; the traced graph is checked against torch
         warnings.simplefilter("ignore")
-        torch.onnx.export(flat, tuple(feeds[n] for n in INPUT_NAMES), target, input_names=list(INPUT_NAMES),
+        torch.onnx.export(flat, tuple(feeds[n] for n in names), target, input_names=list(names),
                           output_names=list(flat.names), dynamic_axes=dynamic, opset_version=opset,
                           dynamo=False)
     model.train(was_training)
@@ -153,12 +182,14 @@ class OnnxModel:
         self.session = ort.InferenceSession(path, opts, providers=providers or ["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]  # unused inputs are pruned by the exporter
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.history_shape = next((tuple(i.shape[1:]) for i in self.session.get_inputs() if i.name == "history_bev"),
+                                  None)
         self.spec = spec
         self.calls = 0
 
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
         self.calls += 1
-        feeds = flat_inputs(batch, self.spec)
+        feeds = flat_inputs(batch, self.spec, self.history_shape)
         res = self.session.run(None, {n: feeds[n].cpu().numpy() for n in self.inputs})
         return {n: torch.from_numpy(np.asarray(r)) for n, r in zip(self.outputs, res)}
 

@@ -242,6 +242,7 @@ class Pipeline:
             torch.set_num_threads(int(self.runtime["threads"]))
         self.model = build(cfg["model"]).to(self.device).eval()
         preprocess = cfg.get("preprocess", {})
+        self.text_delta, self.text_tune = None, None  # a checkpoint's fine-tuning of the text encoder
         if checkpoint is not None:
             ckpt = load_checkpoint(checkpoint)
             missing, unexpected = self.model.load_state_dict(ckpt["state_dict"], strict=False)
@@ -249,6 +250,7 @@ class Pipeline:
                 raise ValueError(f"{checkpoint} does not match the config: missing keys {missing[:20]}, "
                                  f"unexpected keys {unexpected[:20]}")
             meta = ckpt.get("meta", {})
+            self.text_delta, self.text_tune = ckpt.get("text_delta"), meta.get("text_tune")
             preprocess = meta.get("preprocess", preprocess)
             self.pre = Preprocessor(preprocess)
             self.assembly = from_checkpoint_meta({**meta, "preprocess": self.pre.to_dict()}, cfg, str(checkpoint))
@@ -274,6 +276,13 @@ class Pipeline:
             graph = export_onnx(self.model, example_batch(self.pre.spec), self.pre.spec)  # in memory, ~1 s
             self._onnx = OnnxModel(graph, self.pre.spec, threads=int(self.runtime["threads"]))
         self.modalities = modalities
+        # a temporal network's earlier fused maps, per stream (this Pipeline is one stream: replay and the
+        # node feed it frames in time order; perception.models.temporal.History says when it resets)
+        self.history = None
+        if getattr(self.model, "temporal", None) is not None:
+            from perception.models.temporal import History
+
+            self.history = History(lag=self.model.temporal.lag)
         self.last_timing: dict[str, float] = {}
         self._text_encoder = None
         self.text_cfg = check_section("text_encoder", cfg.get("text_encoder", {}), TEXT_ENCODER_DEFAULTS)
@@ -284,11 +293,13 @@ class Pipeline:
 
     @property
     def text_encoder(self):
-        """The frozen sentence encoder, loaded on first use (prompts are encoded once and cached)."""
+        """The sentence encoder (with the checkpoint's fine-tuning delta added), loaded on first use; prompts
+        are encoded once and cached."""
         if self._text_encoder is None:
             from perception.language.text_encoder import TextEncoder
 
-            self._text_encoder = TextEncoder.from_config(self.text_cfg, device=self.device)
+            self._text_encoder = TextEncoder.from_config(self.text_cfg, device=self.device, delta=self.text_delta,
+                                                         delta_base=(self.text_tune or {}).get("base"))
         return self._text_encoder
 
     @staticmethod
@@ -326,7 +337,20 @@ class Pipeline:
         # the exported graph has batch size 1 and always computes every modality's branch, so it runs frames
         # with every modality; a frame without one (e.g. a lidar sweep between camera frames) is cheaper in
         # torch, which skips the missing branch (the outputs agree: tests/test_export.py)
-        if self._onnx is not None and all(it["present"].all() for it in items):
+        if self.history is not None:  # a temporal network: one frame after the other, each with its history
+            batches = [self.pre.collate([it], self.device) for it in items]
+            t1 = time.perf_counter()
+            parts = []
+            for f, it, b in zip(frames, items, batches):
+                h = self.history.lookup(f.stamp_ns, f.T_global_ego, f.scene) if it["present"].any() else None
+                if h is not None:
+                    b["history"] = {"bev": h[0][None], "T": h[1][None].to(self.device),
+                                    "valid": torch.ones(1, dtype=torch.bool, device=self.device)}
+                parts.append(self._forward(b, it))
+                if it["present"].any():
+                    self.history.push(f.stamp_ns, f.T_global_ego, f.scene, parts[-1]["state"][0])
+            out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        elif self._onnx is not None and all(it["present"].all() for it in items):
             batches = [self.pre.collate([it], self.device) for it in items]
             t1 = time.perf_counter()
             parts = [self._onnx(b) for b in batches]
@@ -360,6 +384,18 @@ class Pipeline:
         self.last_timing = {"preprocess": t1 - t0 - t_text, "inference": t2 - t1, "postprocess": t3 - t2,
                             "text": t_text}
         return dets
+
+    def _forward(self, batch: dict, item: dict) -> dict:
+        """One frame through the exported graph (when it runs this frame) or the torch model."""
+        if self._onnx is not None and item["present"].all():
+            return self._onnx(batch)
+        with self._autocast():
+            return self.model(batch)
+
+    def reset_history(self) -> None:
+        """Forget the earlier frames a temporal network reads (a new stream); a no-op for one-frame networks."""
+        if self.history is not None:
+            self.history.reset()
 
     def _autocast(self):
         dtype = _DTYPES[self.runtime["precision"]]

@@ -293,6 +293,51 @@ def test_parse_probe_reads_whole_prompts(encoder, synthetic_root):
     with pytest.raises(ValueError, match="no spec"):
         probe_prompts(encoder, [{k: v for k, v in r.items() if k != "spec"} for r in records])
 
+@pytest.mark.parametrize("mode", ["lora", "top"])
+def test_text_tuner_trains_a_delta_that_the_encoder_loads(encoder, mode):
+    """perception.language.text_tuning: gradients reach the tuner and never the packaged weights; the fp16
+    delta added at load gives the encodings the tuner computed (the prompt cache then serves them); a delta
+    of another shape, another weight or other packaged weights is an error naming it."""
+    from perception.language.text_encoder import TextEncoder
+    from perception.language.text_tuning import TextTuner
+
+    tuner = TextTuner(encoder, mode, rank=4, layers=2)
+    texts = ["moving cars ahead", "people behind us on the left"]
+    before = encoder.batch(texts)
+    start = tuner.encode(texts)  # a fresh tuner is the packaged encoder (B = 0 / zero delta)
+    torch.testing.assert_close(start["tokens"] * start["mask"][..., None], before["tokens"], atol=1e-5, rtol=0)
+    opt = torch.optim.SGD(tuner.parameters(), lr=0.5)
+    for _ in range(3):  # pull the two prompts' sentence vectors together
+        x = tuner.encode(texts)
+        loss = -(x["sentence"][0] @ x["sentence"][1])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert all(p.grad is None for p in encoder.model.parameters())
+    with torch.no_grad():
+        x = tuner.encode(texts)
+    assert float(x["sentence"][0] @ x["sentence"][1]) > float(before["sentence"][0] @ before["sentence"][1])
+    delta = tuner.export()
+    assert all(d.dtype == torch.float16 for d in delta.values()) and tuner.meta()["delta_bytes"] > 0
+    assert all(n.startswith(("encoder.layer.4.", "encoder.layer.5.")) for n in delta)
+    tuned = TextEncoder(delta=delta, delta_base=tuner.base_fingerprint)
+    got = tuned.batch(texts)
+    assert tuned.tuned == sum(d.numel() for d in delta.values())
+    torch.testing.assert_close(got["sentence"], x["sentence"], atol=2e-3, rtol=0)
+    torch.testing.assert_close(encoder.batch(texts)["tokens"], before["tokens"])  # the packaged one is unchanged
+    name = next(iter(delta))
+    with pytest.raises(ValueError, match="no weight 'bogus'"):
+        TextEncoder(delta={"bogus": delta[name]})
+    with pytest.raises(ValueError, match=re.escape(name)):
+        TextEncoder(delta={name: delta[name][:1]})
+    with pytest.raises(ValueError, match="other encoder weights"):
+        TextEncoder(delta=delta, delta_base="0" * 40)
+    with pytest.raises(ValueError, match="layers"):
+        TextTuner(encoder, mode, layers=7)
+    with pytest.raises(ValueError, match="mode"):
+        TextTuner(encoder, "full")
+
+
 # -- grounding head -----------------------------------------------------------------------------------------
 
 def test_grounding_head_learns_a_frame(encoder):

@@ -135,6 +135,50 @@ def test_two_iteration_training_smoke(synthetic_root, tmp_path, config):
     assert isinstance(pipe(_first_frame(synthetic_root, pipe)), Detections)
 
 
+def test_training_fine_tunes_the_text_encoder_into_a_delta(synthetic_root, tmp_path):
+    """text_encoder.tune in a config: promptfusion-train trains low-rank adapters on the encoder with the
+    grounding head (their own learning rate), the deploy checkpoint carries the fp16 delta and what it is,
+    and the Pipeline's encoder loads it (weights_only) and answers prompts."""
+    from perception.cli.train import main as train_main
+
+    cfg = tmp_path / "tiny_tuned.py"
+    cfg.write_text("from configs.tiny import *  # noqa: F403\n"
+                   "text_encoder = dict(path=None, max_tokens=32, tune=dict(mode='lora', rank=4, layers=1))\n")
+    assert train_main([str(cfg), "--data-root", str(synthetic_root), "--work-dir", str(tmp_path / "w"), "--max-iters",
+                       "2", "--no-val", "--override-assembly", "lidar_sweeps=1"]) == 0
+    ckpt = torch.load(tmp_path / "w" / "final.pth", weights_only=True)
+    delta, tune = ckpt["text_delta"], ckpt["meta"]["text_tune"]
+    assert tune["mode"] == "lora" and tune["layers"] == 1 and len(delta) == tune["weights"] == 4
+    assert all(d.dtype == torch.float16 for d in delta.values()) and any(d.abs().max() > 0 for d in delta.values())
+    pipe = Pipeline(str(cfg), tmp_path / "w" / "final.pth")
+    det = pipe(_first_frame(synthetic_root, pipe), ["moving cars ahead"])
+    assert pipe.text_encoder.tuned == sum(d.numel() for d in delta.values())
+    assert det.grounding_scores.shape == (len(det), 1)
+
+
+def test_tune_text_changes_grounding_and_keeps_every_detection(synthetic_root, tmp_path):
+    """promptfusion-tune-text on the shipped checkpoint: the detector is frozen (same boxes and scores), the
+    grounding head and the encoder's delta are trained; tuning its output again, head alone, drops the delta."""
+    from perception.cli.tune_text import main as tune_main
+
+    out = tmp_path / "tuned.pth"
+    assert tune_main(["configs/tiny.py", "checkpoints/tiny.pth", "--data-root", str(synthetic_root), "--out", str(out),
+                      "--mode", "lora", "--layers", "1", "--steps", "4", "--max-samples", "2"]) == 0
+    ref, tuned = Pipeline("configs/tiny.py", "checkpoints/tiny.pth"), Pipeline("configs/tiny.py", out)
+    frame = _first_frame(synthetic_root, ref)
+    a, b = ref(frame, ["moving cars ahead"]), tuned(frame, ["moving cars ahead"])
+    np.testing.assert_array_equal(a.boxes.data, b.boxes.data)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    assert len(a) and not np.allclose(a.grounding_scores, b.grounding_scores)
+    meta = torch.load(out, weights_only=True)["meta"]["text_tune"]
+    assert meta["steps"] == 4 and meta["keyframes"] == 2 and meta["from"] == "tiny.pth"
+    assert tune_main(["configs/tiny.py", str(out), "--data-root", str(synthetic_root), "--out", str(tmp_path / "x.pth"),
+                      "--mode", "none", "--steps", "2", "--max-samples", "1"]) == 0
+    again = torch.load(tmp_path / "x.pth", weights_only=True)
+    assert "text_delta" not in again and "text_tune" not in again["meta"]
+    assert again["meta"]["grounding_tune"]["steps"] == 2
+
+
 def _first_frame(root, pipe):
     from perception.sources.nuscenes import NuScenesSource
 

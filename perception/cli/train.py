@@ -84,8 +84,10 @@ def main(argv=None) -> int:
     pre = Preprocessor(cfg.get("preprocess", {}))
     assembly = Assembly.from_section(asm, pre.to_dict())  # the frames trained on are the frames served
     src_kw = dict(version=dc["version"], **assembly.source_kwargs())
+    temporal = bool((cfg["model"] or {}).get("temporal"))  # keyframes come with the one before them
     train_set = FrameDataset(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre,
-                             modality_dropout=tc["modality_dropout"], augment=build_augment(tc["augment"]))
+                             modality_dropout=tc["modality_dropout"], augment=build_augment(tc["augment"]),
+                             history=temporal)
     if distributed:  # mmengine's DefaultSampler: each rank a disjoint share of every epoch
         train_loader = dict(dataset=train_set, sampler=dict(type="DefaultSampler", shuffle=True),
                             batch_size=tc["batch_size"], collate_fn=collate, num_workers=tc["num_workers"],
@@ -95,14 +97,19 @@ def main(argv=None) -> int:
                                   num_workers=tc["num_workers"], drop_last=True,
                                   persistent_workers=tc["num_workers"] > 0)
     net = build(cfg["model"])
-    bank, train_prompts = None, None
+    bank, train_prompts, tuner = None, None, None
     if getattr(net, "grounding", None) is not None:
         bank, train_prompts = prompt_bank(cfg, a.data_root, dc)
         train_set.prompts = train_prompts
-    model = FusionDetector(net, pre.to_dict(), prompt_bank=bank, seed=a.seed)
+        tune = (cfg.get("text_encoder") or {}).get("tune")
+        if tune:  # the encoder is fine-tuned with the grounding head (perception.language.text_tuning)
+            from perception.language.text_tuning import TextTuner
+
+            tuner = TextTuner.from_config(bank.encoder, tune)
+    model = FusionDetector(net, pre.to_dict(), prompt_bank=bank, seed=a.seed, text_tuner=tuner)
     val_kw = {}
     if not a.no_val:
-        val_set = FrameDataset(NuScenesSource(a.data_root, split=dc["val_split"], **src_kw), pre)
+        val_set = FrameDataset(NuScenesSource(a.data_root, split=dc["val_split"], **src_kw), pre, history=temporal)
         # under torchrun each rank evaluates its share and mmengine gathers them in order
         val_loader = dict(dataset=val_set, sampler=dict(type="DefaultSampler", shuffle=False),
                           batch_size=tc["batch_size"], collate_fn=collate) if distributed else \
@@ -114,12 +121,15 @@ def main(argv=None) -> int:
     if distributed and rank == 0:
         torch.distributed.barrier()  # the data is ready: the other ranks may read it
     warm = min(tc["warmup"], max(1, max_iters // 5))
+    optim = dict(optimizer=dict(type=torch.optim.AdamW, lr=tc["lr"], weight_decay=tc["weight_decay"]),
+                 clip_grad=dict(max_norm=10.0))
+    if tuner is not None:  # the encoder learns slower than the heads trained from scratch
+        optim["paramwise_cfg"] = dict(custom_keys={"text_tuner": dict(lr_mult=tuner.lr_mult)})
     runner = Runner(
         model=model, work_dir=a.work_dir, train_dataloader=train_loader,
         train_cfg=dict(by_epoch=False, max_iters=max_iters,
                        val_interval=tc["val_interval"] if not a.no_val else max_iters + 1),
-        optim_wrapper=dict(optimizer=dict(type=torch.optim.AdamW, lr=tc["lr"], weight_decay=tc["weight_decay"]),
-                           clip_grad=dict(max_norm=10.0)),
+        optim_wrapper=optim,
         param_scheduler=[dict(type=LinearLR, start_factor=0.1, by_epoch=False, begin=0, end=warm),
                          dict(type=CosineAnnealingLR, by_epoch=False, begin=warm, end=max_iters,
                               T_max=max_iters - warm, eta_min=tc["lr"] * 0.02)],

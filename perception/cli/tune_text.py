@@ -1,0 +1,144 @@
+"""Fine-tune a trained checkpoint's grounding head together with its text encoder, on the frozen detector.
+
+    promptfusion-tune-text configs/tiny.py checkpoints/tiny.pth --data-root data/synthetic \\
+        --out work_dirs/tune/lora.pth [--mode lora|top|none] [--layers N] [--rank R] [--steps 2000]
+
+The detector's weights are not touched: the fused BEV map of every training keyframe that carries prompts is
+computed once by the checkpoint's network (eval mode, every sensor: what inference sees; a progress bar
+shows it), and then only the grounding head and the encoder's change (perception.language.text_tuning) are
+trained on the training-phrasing prompts, with the same loss as ``promptfusion-train``. Detection outputs of
+the written checkpoint are therefore identical to the input's. ``--mode none`` trains the grounding head
+alone for the same steps: the control that tells the encoder's share from the extra head training.
+
+Writes a deploy checkpoint (weights_only-loadable) with the new grounding weights, the encoder delta in fp16
+(``text_delta``) and ``meta["text_tune"]``: mode, sizes, steps, and the fingerprint of the packaged encoder.
+A checkpoint that was fine-tuned before may be the input: the grounding head continues from its weights and
+the encoder starts again from the packaged one (its old delta is replaced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config")
+    p.add_argument("checkpoint")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--out", required=True, help="the fine-tuned deploy checkpoint to write")
+    p.add_argument("--mode", default="lora", choices=["lora", "top", "none"])
+    p.add_argument("--layers", type=int, default=None, help="encoder layers tuned, from the top (lora: 6, top: 2)")
+    p.add_argument("--rank", type=int, default=8, help="lora rank")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=5e-4, help="the grounding head's learning rate")
+    p.add_argument("--text-lr", type=float, default=None, help="the encoder's (lora: 5e-4, top: 5e-5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-samples", type=int, default=None, help="use only the first N prompted keyframes")
+    a = p.parse_args(argv)
+
+    from tqdm import tqdm
+
+    from perception.cli.train import prompt_bank
+    from perception.config import check_section, load_config
+    from perception.language.text_tuning import TextTuner
+    from perception.pipeline import Pipeline, load_checkpoint
+    from perception.sources.nuscenes import NuScenesSource
+    from perception.training.data import FrameDataset
+    from perception.training.wrapper import FusionDetector
+
+    torch.manual_seed(a.seed)
+    cfg = load_config(a.config)
+    ckpt = load_checkpoint(a.checkpoint)
+    if ckpt.get("text_delta"):  # the new delta is again one on the packaged encoder; the head continues
+        print(f"{a.checkpoint} carries a fine-tuned encoder already: its delta is replaced, the grounding head "
+              "continues from its weights")
+    pipe = Pipeline(a.config, a.checkpoint)
+    if not pipe.grounding:
+        raise SystemExit(f"{a.checkpoint}: no grounding head to fine-tune")
+    dc = check_section("data", cfg.get("data", {}), dict(version="v1.0-mini", train_split="mini_train",
+                                                          val_split="mini_val"))
+    bank, per_sample = prompt_bank(cfg, a.data_root, dc)
+    tuner = None
+    if a.mode != "none":
+        layers = a.layers or (6 if a.mode == "lora" else 2)
+        tuner = TextTuner(bank.encoder, a.mode, rank=a.rank, alpha=2.0 * a.rank, layers=layers)
+    model = FusionDetector(pipe.model, pipe.pre.to_dict(), prompt_bank=bank, seed=a.seed, text_tuner=tuner)
+    data = FrameDataset(NuScenesSource(a.data_root, dc["version"], dc["train_split"],
+                                       **pipe.assembly.source_kwargs()), model.pre, cache=False)
+
+    # the frozen detector's BEV maps of the prompted keyframes, once
+    net = model.net.eval()
+    cached = []
+    with torch.no_grad():
+        for i in tqdm(range(len(data)), desc="BEV features", unit="frame", file=sys.stdout, mininterval=5):
+            item = data[i]
+            sample = {**item["data_samples"], "prompts": per_sample.get(item["data_samples"]["token"], [])}
+            if not sample["prompts"] or sample["gt"] is None or not len(sample["gt"]):
+                continue
+            bev = net(model.pre.collate([item["inputs"]], "cpu"))["bev"][0]
+            cached.append((bev.half(), sample))
+            if a.max_samples and len(cached) >= a.max_samples:
+                break
+    if not cached:
+        raise SystemExit(f"{a.data_root}: no training keyframe with prompts")
+    print(f"{len(cached)} prompted keyframes cached; training the grounding head"
+          + (f" and the encoder ({tuner.mode}, {len(tuner.names)} weights)" if tuner else " alone"))
+
+    g = model.net.grounding.train()
+    text_lr = a.text_lr or (5e-4 if a.mode == "lora" else 5e-5)
+    groups = [{"params": list(g.parameters()), "lr": a.lr}]
+    if tuner is not None:
+        groups.append({"params": list(tuner.parameters()), "lr": text_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=1e-2)
+    base_lr = [grp["lr"] for grp in opt.param_groups]
+    warm = min(100, a.steps // 10)
+    rng = np.random.default_rng(a.seed)
+    t0, ema = time.time(), None
+    bar = tqdm(range(a.steps), desc="fine-tuning", unit="step", file=sys.stdout, mininterval=5)
+    for step in bar:
+        f = (step + 1) / warm if step < warm else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (step - warm)
+                                                                                      / max(1, a.steps - warm)))
+        for grp, lr in zip(opt.param_groups, base_lr):
+            grp["lr"] = lr * f
+        pick = rng.choice(len(cached), min(a.batch_size, len(cached)), replace=False)
+        bev = torch.stack([cached[i][0].float() for i in pick])
+        loss = model.grounding_loss({"bev": bev}, [cached[i][1] for i in pick], "cpu")
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([q for grp in groups for q in grp["params"]], 10.0)
+        opt.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        bar.set_postfix(loss=f"{ema:.4f}", refresh=False)
+    bar.close()
+    g.eval()
+
+    meta = {k: v for k, v in ckpt.get("meta", {}).items() if k not in ("text_tune", "grounding_tune")}
+    record = {"stage": "promptfusion-tune-text on the frozen detector", "from": Path(a.checkpoint).name,
+              "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "keyframes": len(cached),
+              "data_root": str(a.data_root), "seconds": round(time.time() - t0)}
+    out = {"state_dict": model.net.state_dict()}
+    if tuner is not None:
+        out["text_delta"] = tuner.export()
+        meta["text_tune"] = {**tuner.meta(), "text_lr": text_lr, **record}
+    else:
+        meta["grounding_tune"] = record
+    out["meta"] = meta
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, a.out)
+    size = Path(a.out).stat().st_size / 1e6
+    print(f"fine-tuned in {time.time() - t0:.0f} s (final loss {ema:.4f}); wrote {a.out} ({size:.1f} MB"
+          + (f", encoder delta {tuner.meta()['delta_bytes'] / 1e6:.1f} MB fp16)" if tuner else ")"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
