@@ -144,3 +144,14 @@ def test_temporal_training_smoke_on_keyframe_pairs(synthetic_root, tmp_path):
     ckpt = torch.load(tmp_path / "final.pth", weights_only=True)
     assert any(k.startswith("temporal.mix") for k in ckpt["state_dict"])
     assert any(float(v.abs().max()) > 0 for k, v in ckpt["state_dict"].items() if k == "temporal.mix.3.weight")
+    # the grounding stage of a temporal checkpoint: BEV maps computed with the keyframe before
+    from perception.cli.tune_text import main as tune_main
+
+    out = tmp_path / "tuned.pth"
+    assert tune_main([TEMPORAL, str(tmp_path / "final.pth"), "--data-root", str(synthetic_root), "--out", str(out),
+                      "--mode", "lora", "--layers", "1", "--steps", "2", "--max-samples", "2"]) == 0
+    tuned = torch.load(out, weights_only=True)
+    assert tuned["text_delta"] and tuned["meta"]["text_tune"]["keyframes"] == 2
+    for k, v in ckpt["state_dict"].items():
+        if not k.startswith("grounding."):
+            torch.testing.assert_close(tuned["state_dict"][k], v, rtol=0, atol=0, msg=k)

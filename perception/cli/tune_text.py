@@ -1,12 +1,13 @@
 """Fine-tune a trained checkpoint's grounding head together with its text encoder, on the frozen detector.
 
     promptfusion-tune-text configs/tiny.py checkpoints/tiny.pth --data-root data/synthetic \\
-        --out work_dirs/tune/lora.pth [--mode lora|top|none] [--layers N] [--rank R] [--steps 2000]
+        --out work_dirs/tune/lora.pth [--mode lora|top|none] [--layers N] [--rank R] [--steps 1000]
 
 The detector's weights are not touched: the fused BEV map of every training keyframe that carries prompts is
-computed once by the checkpoint's network (eval mode, every sensor: what inference sees; a progress bar
-shows it), and then only the grounding head and the encoder's change (perception.language.text_tuning) are
-trained on the training-phrasing prompts, with the same loss as ``promptfusion-train``. Detection outputs of
+computed once by the checkpoint's network (eval mode, every sensor, a temporal network with the keyframe
+before: what inference sees; a progress bar shows it), and then only the grounding head and the encoder's
+change (perception.language.text_tuning) are trained on the training-phrasing prompts, with the same loss
+as ``promptfusion-train``. Detection outputs of
 the written checkpoint are therefore identical to the input's. ``--mode none`` trains the grounding head
 alone for the same steps: the control that tells the encoder's share from the extra head training.
 
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--mode", default="lora", choices=["lora", "top", "none"])
     p.add_argument("--layers", type=int, default=None, help="encoder layers tuned, from the top (lora: 6, top: 2)")
     p.add_argument("--rank", type=int, default=8, help="lora rank")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=5e-4, help="the grounding head's learning rate")
     p.add_argument("--text-lr", type=float, default=None, help="the encoder's (lora: 5e-4, top: 5e-5)")
@@ -72,8 +73,9 @@ def main(argv=None) -> int:
         layers = a.layers or (6 if a.mode == "lora" else 2)
         tuner = TextTuner(bank.encoder, a.mode, rank=a.rank, alpha=2.0 * a.rank, layers=layers)
     model = FusionDetector(pipe.model, pipe.pre.to_dict(), prompt_bank=bank, seed=a.seed, text_tuner=tuner)
+    temporal = getattr(pipe.model, "temporal", None) is not None  # BEV maps read the keyframe before
     data = FrameDataset(NuScenesSource(a.data_root, dc["version"], dc["train_split"],
-                                       **pipe.assembly.source_kwargs()), model.pre, cache=False)
+                                       **pipe.assembly.source_kwargs()), model.pre, cache=False, history=temporal)
 
     # the frozen detector's BEV maps of the prompted keyframes, once
     net = model.net.eval()
@@ -84,7 +86,10 @@ def main(argv=None) -> int:
             sample = {**item["data_samples"], "prompts": per_sample.get(item["data_samples"]["token"], [])}
             if not sample["prompts"] or sample["gt"] is None or not len(sample["gt"]):
                 continue
-            bev = net(model.pre.collate([item["inputs"]], "cpu"))["bev"][0]
+            batch = model.pre.collate([item["inputs"]], "cpu")
+            if temporal:
+                batch["history"] = model.history_batch([item["history"]], "cpu")
+            bev = net(batch)["bev"][0]
             cached.append((bev.half(), sample))
             if a.max_samples and len(cached) >= a.max_samples:
                 break
