@@ -243,13 +243,14 @@ class Pipeline:
         self.model = build(cfg["model"]).to(self.device).eval()
         preprocess = cfg.get("preprocess", {})
         self.text_delta, self.text_tune = None, None  # a checkpoint's fine-tuning of the text encoder
+        self.meta: dict = {}  # the checkpoint's deploy meta (none for an untrained network)
         if checkpoint is not None:
             ckpt = load_checkpoint(checkpoint)
             missing, unexpected = self.model.load_state_dict(ckpt["state_dict"], strict=False)
             if missing or unexpected:
                 raise ValueError(f"{checkpoint} does not match the config: missing keys {missing[:20]}, "
                                  f"unexpected keys {unexpected[:20]}")
-            meta = ckpt.get("meta", {})
+            meta = self.meta = ckpt.get("meta", {})
             self.text_delta, self.text_tune = ckpt.get("text_delta"), meta.get("text_tune")
             preprocess = meta.get("preprocess", preprocess)
             self.pre = Preprocessor(preprocess)
@@ -337,23 +338,11 @@ class Pipeline:
         # the exported graph has batch size 1 and always computes every modality's branch, so it runs frames
         # with every modality; a frame without one (e.g. a lidar sweep between camera frames) is cheaper in
         # torch, which skips the missing branch (the outputs agree: tests/test_export.py)
-        if self.history is not None:  # a temporal network: one frame after the other, each with its history
+        # a temporal network runs one frame after the other, each with its history
+        if self.history is not None or (self._onnx is not None and all(it["present"].all() for it in items)):
             batches = [self.pre.collate([it], self.device) for it in items]
             t1 = time.perf_counter()
-            parts = []
-            for f, it, b in zip(frames, items, batches):
-                h = self.history.lookup(f.stamp_ns, f.T_global_ego, f.scene) if it["present"].any() else None
-                if h is not None:
-                    b["history"] = {"bev": h[0][None], "T": h[1][None].to(self.device),
-                                    "valid": torch.ones(1, dtype=torch.bool, device=self.device)}
-                parts.append(self._forward(b, it))
-                if it["present"].any():
-                    self.history.push(f.stamp_ns, f.T_global_ego, f.scene, parts[-1]["state"][0])
-            out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-        elif self._onnx is not None and all(it["present"].all() for it in items):
-            batches = [self.pre.collate([it], self.device) for it in items]
-            t1 = time.perf_counter()
-            parts = [self._onnx(b) for b in batches]
+            parts = [self._forward(f, it, b) for f, it, b in zip(frames, items, batches)]
             out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         else:
             batch = self.pre.collate(items, self.device)
@@ -385,12 +374,22 @@ class Pipeline:
                             "text": t_text}
         return dets
 
-    def _forward(self, batch: dict, item: dict) -> dict:
-        """One frame through the exported graph (when it runs this frame) or the torch model."""
+    def _forward(self, frame: SensorFrame, item: dict, batch: dict) -> dict:
+        """One frame through the exported graph (when it runs this frame) or the torch model; a temporal
+        network's frame reads its stream's history and leaves its own state there."""
+        seen = self.history is not None and bool(item["present"].any())
+        h = self.history.lookup(frame.stamp_ns, frame.T_global_ego, frame.scene) if seen else None
+        if h is not None:
+            batch["history"] = {"bev": h[0][None], "T": h[1][None].to(self.device),
+                                "valid": torch.ones(1, dtype=torch.bool, device=self.device)}
         if self._onnx is not None and item["present"].all():
-            return self._onnx(batch)
-        with self._autocast():
-            return self.model(batch)
+            out = self._onnx(batch)
+        else:
+            with self._autocast():
+                out = self.model(batch)
+        if seen:
+            self.history.push(frame.stamp_ns, frame.T_global_ego, frame.scene, out["state"][0])
+        return out
 
     def reset_history(self) -> None:
         """Forget the earlier frames a temporal network reads (a new stream); a no-op for one-frame networks."""

@@ -51,18 +51,17 @@ def main(argv=None) -> int:
     from perception.cli.train import prompt_bank
     from perception.config import check_section, load_config
     from perception.language.text_tuning import TextTuner
-    from perception.pipeline import Pipeline, load_checkpoint
+    from perception.pipeline import Pipeline
     from perception.sources.nuscenes import NuScenesSource
     from perception.training.data import FrameDataset
     from perception.training.wrapper import FusionDetector
 
     torch.manual_seed(a.seed)
     cfg = load_config(a.config)
-    ckpt = load_checkpoint(a.checkpoint)
-    if ckpt.get("text_delta"):  # the new delta is again one on the packaged encoder; the head continues
+    pipe = Pipeline(a.config, a.checkpoint)
+    if pipe.text_delta:  # the new delta is again one on the packaged encoder; the head continues
         print(f"{a.checkpoint} carries a fine-tuned encoder already: its delta is replaced, the grounding head "
               "continues from its weights")
-    pipe = Pipeline(a.config, a.checkpoint)
     if not pipe.grounding:
         raise SystemExit(f"{a.checkpoint}: no grounding head to fine-tune")
     dc = check_section("data", cfg.get("data", {}), dict(version="v1.0-mini", train_split="mini_train",
@@ -126,7 +125,7 @@ def main(argv=None) -> int:
     bar.close()
     g.eval()
 
-    meta = {k: v for k, v in ckpt.get("meta", {}).items() if k not in ("text_tune", "grounding_tune")}
+    meta = {k: v for k, v in pipe.meta.items() if k not in ("text_tune", "grounding_tune")}
     record = {"stage": "promptfusion-tune-text on the frozen detector", "from": Path(a.checkpoint).name,
               "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "keyframes": len(cached),
               "data_root": str(a.data_root), "seconds": round(time.time() - t0)}

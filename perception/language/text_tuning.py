@@ -114,10 +114,10 @@ class TextTuner(nn.Module):
         return {n: d.detach().to("cpu", torch.float16).contiguous() for n, d in self.deltas().items()}
 
     def meta(self) -> dict:
-        d = self.export()
+        base = dict(self.encoder.model.named_parameters())
         return {"mode": self.mode, "rank": self.rank, "layers": len({n.split(".")[2] for n in self.names}),
                 "weights": len(self.names), "parameters": sum(p.numel() for p in self.parameters()),
-                "delta_bytes": sum(t.numel() * t.element_size() for t in d.values()),
+                "delta_bytes": 2 * sum(base[n].numel() for n in self.names),   # export()'s fp16 deltas
                 "base": self.base_fingerprint}
 
 

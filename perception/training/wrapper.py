@@ -55,10 +55,10 @@ class FusionDetector(BaseModel):
         t = self.net.temporal
         if t.training and have:
             have = [b for b in have if self.rng.random() >= t.history_drop]
-        T = torch.eye(4, device=device).repeat(B, 1, 1)
-        valid = torch.zeros(B, dtype=torch.bool, device=device)
         if not have:
             return None
+        T = torch.eye(4, device=device).repeat(B, 1, 1)
+        valid = torch.zeros(B, dtype=torch.bool, device=device)
         with torch.no_grad():
             fused = self.net.fuse(self.pre.collate([history[b]["inputs"] for b in have], device))[0]
         bev = fused.new_zeros((B, *fused.shape[1:]))
