@@ -10,7 +10,11 @@ voxel_size = (0.8, 0.8, 8.0)
 # and a depth head supervised by lidar
 CAMERA = dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True, frozen_stages=2, levels=2,
               depth=dict(dmin=1.0, dmax=61.0, bins=30))
-model = fusion_model(pc_range, voxel_size, dim=64, layers=2, grounding=dict(dim=64, layers=2), camera_backbone=CAMERA)
+# temporal BEV fusion (issue 18): the fused map of the frame ~0.5 s earlier, warped into the current ego frame, is
+# mixed into the current one (perception.models.temporal); trained on keyframe pairs, 20% without the history
+TEMPORAL = dict(lag=0.5, history_drop=0.2)
+model = fusion_model(pc_range, voxel_size, dim=64, layers=2, grounding=dict(dim=64, layers=2), camera_backbone=CAMERA,
+                     temporal=TEMPORAL)
 preprocess = preprocess_spec(pc_range, voxel_size, image_size=(128, 224), lidar_points=(20, 16000),
                              radar_points=(6, 3000))
 

@@ -51,10 +51,16 @@ def parse_prompts(text: str) -> tuple[str, ...]:
 
 class LiveRunner:
     def __init__(self, pipe, feeder: Feeder, sink, prompts=(), min_score: float = 0.2,
-                 output_frame: str = "base_link", tracker: dict | None = None):
+                 output_frame: str = "base_link", tracker: dict | None = None, queue_frames: int = 1):
         """``tracker``: perception.tracking.Tracker settings ({} = defaults; None: no tracking); the sink's
-        ``tracks(tracks, m)`` then gets every frame's Tracks."""
+        ``tracks(tracks, m)`` then gets every frame's Tracks. ``queue_frames``: how many complete frames may
+        wait for the worker (1: newest only)."""
+        from collections import deque
+
         from perception.tracking import Tracker
+
+        if isinstance(queue_frames, bool) or not isinstance(queue_frames, int) or queue_frames < 1:
+            raise ValueError(f"queue_frames must be an integer >= 1, got {queue_frames!r}")
 
         self.pipe, self.feeder, self.sink = pipe, feeder, sink
         self.tracker = None if tracker is None else Tracker(**tracker)
@@ -62,8 +68,9 @@ class LiveRunner:
         self.feeder.on_reject = self._on_reject
         self.prompts: tuple[str, ...] = ()
         self.set_prompts(tuple(x for x in prompts if x))
-        self.slot_cv = threading.Condition()  # the newest pending frame for the worker
-        self.slot = None
+        self.slot_cv = threading.Condition()  # the frames waiting for the worker, oldest first
+        self.pending: deque = deque()
+        self.queue_frames = queue_frames
         self.running = False
         self.worker: threading.Thread | None = None
         self.silent_reported = 0
@@ -102,12 +109,16 @@ class LiveRunner:
                           "rejected": dict(self.feeder.rejected)})
 
     def hand_over(self, matches) -> None:
-        """Give the worker the newest frame; frames it had not started yet are dropped and counted."""
+        """Queue released frames for the worker; beyond ``queue_frames`` the oldest waiting ones are dropped
+        and counted."""
         if not matches:
             return
         with self.slot_cv:
-            self.stats["dropped_frames"] += len(matches) - 1 + (self.slot is not None)
-            self.slot = (matches[-1], time.monotonic())
+            now = time.monotonic()
+            self.pending.extend((m, now) for m in matches)
+            while len(self.pending) > self.queue_frames:
+                self.pending.popleft()
+                self.stats["dropped_frames"] += 1
             self.slot_cv.notify()
 
     # -- the worker ---------------------------------------------------------------------------------------
@@ -126,12 +137,11 @@ class LiveRunner:
     def _work(self) -> None:
         while self.running:
             with self.slot_cv:
-                while self.slot is None and self.running:
+                while not self.pending and self.running:
                     self.slot_cv.wait(0.2)
                 if not self.running:
                     return
-                m, t_ready = self.slot
-                self.slot = None
+                m, t_ready = self.pending.popleft()
             try:
                 self.process(m, t_ready)
             except Exception as e:  # keep the node alive; report what happened  # noqa: BLE001

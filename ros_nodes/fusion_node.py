@@ -34,6 +34,7 @@ PARAMS = {  # name -> rclpy parameter type; the values live in params/fusion.yam
     "config": "STRING", "checkpoint": "STRING", "device": "STRING", "prompts": "STRING_ARRAY",
     "output_frame": "STRING", "min_score": "DOUBLE", "reliable_inputs": "BOOL", "pose_source": "STRING",
     "ego_pose_topic": "STRING", "extrinsics_topic": "STRING", "timeout_s": "DOUBLE", "tracking": "BOOL",
+    "queue_frames": "INTEGER",
 }
 POSE_SOURCES = ("auto", "tf", "topics")
 
@@ -77,7 +78,7 @@ class FusionNode(Node):
         self.types = RclpyTypes()
         try:
             self.runner = LiveRunner(pipe, self.feeder, self, p["prompts"], p["min_score"], p["output_frame"],
-                                     tracker={} if p["tracking"] else None)
+                                     tracker={} if p["tracking"] else None, queue_frames=p["queue_frames"])
         except ValueError as e:
             raise SystemExit(f"fusion_node: {e}") from None
         topics = {"pose": p["ego_pose_topic"], "extrinsics": p["extrinsics_topic"]}

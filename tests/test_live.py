@@ -345,6 +345,39 @@ def test_runner_drops_stale_frames_reports_and_survives(pipe):
     assert runner.prompts == ("pedestrians", "trucks")
 
 
+def test_runner_queue_keeps_every_released_frame_in_order(pipe):
+    """queue_frames > 1: frames released before the worker runs all reach the network, oldest first, and the
+    tracker sees each (what replay gives); beyond the queue the oldest are dropped and counted."""
+    import time
+
+    from perception.serving import LiveRunner
+
+    with pytest.raises(ValueError, match="queue_frames"):
+        LiveRunner(pipe, ready_feeder(), ListSink(), queue_frames=0)
+    for depth, expect in ((3, [0, 50, 100, 150]), (2, [0, 100, 150])):
+        sink, feeder = ListSink(), ready_feeder()
+        runner = LiveRunner(pipe, feeder, sink, tracker={}, queue_frames=depth)
+        drive(feeder, poses(0, 50, 100, 150, 200))
+        lid, cam = inp(feeder, "lidar"), inp(feeder, "compressed_image", CAM)
+        runner.take(lid, lidar_msg(T, 0, cloud(seed=0)))
+        runner.take(cam, jpeg_msg(60 * MS))
+        runner.process(*runner.pending.popleft())  # the worker took the first frame before the others arrived
+        for s in (50, 100, 150):
+            runner.take(lid, lidar_msg(T, s * MS, cloud(seed=s)))
+            runner.take(cam, jpeg_msg(s * MS + 60 * MS))
+        runner.start()
+        try:
+            end = time.monotonic() + 60
+            while time.monotonic() < end and len(sink.out) < len(expect):
+                time.sleep(0.05)
+        finally:
+            runner.stop()
+        got = [o["stamp_ns"] for o in sink.out]
+        assert got == [s * MS for s in expect], (depth, got)
+        assert [t[0] for t in sink.track_events] == got
+        assert runner.stats["dropped_frames"] == 3 - min(depth, 3)
+
+
 def test_node_class_is_importable_and_its_transport_rules_hold():
     pytest.importorskip("rclpy")
     from rclpy.qos import DurabilityPolicy, ReliabilityPolicy

@@ -10,7 +10,7 @@ import torch
 from perception.models.temporal import History, TemporalFusion
 from perception.pipeline import Pipeline
 
-TEMPORAL = "configs/ablation/tiny_temporal.py"
+TEMPORAL = "configs/tiny.py"
 
 
 def _pose(x, y, yaw):
