@@ -6,6 +6,7 @@ the ROS node all call it, so deployment runs exactly the training transforms.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -23,13 +24,31 @@ from perception.types import CAMERAS, MODALITIES, Boxes3D, Detections, Prompt, S
 PREPROCESS_DEFAULTS = {
     "modalities": ("camera", "lidar", "radar"),
     "lidar": {"pc_range": (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), "voxel_size": (0.8, 0.8, 8.0),
-              "max_points": 20, "max_voxels": 30000, "columns": ("x", "y", "z", "intensity", "time_lag")},
+              "max_points": 20, "max_voxels": 30000, "columns": ("x", "y", "z", "intensity", "time_lag"),
+              "keep": "first"},
     "radar": {"pc_range": (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), "voxel_size": (0.8, 0.8, 8.0),
               "max_points": 6, "max_voxels": 4000,
-              "columns": ("x", "y", "z", "vx_comp", "vy_comp", "rcs", "time_lag")},
+              "columns": ("x", "y", "z", "vx_comp", "vy_comp", "rcs", "time_lag"), "keep": "first"},
     "camera": {"channels": CAMERAS, "size": (128, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
     "max_points": 2_000_000,
 }
+# which points a full voxel keeps (``preprocess.<lidar|radar>.keep``): "first" = the first ``max_points`` in
+# the cloud's order (a multi-sweep cloud lists the newest sweep first, so a dense voxel keeps little or nothing
+# of the older sweeps, and with them the motion); "spread" = the points in a fixed pseudo-random order, so a
+# full voxel keeps a sample of every sweep. The same frame always gives the same voxels.
+KEEP = ("first", "spread")
+
+
+def spread_order(n: int) -> np.ndarray:
+    """A fixed permutation of range(n) that scatters neighbouring indices over the whole range: i -> i * step
+    mod n with step the integer next to n / golden ratio that is coprime with n (a golden-ratio sequence: any
+    run of consecutive outputs is spread evenly over the range)."""
+    if n < 3:
+        return np.arange(n, dtype=np.int64)
+    step = max(1, round(n * 0.6180339887498949))
+    while math.gcd(step, n) != 1:
+        step += 1
+    return (np.arange(n, dtype=np.int64) * step) % n
 
 # How the Pipeline runs (config section ``runtime``; not saved with the checkpoint, a deployment choice):
 # precision "fp32" | "fp16" | "bf16" | "auto" (autocast around the network; "auto" = fp16 on CUDA, fp32 elsewhere:
@@ -69,6 +88,9 @@ class Preprocessor:
         self.spec = {"modalities": tuple(spec["modalities"]), "max_points": int(spec["max_points"])}
         for m in ("lidar", "radar", "camera"):
             self.spec[m] = _section(m, spec.get(m), PREPROCESS_DEFAULTS[m])
+        for m in ("lidar", "radar"):
+            if self.spec[m]["keep"] not in KEEP:
+                raise ConfigError(f"preprocess.{m}.keep: {self.spec[m]['keep']!r} is not one of {KEEP}")
         bad = set(self.spec["modalities"]) - set(MODALITIES)
         if bad:
             raise ConfigError(f"preprocess.modalities: unknown {sorted(bad)}; valid: {MODALITIES}")
@@ -145,9 +167,11 @@ class Preprocessor:
             if m not in gathered:
                 continue
             pts = gathered[m]["points"]
+            s = self.spec[m]
+            if s["keep"] == "spread":
+                pts = pts[spread_order(len(pts))]
             if self.voxel_device is not None:
                 pts = self._to_device(torch.from_numpy(pts), self.voxel_device)
-            s = self.spec[m]
             vox, coords, npts = voxelize_hard(pts, self.grids[m], s["max_points"], s["max_voxels"])
             out[m] = {"voxels": vox, "coords": coords, "num_points": npts}
         return out

@@ -50,6 +50,34 @@ def test_voxelization_numba_and_torch_agree(frames):
     assert len(empty[0]) == 0 and len(voxelize_hard(torch.zeros(0, 5), g, 5, 10)[0]) == 0
 
 
+def test_spread_keeps_every_sweep_in_a_full_voxel_and_is_deterministic():
+    """keep="first" fills a dense pillar with the newest sweep (listed first); keep="spread" keeps a sample of
+    every sweep, the same sample for the same cloud, and the numba and torch voxelizers agree on it."""
+    from perception.pipeline import spread_order
+
+    rng = np.random.default_rng(1)
+    lags = np.repeat(np.arange(5) * 0.05, 40).astype(np.float32)          # 5 sweeps x 40 points, newest first
+    xyz = rng.uniform(0.05, 0.6, (200, 3)).astype(np.float32)             # all in one 0.8 m pillar
+    xyz[:, 0] += 0.03 * lags / 0.05                                       # older sweeps further along x: motion
+    xyz[:, 2] = 0.0
+    frame = SensorFrame(stamp_ns=1, T_global_ego=np.eye(4), lidar=PointCloud(
+        xyz, {"intensity": np.zeros(200, np.float32), "time_lag": lags}))
+    spec = {"modalities": ["lidar"], "lidar": {"max_points": 20, "max_voxels": 100}}
+    first = Preprocessor(spec).prepare(frame)["lidar"]
+    spread = Preprocessor({**spec, "lidar": {**spec["lidar"], "keep": "spread"}})
+    a, b = spread.prepare(frame)["lidar"], spread.prepare(frame)["lidar"]
+    lag_col = 4
+    assert len(first["num_points"]) == len(a["num_points"]) == 1 and a["num_points"][0] == 20
+    assert set(np.round(first["voxels"][0, :20, lag_col], 2)) == {0.0}                 # the newest sweep only
+    assert len(set(np.round(a["voxels"][0, :20, lag_col], 2))) == 5                    # every sweep
+    np.testing.assert_array_equal(a["voxels"], b["voxels"])
+    np.testing.assert_array_equal(a["coords"], b["coords"])
+    for n in (0, 1, 7, 1000):
+        assert sorted(spread_order(n).tolist()) == list(range(n))
+    with pytest.raises(ConfigError, match="keep"):
+        Preprocessor({**spec, "lidar": {**spec["lidar"], "keep": "newest"}})
+
+
 def test_output_shapes_and_gradients_reach_every_encoder(tiny, frames):
     model = tiny.model.train()
     batch = tiny.pre.collate([tiny.pre.prepare(f) for f in frames])

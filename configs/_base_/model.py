@@ -43,15 +43,17 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
     )
 
 
-def preprocess_spec(pc_range, voxel_size, image_size, lidar_points=(20, 16000), radar_points=(6, 3000)):
-    """The preprocessing saved with the checkpoint: voxelization caps per modality and the camera input size."""
+def preprocess_spec(pc_range, voxel_size, image_size, lidar_points=(20, 16000), radar_points=(6, 3000),
+                    keep="first"):
+    """The preprocessing saved with the checkpoint: voxelization caps per modality and the camera input size;
+    ``keep``: which points a full voxel keeps (perception.pipeline.KEEP)."""
     from perception.types import CAMERAS
 
     return dict(
         modalities=("camera", "lidar", "radar"),
         lidar=dict(pc_range=pc_range, voxel_size=voxel_size, max_points=lidar_points[0], max_voxels=lidar_points[1],
-                   columns=("x", "y", "z", "intensity", "time_lag")),
+                   columns=("x", "y", "z", "intensity", "time_lag"), keep=keep),
         radar=dict(pc_range=pc_range, voxel_size=voxel_size, max_points=radar_points[0], max_voxels=radar_points[1],
-                   columns=("x", "y", "z", "vx_comp", "vy_comp", "rcs", "time_lag")),
+                   columns=("x", "y", "z", "vx_comp", "vy_comp", "rcs", "time_lag"), keep=keep),
         camera=dict(channels=CAMERAS, size=image_size),
     )
