@@ -13,10 +13,11 @@ CAMERA = dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True,
 # temporal BEV fusion (issue 18): the fused map of the frame ~0.5 s earlier, warped into the current ego frame, is
 # mixed into the current one (perception.models.temporal); trained on keyframe pairs, 20% without the history
 TEMPORAL = dict(lag=0.5, history_drop=0.2)
-model = fusion_model(pc_range, voxel_size, dim=64, layers=2, grounding=dict(dim=64, layers=2), camera_backbone=CAMERA,
-                     temporal=TEMPORAL)
-preprocess = preprocess_spec(pc_range, voxel_size, image_size=(128, 224), lidar_points=(20, 16000),
-                             radar_points=(6, 3000))
+# the network's arguments, which the ablation configs change one at a time (configs/ablation/tiny_*.py)
+NETWORK = dict(dim=64, layers=2, grounding=dict(dim=64, layers=2), camera_backbone=CAMERA, temporal=TEMPORAL)
+model = fusion_model(pc_range, voxel_size, **NETWORK)
+PREPROCESS = dict(image_size=(128, 224), lidar_points=(20, 16000), radar_points=(6, 3000))
+preprocess = preprocess_spec(pc_range, voxel_size, **PREPROCESS)
 
 # the training data (perception.sources.nuscenes); how frames are made is the assembly below
 data = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val")

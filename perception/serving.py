@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
@@ -55,8 +56,6 @@ class LiveRunner:
         """``tracker``: perception.tracking.Tracker settings ({} = defaults; None: no tracking); the sink's
         ``tracks(tracks, m)`` then gets every frame's Tracks. ``queue_frames``: how many complete frames may
         wait for the worker (1: newest only)."""
-        from collections import deque
-
         from perception.tracking import Tracker
 
         if isinstance(queue_frames, bool) or not isinstance(queue_frames, int) or queue_frames < 1:

@@ -2,7 +2,6 @@
 what grounding costs detection (issue 19: detection mAP within 0.02 of this)."""
 
 from configs.tiny import *  # noqa: F403 - data, assembly, training, runtime as the shipped tiny network
-from configs.tiny import CAMERA, TEMPORAL, fusion_model, pc_range, voxel_size
+from configs.tiny import NETWORK, fusion_model, pc_range, voxel_size
 
-model = fusion_model(pc_range, voxel_size, dim=64, layers=2, grounding=None, camera_backbone=CAMERA,
-                     temporal=TEMPORAL)
+model = fusion_model(pc_range, voxel_size, **{**NETWORK, "grounding": None})

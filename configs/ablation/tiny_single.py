@@ -2,6 +2,6 @@
 baseline that says what the history buys (issue 18: velocity error, mAP, tracking)."""
 
 from configs.tiny import *  # noqa: F403 - data, assembly, training, runtime, prompts as the shipped tiny network
-from configs.tiny import CAMERA, fusion_model, pc_range, voxel_size
+from configs.tiny import NETWORK, fusion_model, pc_range, voxel_size
 
-model = fusion_model(pc_range, voxel_size, dim=64, layers=2, grounding=dict(dim=64, layers=2), camera_backbone=CAMERA)
+model = fusion_model(pc_range, voxel_size, **{**NETWORK, "temporal": None})

@@ -3,7 +3,6 @@ points (``keep="spread"``) instead of the first ones in the cloud's order: with 
 a dense pillar of the shipped preprocessing keeps almost none of the older sweeps, where the motion is."""
 
 from configs.tiny import *  # noqa: F403 - data, assembly, model, training, runtime, prompts as the shipped tiny network
-from configs.tiny import pc_range, preprocess_spec, voxel_size
+from configs.tiny import PREPROCESS, pc_range, preprocess_spec, voxel_size
 
-preprocess = preprocess_spec(pc_range, voxel_size, image_size=(128, 224), lidar_points=(20, 16000),
-                             radar_points=(6, 3000), keep="spread")
+preprocess = preprocess_spec(pc_range, voxel_size, **PREPROCESS, keep="spread")
