@@ -34,8 +34,12 @@ def test_round_trip_other_frames_within_1e3(setup, mods):
         # and the decoded detections are the same objects
         a, b = pipe.model.head.decode(ref)[0], pipe.model.head.decode(got)[0]
         assert len(a["scores"]) > 0 and len(a["scores"]) == len(b["scores"])
-        np.testing.assert_allclose(a["boxes"], b["boxes"], atol=1e-3)
-        np.testing.assert_array_equal(a["labels"], b["labels"])
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-3)
+        # the same boxes with the same labels; two candidates whose scores agree to 1e-6 may come out in either
+        # order, so each box is matched to its nearest one of the same label rather than compared by position
+        for box, label in zip(a["boxes"], a["labels"]):
+            same = b["boxes"][b["labels"] == label]
+            assert len(same) and np.abs(same - box).max(axis=1).min() < 1e-3, (label, box[:3])
 
 
 def test_export_leaves_the_model_as_it_was(setup, tmp_path):
