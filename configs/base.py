@@ -14,7 +14,7 @@ model = fusion_model(pc_range, voxel_size, dim=128, lidar_channels=(64, 128), ra
                      camera_widths=(64, 128, 256), layers=3, head_channels=64,
                      grounding=dict(dim=128, layers=2), camera_backbone=CAMERA)
 preprocess = preprocess_spec(pc_range, voxel_size, image_size=(256, 704), lidar_points=(32, 40000),
-                             radar_points=(8, 6000))
+                             radar_points=(8, 6000), keep="spread")  # every sweep sampled in a full pillar
 
 # the training data (perception.sources.nuscenes); how frames are made is the assembly below
 data = dict(version="v1.0-trainval", train_split="train", val_split="val")

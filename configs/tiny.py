@@ -16,7 +16,9 @@ TEMPORAL = dict(lag=0.5, history_drop=0.2)
 # the network's arguments, which the ablation configs change one at a time (configs/ablation/tiny_*.py)
 NETWORK = dict(dim=64, layers=2, grounding=dict(dim=64, layers=2), camera_backbone=CAMERA, temporal=TEMPORAL)
 model = fusion_model(pc_range, voxel_size, **NETWORK)
-PREPROCESS = dict(image_size=(128, 224), lidar_points=(20, 16000), radar_points=(6, 3000))
+# keep="spread": a full pillar keeps a sample of all its points (every sweep), not the first ones in the cloud's
+# order (newest sweep first), which would drop most of the older sweeps where the motion is
+PREPROCESS = dict(image_size=(128, 224), lidar_points=(20, 16000), radar_points=(6, 3000), keep="spread")
 preprocess = preprocess_spec(pc_range, voxel_size, **PREPROCESS)
 
 # the training data (perception.sources.nuscenes); how frames are made is the assembly below
