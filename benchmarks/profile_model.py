@@ -1,10 +1,13 @@
 """Where the network spends its time: torch.profiler's operator table and wall time per top-level module.
 
     python benchmarks/profile_model.py [--config configs/tiny.py] [--checkpoint checkpoints/tiny.pth]
-        [--device cpu|cuda] [--data-root data/demo] [--iters 5]
+        [--device cpu|cuda] [--data-root data/demo] [--iters 5] [--pipeline [--top 30]]
 
 Runs the Pipeline's own preprocessing on a real frame of the synthetic world (made if missing, as the demo
-does), then profiles ``model(batch)`` only (no decode, no post-processing).
+does), then profiles ``model(batch)`` only (no decode, no post-processing). ``--pipeline`` profiles whole
+``pipe(frame)`` calls instead (file reading excluded; preprocessing, network, decoding) with cProfile over
+``--iters`` consecutive keyframes after two to warm up, and prints the functions with the most time of their
+own, then by cumulative time.
 """
 
 from __future__ import annotations
@@ -16,6 +19,29 @@ import time
 from pathlib import Path
 
 
+def _profile_pipeline(pipe, src, iters: int, top: int) -> int:
+    import cProfile
+    import pstats
+
+    import torch
+
+    frames = [src[i] for i in range(min(len(src), iters + 2))]
+    for f in frames[:2]:
+        pipe(f)
+    prof = cProfile.Profile()
+    prof.enable()
+    for f in frames[2:]:
+        pipe(f)
+    if pipe.device.type == "cuda":
+        torch.cuda.synchronize()
+    prof.disable()
+    print(f"{len(frames) - 2} Pipeline calls on {pipe.device}; seconds summed over the calls")
+    stats = pstats.Stats(prof)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumtime").print_stats(top)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/tiny.py")
@@ -23,7 +49,11 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-root", default="data/demo")
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--pipeline", action="store_true", help="cProfile whole Pipeline calls instead")
+    p.add_argument("--top", type=int, default=30, help="rows of each --pipeline table")
     a = p.parse_args(argv)
+    if a.iters < 1:
+        p.error("--iters must be at least 1")
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -34,6 +64,8 @@ def main(argv=None) -> int:
     root = ensure_world(Path(a.data_root))
     pipe = Pipeline(a.config, None if a.checkpoint == "none" else a.checkpoint, device=a.device)
     src = NuScenesSource(root, "v1.0-mini", None, **pipe.assembly.source_kwargs())
+    if a.pipeline:
+        return _profile_pipeline(pipe, src, a.iters, a.top)
     batch = pipe.pre.collate([pipe.pre.prepare(src[min(5, len(src) - 1)])], pipe.device)
     model = pipe.model
 
