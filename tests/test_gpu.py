@@ -25,29 +25,16 @@ def frames():
     return [src[i] for i in range(6)]  # consecutive keyframes: the temporal state is carried on each device
 
 
-def _close(cpu, gpu, tol_m: float):
-    """Every confident CPU detection has a GPU detection of the same class within ``tol_m``."""
-    keep = cpu.scores > 0.3
-    strong = gpu.scores > 0.3
-    assert np.all(np.isfinite(gpu.boxes.data[:, :7]))
-    assert abs(int(strong.sum()) - int(keep.sum())) <= 1
-    for box, label in zip(cpu.boxes.data[keep], cpu.labels[keep]):
-        d = np.linalg.norm(gpu.boxes.data[:, :2] - box[:2], axis=1)
-        d[gpu.labels != label] = np.inf
-        assert d.min() < tol_m, box[:3]
-    return int(keep.sum())
-
-
 @pytest.mark.parametrize("runtime", [{"precision": "fp32"}, {"precision": "fp16"},
                                      {"precision": "fp16", "voxelize_on_device": True, "pin_memory": True}],
                          ids=["fp32", "fp16", "fp16-device-voxels"])
-def test_cuda_pipeline_gives_the_cpu_detections(frames, runtime):
+def test_cuda_pipeline_gives_the_cpu_detections(frames, runtime, same_detections):
     cpu = Pipeline("configs/tiny.py", "checkpoints/tiny.pth")
     gpu = Pipeline("configs/tiny.py", "checkpoints/tiny.pth", device="cuda", runtime=runtime)
     n = 0
     for f in frames:
         a, b = cpu(f), gpu(f)
-        n += _close(a, b, 0.05 if runtime["precision"] == "fp32" else 0.3)
+        n += same_detections(a, b, 0.05 if runtime["precision"] == "fp32" else 0.3)
         if runtime["precision"] == "fp32":
             # cuDNN convolutions run in TF32 by default on Ampere and later: scores agree to a few 1e-3
             both = a.scores > 0.3

@@ -234,24 +234,18 @@ def test_training_resumes_to_the_same_final_iteration(synthetic_root, tmp_path):
     assert torch.load(tmp_path / "final.pth", weights_only=True)["meta"]["iters"] == 4
 
 
-def test_runtime_precision_and_device_voxelization_keep_the_detections(frames):
+def test_runtime_precision_and_device_voxelization_keep_the_detections(frames, same_detections):
     """The GPU path's switches, exercised on the CPU: autocast (bf16, and fp16 whose masked softmax once divided
     by an underflowed 1e-6 for queries that see no camera) and the torch voxelization kernel."""
     ref = Pipeline("configs/tiny.py", "checkpoints/tiny.pth")
     base = ref(frames[0], ["moving cars ahead"])
-    keep = base.scores > 0.3
-    assert keep.sum() >= 3
+    assert (base.scores > 0.3).sum() >= 3
     for runtime in ({"precision": "bf16"}, {"precision": "fp16"}, {"voxelize_on_device": True, "pin_memory": True}):
         pipe = Pipeline("configs/tiny.py", "checkpoints/tiny.pth", runtime=runtime)
         det = pipe(frames[0], ["moving cars ahead"])
-        assert np.all(np.isfinite(det.boxes.data[:, :7])) and np.all(np.isfinite(det.grounding_scores))
-        strong = det.scores > 0.3
-        assert abs(int(strong.sum()) - int(keep.sum())) <= 1, runtime
+        assert np.all(np.isfinite(det.grounding_scores)), runtime
         # every confident reference box has a detection of the same class within 0.3 m
-        for box, label in zip(base.boxes.data[keep], base.labels[keep]):
-            d = np.linalg.norm(det.boxes.data[:, :2] - box[:2], axis=1)
-            d[det.labels != label] = np.inf
-            assert d.min() < 0.3, (runtime, box[:3])
+        same_detections(base, det, 0.3)
         if "voxelize_on_device" in runtime:  # same kernel result, same numbers
             np.testing.assert_allclose(det.scores, base.scores, atol=1e-5)
     with pytest.raises(ConfigError, match="runtime"):
