@@ -25,6 +25,7 @@ assembly = dict(lidar_sweeps=9, radar_sweeps=3)
 
 train = dict(max_iters=60000, batch_size=4, lr=2e-4, weight_decay=1e-2, val_interval=10000, checkpoint_interval=2000,
              modality_dropout=dict(camera=0.15, lidar=0.25, radar=0.2), num_workers=4, log_interval=50,
+             class_balanced=True,  # CBGS, as the nuScenes anchors train
              augment=dict(bev=dict(rot=0.3925, scale=(0.95, 1.05), flip=0.5, prob=0.5),
                           image=dict(scale=(0.9, 1.1), flip=0.5, color=0.2)))
 

@@ -30,6 +30,8 @@ assembly = dict(lidar_sweeps=4, radar_sweeps=3)
 
 train = dict(max_iters=2800, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=2800, checkpoint_interval=500,
              modality_dropout=dict(camera=0.15, lidar=0.25, radar=0.2), num_workers=0, log_interval=50,
+             # CBGS (perception.training.data.ClassBalanced): frames holding a rare class drawn as often as others
+             class_balanced=True,
              # perception.training.augment: half the samples rotated / scaled / flipped as a whole (those
              # carry no prompts), every camera resized, cropped, flipped and recoloured
              augment=dict(bev=dict(rot=0.3925, scale=(0.95, 1.05), flip=0.5, prob=0.5),

@@ -289,3 +289,34 @@ def test_camera_attention_per_camera_path_equals_the_dense_graph():
     for a, b in zip(*grads):
         assert a.abs().sum() > 0
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+def test_class_balanced_sampling_draws_every_class_equally(synthetic_root):
+    """CBGS: per class the same number of draws among the frames that hold it, only frames that hold a class
+    drawn for it, and the presence read from the source's boxes the network learns from."""
+    from perception.pipeline import Preprocessor
+    from perception.sources.nuscenes import NuScenesSource
+    from perception.training.data import ClassBalanced, FrameDataset, class_presence
+
+    presence = np.zeros((10, 3), bool)
+    presence[:, 0] = True  # a class in every frame
+    presence[3, 1] = True  # a rare one in one frame
+    presence[[2, 5, 7], 2] = True
+    ds = ClassBalanced(list(range(10)), presence, seed=0)
+    assert len(ds) == 3 * ((10 + 1 + 3) // 3)
+    draws = np.bincount(ds.indices, minlength=10)
+    assert draws[3] >= len(ds) // 3  # the rare class's only frame gets its whole share
+    before, after = ds.shares()
+    assert after[1] > 0.3 > before[1] and after[0] == 1.0
+    with pytest.raises(ValueError, match="no frame"):
+        ClassBalanced(list(range(2)), np.zeros((2, 3), bool))
+
+    source = NuScenesSource(synthetic_root, split="mini_train", lidar_sweeps=0, radar_sweeps=1)
+    pc_range = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
+    pres = class_presence(source, pc_range, 10)
+    for i in range(len(source)):
+        gt = source.ground_truth(source.index[i]["token"])
+        inside = (np.abs(gt.data[:, :2]) < 51.2).all(1)
+        assert set(np.flatnonzero(pres[i])) == set(gt.labels[inside].tolist())
+    sampled = ClassBalanced(FrameDataset(source, Preprocessor({})), pres)
+    assert sampled[0]["data_samples"]["token"] in source.sample_tokens()

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     cfg = load_config(a.config)
     train_defaults = dict(max_iters=1000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=1000,
                           checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200,
-                          augment=None)
+                          augment=None, class_balanced=False)
     tc = check_section("train", cfg.get("train", {}), train_defaults)
     data_defaults = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val")
     dc = check_section("data", {**cfg.get("data", {}), **parse_overrides(a.override_data)}, data_defaults)
@@ -88,14 +88,6 @@ def main(argv=None) -> int:
     train_set = FrameDataset(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre,
                              modality_dropout=tc["modality_dropout"], augment=build_augment(tc["augment"]),
                              history=temporal)
-    if distributed:  # mmengine's DefaultSampler: each rank a disjoint share of every epoch
-        train_loader = dict(dataset=train_set, sampler=dict(type="DefaultSampler", shuffle=True),
-                            batch_size=tc["batch_size"], collate_fn=collate, num_workers=tc["num_workers"],
-                            drop_last=True, persistent_workers=tc["num_workers"] > 0)
-    else:
-        train_loader = DataLoader(train_set, batch_size=tc["batch_size"], shuffle=True, collate_fn=collate,
-                                  num_workers=tc["num_workers"], drop_last=True,
-                                  persistent_workers=tc["num_workers"] > 0)
     net = build(cfg["model"])
     bank, train_prompts, tuner = None, None, None
     if getattr(net, "grounding", None) is not None:
@@ -106,6 +98,25 @@ def main(argv=None) -> int:
             from perception.language.text_tuning import TextTuner
 
             tuner = TextTuner.from_config(bank.encoder, tune)
+    sampled = train_set
+    if tc["class_balanced"]:  # CBGS: frames with rare classes drawn as often as those with common ones
+        from perception.training.data import ClassBalanced, class_presence
+        from perception.types.labels import DETECTION_CLASSES
+
+        presence = class_presence(train_set.source, pre.spec["lidar"]["pc_range"], len(DETECTION_CLASSES))
+        sampled = ClassBalanced(train_set, presence, seed=a.seed)
+        before, after = sampled.shares()
+        print(f"class-balanced sampling: {len(train_set)} frames -> {len(sampled)} draws per pass; share of draws "
+              "holding each class: " + ", ".join(f"{c} {b:.2f}->{x:.2f}" for c, b, x in
+                                                 zip(DETECTION_CLASSES, before, after)))
+    if distributed:  # mmengine's DefaultSampler: each rank a disjoint share of every epoch
+        train_loader = dict(dataset=sampled, sampler=dict(type="DefaultSampler", shuffle=True),
+                            batch_size=tc["batch_size"], collate_fn=collate, num_workers=tc["num_workers"],
+                            drop_last=True, persistent_workers=tc["num_workers"] > 0)
+    else:
+        train_loader = DataLoader(sampled, batch_size=tc["batch_size"], shuffle=True, collate_fn=collate,
+                                  num_workers=tc["num_workers"], drop_last=True,
+                                  persistent_workers=tc["num_workers"] > 0)
     model = FusionDetector(net, pre.to_dict(), prompt_bank=bank, seed=a.seed, text_tuner=tuner)
     val_kw = {}
     if not a.no_val:

@@ -134,3 +134,48 @@ def collate(batch: list[dict]) -> dict:
     if any("history" in b for b in batch):
         out["history"] = [b.get("history") for b in batch]
     return out
+
+
+def class_presence(source: NuScenesSource, pc_range, num_classes: int) -> np.ndarray:
+    """(frames, classes) bool: which classes each keyframe of ``source`` has a box of that the network learns
+    from (centre inside the BEV range, at least one lidar or radar point). Read from the source's index,
+    no sensor data is loaded."""
+    x0, y0, _, x1, y1, _ = pc_range
+    out = np.zeros((len(source), num_classes), bool)
+    for i, e in enumerate(source.index):
+        g = e["gt"]
+        for box, label, nl, nr in zip(g["boxes"], g["labels"], g["num_lidar_pts"], g["num_radar_pts"]):
+            if x0 <= box[0] < x1 and y0 <= box[1] < y1 and nl + nr > 0:
+                out[i, label] = True
+    return out
+
+
+class ClassBalanced(Dataset):
+    """Class-balanced resampling of a frame dataset (CBGS, Zhu et al. 2019, as CenterPoint, BEVDet and
+    BEVFusion train on nuScenes): for each class present in the data, the same number of draws from the
+    frames that contain it, so frames with a rare class (a bus, a motorcycle) are seen as often as frames
+    with the commonest. The draws are made once from ``seed``; one pass is sum over classes of the frames
+    holding each (the sampler then shuffles it). ``presence``: class_presence()."""
+
+    def __init__(self, dataset: Dataset, presence: np.ndarray, seed: int = 0):
+        if len(presence) != len(dataset):
+            raise ValueError(f"class presence has {len(presence)} rows for {len(dataset)} frames")
+        self.dataset = dataset
+        frames = [np.flatnonzero(presence[:, c]) for c in range(presence.shape[1])]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            raise ValueError("class-balanced sampling: no frame has a box to learn from")
+        per_class = int(sum(len(f) for f in frames) / len(frames))
+        rng = np.random.default_rng(seed)
+        self.indices = np.concatenate([rng.choice(f, per_class) for f in frames])
+        self.presence = presence
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.dataset[int(self.indices[i])]
+
+    def shares(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per class: the share of frames holding it, before and after the resampling."""
+        return self.presence.mean(0), self.presence[self.indices].mean(0)
