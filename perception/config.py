@@ -73,6 +73,16 @@ def check_section(name: str, given: dict, valid: dict) -> dict:
     return {**valid, **given}
 
 
+DATA_DEFAULTS = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val")
+
+
+def data_section(cfg: dict, overrides: str = "") -> dict:
+    """A config's ``data`` section (nuScenes mini's version and splits by default) with a command line's
+    ``--override-data k=v,...`` over it, e.g. ``version=v1.0-trainval,train_split=train,val_split=val`` for a
+    dataroot of more than 10 scenes; unknown keys are rejected."""
+    return check_section("data", {**(cfg.get("data") or {}), **parse_overrides(overrides)}, DATA_DEFAULTS)
+
+
 def parse_overrides(text: str) -> dict:
     """A command line's ``k=v,k=v`` -> {k: v}, integers and decimals as numbers, true / false as booleans,
     the rest as strings."""

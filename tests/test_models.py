@@ -129,6 +129,11 @@ def test_config_errors_name_the_key():
         build(bad)
     with pytest.raises(ConfigError, match="max_voxel.*max_voxels"):
         Preprocessor({"lidar": {"max_voxel": 10}})
+    from perception.config import data_section
+
+    assert data_section(cfg, "version=v1.0-trainval,train_split=train")["val_split"] == "mini_val"
+    with pytest.raises(ConfigError, match="versoin.*version"):
+        data_section(cfg, "versoin=v1.0-trainval")
 
 
 def test_overfit_one_sample(frames):

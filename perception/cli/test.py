@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("--data-root", required=True)
     p.add_argument("--split", default=None, help="default: the config's data.val_split")
+    p.add_argument("--override-data", default="", metavar="K=V,...",
+                   help="over the config's data section, e.g. version=v1.0-trainval for a dataroot of > 10 scenes")
     p.add_argument("--modalities", default="camera,lidar,radar", help="comma-separated subset to use")
     p.add_argument("--faults", default="", help="frame-level fault spec, e.g. drop:CAM_FRONT,beams:LIDAR_TOP=50%%")
     p.add_argument("--failure-table", action="store_true", help="evaluate the standard sensor-failure set")
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--min-score", type=float, default=0.3, help="score threshold of the pictures' detections")
     a = p.parse_args(argv)
 
-    from perception.config import load_config
+    from perception.config import data_section, load_config
     from perception.evaluation.detection import format_table
     from perception.evaluation.run import FAILURE_TABLE, condition_rows, evaluate
     from perception.faults import FaultSpecError, parse_faults
@@ -78,9 +80,12 @@ def main(argv=None) -> int:
         except ValueError as e:
             p.error(f"--tracker: {e}")
     cfg = load_config(a.config)
-    data = cfg.get("data", {})
-    split = a.split or data.get("val_split", "mini_val")
-    version = data.get("version", "v1.0-mini")
+    try:
+        data = cfg["data"] = data_section(cfg, a.override_data)
+    except ValueError as e:
+        p.error(f"--override-data: {e}")
+    split = a.split or data["val_split"]
+    version = data["version"]
     pipe = Pipeline(cfg, a.checkpoint, device=a.device)
     records = None
     if a.prompts:

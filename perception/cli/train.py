@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     from mmengine.runner import Runner
     from torch.utils.data import DataLoader
 
-    from perception.config import build, check_section, load_config, parse_overrides
+    from perception.config import build, check_section, data_section, load_config, parse_overrides
     from perception.envvars import scoped_env
     from perception.pipeline import Preprocessor
     from perception.sources.assembly import Assembly
@@ -75,8 +75,7 @@ def main(argv=None) -> int:
                           checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200,
                           augment=None, class_balanced=False)
     tc = check_section("train", cfg.get("train", {}), train_defaults)
-    data_defaults = dict(version="v1.0-mini", train_split="mini_train", val_split="mini_val")
-    dc = check_section("data", {**cfg.get("data", {}), **parse_overrides(a.override_data)}, data_defaults)
+    dc = data_section(cfg, a.override_data)
     asm = {**cfg.get("assembly", {}), **parse_overrides(a.override_assembly)}  # checked by Assembly.from_section
     if a.batch_size:
         tc["batch_size"] = a.batch_size

@@ -43,13 +43,14 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=5e-4, help="the grounding head's learning rate")
     p.add_argument("--text-lr", type=float, default=None, help="the encoder's (lora: 5e-4, top: 5e-5)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--override-data", default="", help="k=v,... over the config's data section (version, splits)")
     p.add_argument("--max-samples", type=int, default=None, help="use only the first N prompted keyframes")
     a = p.parse_args(argv)
 
     from tqdm import tqdm
 
     from perception.cli.train import prompt_bank
-    from perception.config import check_section, load_config
+    from perception.config import data_section, load_config
     from perception.language.text_tuning import TextTuner
     from perception.pipeline import Pipeline
     from perception.sources.nuscenes import NuScenesSource
@@ -64,8 +65,7 @@ def main(argv=None) -> int:
               "continues from its weights")
     if not pipe.grounding:
         raise SystemExit(f"{a.checkpoint}: no grounding head to fine-tune")
-    dc = check_section("data", cfg.get("data", {}), dict(version="v1.0-mini", train_split="mini_train",
-                                                          val_split="mini_val"))
+    dc = data_section(cfg, a.override_data)
     bank, per_sample = prompt_bank(cfg, a.data_root, dc)
     tuner = None
     if a.mode != "none":
