@@ -211,3 +211,37 @@ def test_pipeline_grounds_with_the_given_motion_and_keeps_the_detector_velocitie
     # the head reads the velocity it is given: every car is more "moving" at 12 m/s than standing still
     assert (fast.grounding_scores[cars, 0] > still.grounding_scores[cars, 0]).all()
     assert (fast.grounding_scores[cars, 1] < still.grounding_scores[cars, 1]).mean() > 0.8
+
+
+def test_track_tool_tracks_a_saved_submission_like_the_online_loop(synthetic_root, tmp_path, capsys):
+    """promptfusion-track reads a detection submission back into each sample's ego frame (boxes equal to what
+    was written), tracks a grid of settings, prints them sorted and names bad input."""
+    from perception.cli.track import detections_by_sample, grid
+    from perception.cli.track import main as track_main
+    from perception.evaluation.detection import to_nuscenes_boxes, write_submission
+    from perception.sources.nuscenes import NuScenesSource
+
+    assert grid("max_age=1|3,matcher=greedy") == [{"max_age": 1, "matcher": "greedy"},
+                                                  {"max_age": 3, "matcher": "greedy"}]
+    src = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", cameras=(), lidar_sweeps=0, radar_sweeps=1)
+    results, dets = {}, {}
+    for f in src:
+        dets[f.sample_token] = Detections(f.gt, np.linspace(0.9, 0.4, len(f.gt)))
+        results[f.sample_token] = to_nuscenes_boxes(f.sample_token, dets[f.sample_token], f.T_global_ego)
+    path = tmp_path / "results_nusc.json"
+    write_submission(path, results)
+    back = detections_by_sample(results, src)
+    assert [e["token"] for e, _ in back] == src.sample_tokens()
+    for e, d in back:
+        ref = dets[e["token"]]
+        order = np.argsort(-ref.scores, kind="stable")
+        assert np.allclose(d.boxes.data[:, :7], np.nan_to_num(ref.boxes.data[order, :7]), atol=1e-6)
+        assert np.array_equal(d.boxes.labels, ref.boxes.labels[order])
+    assert track_main([str(path), "--data-root", str(synthetic_root), "--split", "mini_val",
+                       "--tracker", "max_age=0|3", "--out", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("AMOTA: ") and float(out[-1].split()[1]) > 0.8
+    assert sum("{'max_age'" in line for line in out) == 4  # two progress lines, two table rows
+    with pytest.raises(SystemExit):
+        track_main([str(path), "--data-root", str(synthetic_root), "--split", "mini_train"])
+    assert "no sample of split mini_train" in capsys.readouterr().err

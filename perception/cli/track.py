@@ -1,0 +1,133 @@
+"""Track saved detections and score the tracks with the devkit's TrackingEval, without running the network.
+
+    promptfusion-track work_dirs/dev/results_nusc.json --data-root data/synthetic --split mini_val \\
+        [--override-data k=v,...] [--tracker "max_age=3|5,min_score=0.05|0.1"] [--out DIR]
+
+The input is a nuScenes detection submission (``promptfusion-test --out`` writes one). Each sample's boxes are
+put back into its ego frame (the poses and stamps come from the dataroot's tables; no sensor file is read)
+and go through perception.tracking.Tracker scene by scene in time order, as ``promptfusion-test --track``
+does, so the same settings give the same tracks. ``--tracker`` takes ``k=v`` settings; ``|`` between values
+makes a grid, every combination is tracked and scored, and a table sorted by AMOTA is printed (choose on a
+development split, never on the held-out one). The last line is the best row's
+``AMOTA: x AMOTP: y IDS: n``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def grid(text: str) -> list[dict]:
+    """``"a=1|2,b=x"`` -> [{a: 1, b: "x"}, {a: 2, b: "x"}] (values parsed as perception.config.parse_overrides)."""
+    from perception.config import parse_overrides
+
+    axes = []
+    for kv in filter(None, (x.strip() for x in text.split(","))):
+        k, sep, vs = kv.partition("=")
+        if not sep or not vs:
+            raise ValueError(f"{kv!r} is not k=v")
+        axes.append([parse_overrides(f"{k}={v}") for v in vs.split("|")])
+    return [dict(kv for d in combo for kv in d.items()) for combo in itertools.product(*axes)] or [{}]
+
+
+def detections_by_sample(results: dict, source) -> list:
+    """[(index entry, Detections in its ego frame)] in the source's scene/time order; a sample without
+    results gets no detections."""
+    from perception.geometry import invert_transform, quat_to_yaw
+    from perception.types import DETECTION_CLASSES, Boxes3D, Detections
+
+    out = []
+    for e in source.index:
+        rows = results.get(e["token"], [])
+        T = np.array(e["T_global_ego"])
+        if not rows:
+            out.append((e, Detections(Boxes3D.empty(), np.zeros(0))))
+            continue
+        data = np.array([[*r["translation"], r["size"][1], r["size"][0], r["size"][2], quat_to_yaw(r["rotation"]),
+                          *r["velocity"]] for r in rows], np.float64)
+        labels = [DETECTION_CLASSES.index(r["detection_name"]) for r in rows]
+        boxes = Boxes3D(data, labels).transform(invert_transform(T))
+        out.append((e, Detections(boxes, np.array([r["detection_score"] for r in rows], np.float64))))
+    return out
+
+
+def track_and_score(frames: list, settings: dict, data_root, version: str, split: str, out: Path) -> dict:
+    from perception.evaluation.detection import write_submission
+    from perception.evaluation.tracking import run_tracking_eval, to_tracking_boxes
+    from perception.tracking import Tracker
+
+    tracker, tracked, last = Tracker(**settings), {}, None
+    for e, det in frames:
+        if e["scene"] != last:
+            tracker.reset()
+            last = e["scene"]
+        T = np.array(e["T_global_ego"])
+        tracks = tracker.update(det, T, int(e["timestamp_us"]) * 1000)
+        tracked[e["token"]] = to_tracking_boxes(e["token"], tracks, T)
+    path = out / "results_tracking.json"
+    write_submission(path, tracked)
+    return run_tracking_eval(data_root, version, split, path, out / "eval")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("detections", help="nuScenes detection submission JSON")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--override-data", default="", metavar="K=V,...", help="e.g. version=v1.0-trainval")
+    p.add_argument("--tracker", default="", metavar="K=V|V,...", help="tracker settings; '|' makes a grid")
+    p.add_argument("--out", default=None, help="directory for the tracking submissions (default: a temporary one)")
+    a = p.parse_args(argv)
+
+    from perception.config import data_section
+    from perception.evaluation.tracking import format_tracking_table
+    from perception.sources.nuscenes import NuScenesSource
+    from perception.tracking import Tracker
+
+    try:
+        version = data_section({}, a.override_data)["version"]
+        settings = grid(a.tracker)
+        for s in settings:
+            Tracker(**s)
+    except ValueError as e:
+        p.error(str(e))
+    try:
+        results = json.loads(Path(a.detections).read_text())["results"]
+    except (OSError, ValueError, KeyError) as e:
+        p.error(f"{a.detections}: not a readable detection submission ({e})")
+    source = NuScenesSource(a.data_root, version=version, split=a.split, lidar_sweeps=0, radar_sweeps=1, cameras=())
+    missing = set(source.sample_tokens()) - set(results)
+    if len(missing) == len(source):
+        p.error(f"{a.detections} has no sample of split {a.split}")
+    if missing:
+        print(f"warning: {len(missing)} of {len(source)} samples have no detections in {a.detections}")
+    frames = detections_by_sample(results, source)
+    out = Path(a.out) if a.out else Path(tempfile.mkdtemp())
+    rows = []
+    for k, s in enumerate(settings):
+        summary = track_and_score(frames, s, a.data_root, version, a.split, out / f"run{k}")
+        rows.append((s, summary))
+        if len(settings) == 1:
+            print(format_tracking_table(summary))
+        else:
+            print(f"[{k + 1}/{len(settings)}] {s or 'defaults'}: AMOTA {summary['amota']:.3f} IDS {summary['ids']:.0f}",
+                  flush=True)
+    rows.sort(key=lambda r: -r[1]["amota"])
+    if len(settings) > 1:
+        print(f"\n{'AMOTA':>6s} {'AMOTP':>6s} {'IDS':>5s}  settings")
+        for s, m in rows:
+            print(f"{m['amota']:6.3f} {m['amotp']:6.3f} {m['ids']:5.0f}  {s}")
+    best = rows[0][1]
+    print(f"AMOTA: {best['amota']:.3f} AMOTP: {best['amotp']:.3f} IDS: {best['ids']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
