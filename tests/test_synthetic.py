@@ -248,3 +248,53 @@ def test_world_gives_no_answer_away(synthetic_root):
     assert r["radar"]["share_returns_in_boxes"] <= 0.40
     assert r["radar"]["share_radar_only_eval_boxes"] <= 0.05
     assert r["lidar"]["pole_like_per_keyframe"] >= 20
+
+
+def test_furniture_false_alarms_find_detections_on_street_furniture(synthetic_root, tmp_path):
+    """The world's street furniture is rebuilt from its seed where the lidar sees it; a confident detection on a
+    piece of furniture is a false alarm of that kind and class, one on an annotated object is not, and a world
+    that is not the one its tables describe is refused."""
+    import json
+    import shutil
+
+    from perception.evaluation.clutter import NotSyntheticError, from_submission, world_furniture
+    from perception.sources.nuscenes import NuScenesSource
+
+    src = NuScenesSource(synthetic_root, "v1.0-mini", "mini_train", lidar_sweeps=0, radar_sweeps=1, cameras=())
+    furniture = world_furniture(synthetic_root, "v1.0-mini")
+    e = src.index[0]
+    f = furniture[e["scene"]]
+    T = np.array(e["T_global_ego"])
+    dist = np.linalg.norm(f["xy"] - T[:2, 3], axis=1)
+    gt_xy = np.array([b[:2] for b in e["gt"]["boxes"]]) @ T[:2, :2].T + T[:2, 3]
+    far_from_gt = np.linalg.norm(f["xy"][:, None] - gt_xy[None], axis=2).min(1) > 3.0
+    # the lidar has returns where the rebuilt layout puts the furniture (most pieces near the ego; some hidden)
+    pts = src[0].lidar.xyz[:, :2] @ T[:2, :2].T + T[:2, 3]
+    near = np.flatnonzero((dist < 20) & far_from_gt)
+    hits = np.array([(np.linalg.norm(pts - f["xy"][i], axis=1) < 0.8).sum() for i in near])
+    assert len(near) >= 3 and (hits >= 3).mean() >= 0.5 and hits.max() >= 10, hits
+    pick = int(near[hits.argmax()])
+
+    def det(name, xy, score=0.6):
+        return {"detection_name": name, "detection_score": score, "translation": [*map(float, xy), 0.0]}
+
+    results = {e["token"]: [det("pedestrian", f["xy"][pick] + 0.3), det("pedestrian", gt_xy[0]),
+                            det("pedestrian", f["xy"][pick], score=0.1)]}
+    table = from_submission(results, src, synthetic_root, "v1.0-mini")
+    kind = str(f["kind"][pick])
+    assert table[kind]["alarms"]["pedestrian"] == 1 and sum(table["all"]["alarms"].values()) == 1
+    assert table["all"]["in_range"] >= table[kind]["in_range"] > 0
+
+    fake = tmp_path / "root"
+    shutil.copytree(synthetic_root / "v1.0-mini", fake / "v1.0-mini")
+    scenes = json.loads((fake / "v1.0-mini" / "scene.json").read_text())
+    for s in scenes:
+        s["description"] = s["description"].replace("(seed 0)", "(seed 7)")
+    (fake / "v1.0-mini" / "scene.json").write_text(json.dumps(scenes))
+    with pytest.raises(NotSyntheticError, match="another generator version"):
+        from_submission(results, src, fake, "v1.0-mini")
+    for s in scenes:
+        s["description"] = "a real drive"
+    (fake / "v1.0-mini" / "scene.json").write_text(json.dumps(scenes))
+    with pytest.raises(NotSyntheticError, match="not a synthetic world"):
+        world_furniture(fake, "v1.0-mini")

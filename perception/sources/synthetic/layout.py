@@ -485,6 +485,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
     SB = shapes.Builder()
     lights: list = []
     feet: list = []
+    furniture: list = []  # (kind, x, y) of every piece of street furniture, for the clutter false-alarm metric
     free = prep(unary_union([road.buffer(0.5), walk, lot.buffer(1.0) if lot is not None else Polygon()]))
     placed = []
 
@@ -531,6 +532,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
                     continue
                 n0 = len(SB.rows)
                 shapes.furniture(SB, rng, kind, xy, SIDEWALK_H, float(h) + (0 if side < 0 else math.pi), lights)
+                furniture.append((kind, float(xy[0]), float(xy[1])))
                 for r in SB.rows[n0:]:
                     if r[0][2] - r[1][2] < 2.0:
                         feet.append(foot_of(r[0][:2], r[2], 2 * r[1][0], 2 * r[1][1]))
@@ -614,7 +616,10 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
         traj=np.stack([tf_traj(r["traj"]) for r in rows]) if rows else np.zeros((0, G, 3)),
         base=np.array([r["base"] for r in rows], float), parked=np.array([r["parked"] for r in rows], bool),
         rider=rider, ground=ground, streets=streets,
-        statics=dict(prims=st_arr, lights=lights_w), texture=texture, map_size=(map_w, map_h),
+        statics=dict(prims=st_arr, lights=lights_w,
+                     furniture=dict(kind=np.array([f[0] for f in furniture], dtype=object),
+                                    xy=tf_xy(np.array([f[1:] for f in furniture], float).reshape(-1, 2)))),
+        texture=texture, map_size=(map_w, map_h),
         ego_turn_deg=turn, ego_stops=bool(len(speed) and speed.min() < 0.2),
         shapes=dict(prims=obj_shapes, rcs_k=rcs_k, lamps=lamps), looks=looks,
     )
