@@ -285,6 +285,16 @@ def test_furniture_false_alarms_find_detections_on_street_furniture(synthetic_ro
     assert table[kind]["alarms"]["pedestrian"] == 1 and sum(table["all"]["alarms"].values()) == 1
     assert table["all"]["in_range"] >= table[kind]["in_range"] > 0
 
+    # at the score where half / 70% of the annotated pedestrians are found (calibration does not matter)
+    from perception.evaluation.clutter import furniture_false_alarms
+
+    peds = np.array([[10.0, 0.0], [20.0, 0.0]])
+    pole = {"kind": np.array(["pole"], dtype=object), "xy": np.array([[15.0, 5.0]])}
+    dets = [("pedestrian", 0.9, (10.2, 0.0)), ("pedestrian", 0.8, (15.0, 5.3)), ("pedestrian", 0.5, (20.0, 0.4))]
+    t = furniture_false_alarms([("s", np.eye(4), dets, peds, peds)], {"s": pole})
+    assert t["pedestrians"] == 2 and t["pole"]["alarms"]["pedestrian"] == 1
+    assert t["at_recall"][0.5] == {"score": 0.9, "alarms": 0} and t["at_recall"][0.7] == {"score": 0.5, "alarms": 1}
+
     fake = tmp_path / "root"
     shutil.copytree(synthetic_root / "v1.0-mini", fake / "v1.0-mini")
     scenes = json.loads((fake / "v1.0-mini" / "scene.json").read_text())
