@@ -21,7 +21,7 @@ bench: setup
 	$(PY) benchmarks/run.py --quick
 
 synthetic: setup
-	$(PY) tools/make_synthetic.py --out data/synthetic --scenes 10 --samples 40 --seed 0
+	$(PY) tools/make_synthetic.py --out data/synthetic30 --scenes 30 --samples 40 --seed 0
 
 clean:
 	rm -rf demo_out data/demo
