@@ -206,10 +206,6 @@ def _pictures(pipe, src, mods, out: Path, index, min_score: float) -> None:
         print(f"pictures: {out}/depth_<camera>.png (predicted depth and projected lidar, frame {i})")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _print_furniture(out: Path, src, data_root, version: str) -> None:
     from perception.evaluation.clutter import NotSyntheticError, format_table, from_submission
 
@@ -224,3 +220,7 @@ def _print_furniture(out: Path, src, data_root, version: str) -> None:
     print(format_table(table))
     print(f"furniture false alarms: {100 * sum(row['alarms'].values()) / max(row['in_range'], 1):.2f} per 100 "
           f"(pedestrian {100 * row['alarms']['pedestrian'] / max(row['in_range'], 1):.2f})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

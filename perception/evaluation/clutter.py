@@ -34,8 +34,9 @@ class NotSyntheticError(ValueError):
 
 def world_furniture(dataroot, version: str, scene_names_wanted=None) -> dict[str, dict]:
     """scene name -> {"kind": (K,) str, "xy": (K, 2) global metres} for the scenes of a synthetic world,
-    rebuilt from its seed. Raises NotSyntheticError for a dataroot whose scenes do not name a seed or whose
-    rebuilt drive does not match its ego poses (a world made by another version of the generator)."""
+    rebuilt from its seed, with ``ego0``: where the rebuilt drive starts (from_submission checks it against the
+    dataroot's poses). Raises NotSyntheticError for a dataroot whose scenes do not name a seed or whose rebuilt
+    scene is not the one its tables describe (a world made by another version of the generator)."""
     import json
     from pathlib import Path
 
@@ -68,28 +69,29 @@ def world_furniture(dataroot, version: str, scene_names_wanted=None) -> dict[str
 def furniture_false_alarms(frames, furniture: dict, min_score: float = 0.3, radius: float = 1.0,
                            clear: float = 2.0, max_range: float = 50.0) -> dict:
     """``frames``: [(scene name, T_global_ego (4, 4), detections [(class name, score, (x, y) global)],
-    ground-truth centres (G, 2) global)]. Returns {kind: {"in_range": n, "alarms": {column: n}}} and "all"."""
+    ground-truth centres (G, 2) global, the annotated pedestrians' centres (P, 2) global)]. Returns
+    {kind: {"in_range": n, "alarms": {column: n}}} and "all"; with annotated pedestrians in range also
+    "pedestrians" (their count) and "at_recall" ({recall: {"score", "alarms"}})."""
     kinds = sorted({str(k) for f in furniture.values() for k in f["kind"]})
     table = {k: {"in_range": 0, "alarms": dict.fromkeys(COLUMNS, 0)} for k in [*kinds, "all"]}
     ped_hits, ped_alarms, n_peds = [], [], 0  # scores of pedestrians found / furniture called pedestrian
-    for frame in frames:
-        scene, T, dets, gt_xy = frame[:4]
+    for scene, T, dets, gt_xy, peds in frames:
         f = furniture[scene]
-        if len(frame) > 4:  # the annotated pedestrians: each found by the best-scored pedestrian within radius
-            peds = np.asarray(frame[4], float).reshape(-1, 2)
-            peds = peds[np.linalg.norm(peds - T[:2, 3], axis=1) <= PED_RANGE]
-            n_peds += len(peds)
-            cand = sorted(((s, np.asarray(xy, float)) for c, s, xy in dets if c == "pedestrian"), key=lambda d: -d[0])
-            free = np.ones(len(peds), bool)
-            gt_all = np.asarray(gt_xy, float).reshape(-1, 2)
-            for s, xy in cand:
-                d = np.where(free, np.linalg.norm(peds - xy, axis=1), np.inf) if len(peds) else np.zeros(0)
-                if len(d) and d.min() <= radius:
-                    free[int(d.argmin())] = False
-                    ped_hits.append(s)
-                elif len(f["kind"]) and np.linalg.norm(f["xy"] - xy, axis=1).min() <= radius and \
-                        (not len(gt_all) or np.linalg.norm(gt_all - xy, axis=1).min() > clear):
-                    ped_alarms.append(s)
+        gt_xy = np.asarray(gt_xy, float).reshape(-1, 2)
+        # the annotated pedestrians in range, each found by the best-scored pedestrian detection within radius
+        peds = np.asarray(peds, float).reshape(-1, 2)
+        peds = peds[np.linalg.norm(peds - T[:2, 3], axis=1) <= PED_RANGE]
+        n_peds += len(peds)
+        free = np.ones(len(peds), bool)
+        for s, xy in sorted(((s, np.asarray(xy, float)) for c, s, xy in dets if c == "pedestrian"),
+                            key=lambda d: -d[0]):
+            d = np.where(free, np.linalg.norm(peds - xy, axis=1), np.inf) if len(peds) else np.zeros(0)
+            if len(d) and d.min() <= radius:
+                free[int(d.argmin())] = False
+                ped_hits.append(s)
+            elif len(f["kind"]) and np.linalg.norm(f["xy"] - xy, axis=1).min() <= radius and \
+                    (not len(gt_xy) or np.linalg.norm(gt_xy - xy, axis=1).min() > clear):
+                ped_alarms.append(s)
         if not len(f["kind"]):
             continue
         near = np.linalg.norm(f["xy"] - T[:2, 3], axis=1) <= max_range
@@ -100,7 +102,6 @@ def furniture_false_alarms(frames, furniture: dict, min_score: float = 0.3, radi
         if not conf:
             continue
         xy = np.stack([p for _, p in conf])
-        gt_xy = np.asarray(gt_xy, float).reshape(-1, 2)
         free = np.ones(len(xy), bool) if not len(gt_xy) else \
             np.linalg.norm(xy[:, None] - gt_xy[None], axis=2).min(1) > clear
         d = np.linalg.norm(xy[:, None] - f["xy"][None], axis=2)
