@@ -9,7 +9,7 @@ voxel_size = (0.6, 0.6, 8.0)
 # offline; for a torchvision ResNet-50 file: backbone="resnet50", weights="path/to/resnet50.pth"), three FPN
 # levels, depth over 1-61 m in 1 m bins supervised by the projected lidar
 CAMERA = dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True, frozen_stages=1, levels=3,
-              depth=dict(dmin=1.0, dmax=61.0, bins=60))
+              depth=dict(dmin=1.0, dmax=61.0, bins=60), semantic=True)
 model = fusion_model(pc_range, voxel_size, dim=128, lidar_channels=(64, 128), radar_channels=(32, 64),
                      camera_widths=(64, 128, 256), layers=3, head_channels=64,
                      grounding=dict(dim=128, layers=2), camera_backbone=CAMERA)

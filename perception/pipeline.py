@@ -17,6 +17,7 @@ import torch
 from perception.config import ConfigError, build, check_section, load_config
 from perception.geometry import invert_transform
 from perception.language.text_encoder import DEFAULTS as TEXT_ENCODER_DEFAULTS
+from perception.models.model import training_only
 from perception.ops.voxelize import VoxelGrid, voxelize_hard
 from perception.sources.assembly import Assembly, from_checkpoint_meta
 from perception.types import CAMERAS, MODALITIES, Boxes3D, Detections, Prompt, SensorFrame
@@ -271,6 +272,7 @@ class Pipeline:
         if checkpoint is not None:
             ckpt = load_checkpoint(checkpoint)
             missing, unexpected = self.model.load_state_dict(ckpt["state_dict"], strict=False)
+            missing = [k for k in missing if not training_only(k)]  # training losses' heads are not deployed
             if missing or unexpected:
                 raise ValueError(f"{checkpoint} does not match the config: missing keys {missing[:20]}, "
                                  f"unexpected keys {unexpected[:20]}")

@@ -190,3 +190,88 @@ def test_depth_config_trains_end_to_end():
     assert 0 < float(losses["loss_depth"]) < 10 and torch.isfinite(sum(losses.values()))
     sum(losses.values()).backward()
     assert net.encoders["camera"].depth_head[2].weight.grad.abs().sum() > 0
+
+
+def test_box_semantic_targets_paint_the_nearer_box_and_ignore_hidden_ones():
+    from perception.models.encoders.camera import box_semantic_targets
+    from perception.types import DETECTION_CLASSES, Boxes3D
+
+    e2i = torch.stack([_front_camera(), torch.zeros(4, 4)]).unsqueeze(0)  # camera 2 has no view (dropped)
+    car, ped = DETECTION_CLASSES.index("car"), DETECTION_CLASSES.index("pedestrian")
+    # listed nearest first (painting in list order would let the car cover the pedestrian): a pedestrian 10 m
+    # ahead, a car 20 m ahead behind it, a car behind the ego, a car 40 m ahead annotated as hidden
+    boxes = np.array([[11.5, 0.0, 1.0, 0.6, 0.6, 1.8, 0.0, 0, 0], [21.5, -1.5, 1.0, 4.5, 1.9, 1.6, 0.0, 0, 0],
+                      [-10.0, 0.0, 1.0, 4.5, 1.9, 1.6, 0.0, 0, 0], [41.5, 8.0, 1.0, 4.5, 1.9, 1.6, 0.0, 0, 0]])
+    gt = Boxes3D(boxes, np.array([ped, car, car, car]), visibility=np.array([4, 4, 4, 1]))
+    tgt = box_semantic_targets([gt], e2i, (16, 28), (128, 224))
+    assert tgt.shape == (1, 2, 16, 28)
+    assert (tgt[0, 1] == -1).all()  # no view: ignored, not background
+    front = tgt[0, 0]
+    assert front[8, 14] == 1 + ped and (front == 1 + car).any()  # the pedestrian over the car behind it
+    alone = box_semantic_targets([gt[np.array([1])]], e2i, (16, 28), (128, 224))[0, 0]
+    assert alone[8, 14] == 1 + car and (alone > 0).sum() > (front == 1 + car).sum()
+    # the car 40 m ahead and 8 m left, annotated hidden, is ignored (-1), neither background nor a car
+    col = int((112 - 100 * 8.0 / 40.0) * 28 / 224)  # its centre column in feature pixels
+    assert (front[:, col] == -1).any() and not (front[:, col] == 1 + car).any()
+    shown = Boxes3D(boxes, gt.labels, visibility=np.array([4, 4, 4, 4]))
+    assert (box_semantic_targets([shown], e2i, (16, 28), (128, 224))[0, 0, :, col] == 1 + car).any()
+    # the pedestrian: about 6 x 18 input pixels -> one column and two or three rows, not a widened block
+    assert 1 <= int((front == 1 + ped).sum(1).max()) <= 2 and 2 <= int((front == 1 + ped).sum(0).max()) <= 3
+
+
+def test_box_semantic_targets_cut_a_box_half_behind_the_camera_at_the_near_plane():
+    """A car passing the camera on its left, its rear half behind the image plane: its image reaches the
+    image's left edge (the edges cut at the near plane), though only four corners are in front."""
+    from perception.models.encoders.camera import box_semantic_targets
+    from perception.types import Boxes3D
+
+    e2i = _front_camera().view(1, 1, 4, 4)  # the camera at x = 1.5 m
+    gt = Boxes3D(np.array([[1.5, 2.5, 1.0, 4.5, 1.9, 1.6, 0.0, 0, 0]]), np.array([0]))
+    tgt = box_semantic_targets([gt], e2i, (16, 28), (128, 224))[0, 0]
+    assert (tgt[:, 0] == 1).any()  # reaches the left edge
+    cols = (tgt == 1).any(0).nonzero().flatten()
+    # its front corners (2.25 m in front of the camera, 1.55-3.45 m left) end at pixel 112 - 100 * 1.55 / 2.25
+    assert int(cols.min()) == 0 and int(cols.max()) == round((112 - 100 * 1.55 / 2.25) / 8) - 1
+
+
+def test_semantic_head_trains_and_stays_out_of_the_deploy_checkpoint(tmp_path):
+    from perception.config import build, load_config
+    from perception.pipeline import Pipeline, Preprocessor
+    from perception.training.wrapper import FusionDetector
+    from perception.types import Boxes3D, CameraView, PointCloud, SensorFrame
+
+    cfg = load_config("configs/tiny.py")
+    assert cfg["model"]["encoders"]["camera"]["semantic"]
+    net = build(cfg["model"]).train()
+    pre = Preprocessor(cfg["preprocess"])
+    det = FusionDetector(net, pre.to_dict())
+    rng = np.random.default_rng(0)
+    pts = np.c_[rng.uniform(3, 40, 3000), rng.uniform(-10, 10, 3000), rng.uniform(-1, 2, 3000)].astype(np.float32)
+    cloud = PointCloud(pts, {"intensity": np.zeros(3000, np.float32), "time_lag": np.zeros(3000, np.float32)})
+    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, (1.5, 0.0, 1.5)
+    Kc = np.array([[100.0, 0, 112], [0, 100.0, 64], [0, 0, 1]])
+    cams = {"CAM_FRONT": CameraView(rng.integers(0, 255, (128, 224, 3), dtype=np.uint8), Kc, T, 0, "CAM_FRONT")}
+    frame = SensorFrame(stamp_ns=0, T_global_ego=np.eye(4), cameras=cams, lidar=cloud)
+    gt = Boxes3D(np.array([[10.0, 0.0, 0.0, 4.5, 1.9, 1.6, 0.0, 0.0, 0.0]]), np.array([0]))
+    item = {"inputs": pre.prepare(frame), "data_samples": {"token": "t", "gt": gt, "T_global_ego": np.eye(4)}}
+    losses = det([item["inputs"]], [item["data_samples"]], mode="loss")
+    assert 0.5 < float(losses["loss_semantic"]) < 10  # about log(11) from random weights
+    losses["loss_semantic"].backward()  # alone: the detection and depth losses reach the backbone anyway
+    head = net.encoders["camera"].semantic_head
+    assert head[2].weight.grad.abs().sum() > 0
+    last = [p for m in net.encoders["camera"].backbone.stages()[-1] for p in m.parameters()]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in last)  # it reaches the backbone
+    assert net.head.heatmap[-1].weight.grad is None
+    net.eval()  # at inference: features and depth only (the ONNX graph and the Pipeline never see the head)
+    with torch.no_grad():
+        assert len(net.encoders["camera"](torch.zeros(1, 6, 3, 128, 224), torch.eye(4).repeat(1, 6, 1, 1))) == 2
+    det.deploy_checkpoint(tmp_path / "c.pth")
+    saved = torch.load(tmp_path / "c.pth", weights_only=True)["state_dict"]
+    assert not any("semantic_head" in k for k in saved) and any("depth_head" in k for k in saved)
+    Pipeline("configs/tiny.py", tmp_path / "c.pth")  # loads: the training-only head is not required
+    del saved["encoders.camera.depth_head.0.weight"]
+    torch.save({"state_dict": saved, "meta": {"preprocess": pre.to_dict()}}, tmp_path / "d.pth")
+    with pytest.raises(ValueError, match="depth_head"):  # any other missing weight is still an error
+        Pipeline("configs/tiny.py", tmp_path / "d.pth")

@@ -308,3 +308,45 @@ def test_furniture_false_alarms_find_detections_on_street_furniture(synthetic_ro
     (fake / "v1.0-mini" / "scene.json").write_text(json.dumps(scenes))
     with pytest.raises(NotSyntheticError, match="not a synthetic world"):
         world_furniture(fake, "v1.0-mini")
+
+
+def test_class_confusion_tells_missed_from_misnamed(nusc, synthetic_root, tmp_path):
+    """The devkit's eval on a submission made of the ground truth with every car called a truck and every
+    pedestrian left out: the confusion says cars were found as trucks and pedestrians missed; the rest as
+    themselves."""
+    import json
+
+    from nuscenes.eval.detection.utils import category_to_detection_name
+
+    from perception.evaluation.detection import format_confusion, run_detection_eval
+
+    results = {}
+    for tok in (s["token"] for s in nusc.sample):
+        rows = []
+        for ann_tok in nusc.get("sample", tok)["anns"]:
+            a = nusc.get("sample_annotation", ann_tok)
+            name = category_to_detection_name(a["category_name"])
+            if name is None or name == "pedestrian":
+                continue
+            rows.append({"sample_token": tok, "translation": a["translation"], "size": a["size"],
+                         "rotation": a["rotation"], "velocity": [0.0, 0.0], "attribute_name": "",
+                         "detection_name": "truck" if name == "car" else name, "detection_score": 0.9})
+        results[tok] = rows
+    sub = tmp_path / "sub.json"
+    sub.write_text(json.dumps({"meta": {"use_camera": False, "use_lidar": True, "use_radar": False,
+                                        "use_map": False, "use_external": False}, "results": results}))
+    from perception.sources.nuscenes import NuScenesSource
+
+    split = "mini_val"
+    keep = {e["token"] for e in NuScenesSource(synthetic_root, "v1.0-mini", split, cameras=()).index}
+    sub.write_text(json.dumps({**json.loads(sub.read_text()),
+                               "results": {t: r for t, r in results.items() if t in keep}}))
+    summary = run_detection_eval(synthetic_root, "v1.0-mini", split, sub, tmp_path / "eval")
+    conf = summary["confusion"]
+    assert conf["car"] and set(conf["car"]) == {"truck"}
+    assert conf["pedestrian"] and set(conf["pedestrian"]) == {"missed"}
+    for c in ("barrier", "traffic_cone"):
+        assert not conf[c] or set(conf[c]) == {c}
+    assert summary["mean_dist_aps"]["car"] == 0.0
+    table = format_confusion(conf)
+    assert table.splitlines()[0].split()[-1] == "missed" and "car" in table

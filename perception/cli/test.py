@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     from perception.config import data_section, load_config
-    from perception.evaluation.detection import format_table
+    from perception.evaluation.detection import format_confusion, format_table
     from perception.evaluation.run import FAILURE_TABLE, condition_rows, evaluate
     from perception.faults import FaultSpecError, parse_faults
     from perception.pipeline import Pipeline
@@ -125,6 +125,10 @@ def main(argv=None) -> int:
             if "depth_abs_rel" in summary:
                 print(f"camera depth abs-rel: {summary['depth_abs_rel']:.3f} over {summary['depth_pixels']} feature "
                       "pixels with a lidar point (reference sweep)")
+            if summary.get("confusion"):
+                print("what each annotated object is found as (the nearest detection of any class with score >= 0.3 "
+                      "within 2 m; shares of the row)")
+                print(format_confusion(summary["confusion"]))
             print(format_table(summary))
             if a.furniture:
                 _print_furniture(out, src, a.data_root, version)

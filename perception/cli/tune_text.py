@@ -45,13 +45,18 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--override-data", default="", help="k=v,... over the config's data section (version, splits)")
     p.add_argument("--max-samples", type=int, default=None, help="use only the first N prompted keyframes")
+    p.add_argument("--every", type=int, default=1,
+                   help="use every K-th keyframe of the split (all scenes, a K-th of the BEV maps to compute)")
     a = p.parse_args(argv)
+    if a.every < 1:
+        p.error(f"--every: {a.every}; a positive keyframe step")
 
     from tqdm import tqdm
 
     from perception.cli.train import prompt_bank
     from perception.config import data_section, load_config
     from perception.language.text_tuning import TextTuner
+    from perception.models.model import training_only
     from perception.pipeline import Pipeline
     from perception.sources.nuscenes import NuScenesSource
     from perception.training.data import FrameDataset
@@ -80,7 +85,8 @@ def main(argv=None) -> int:
     net = model.net.eval()
     cached = []
     with torch.no_grad():
-        for i in tqdm(range(len(data)), desc="BEV features", unit="frame", file=sys.stdout, mininterval=5):
+        for i in tqdm(range(0, len(data), a.every), desc="BEV features", unit="frame", file=sys.stdout,
+                      mininterval=5):
             item = data[i]
             sample = {**item["data_samples"], "prompts": per_sample.get(item["data_samples"]["token"], [])}
             if not sample["prompts"] or sample["gt"] is None or not len(sample["gt"]):
@@ -127,9 +133,9 @@ def main(argv=None) -> int:
 
     meta = {k: v for k, v in pipe.meta.items() if k not in ("text_tune", "grounding_tune")}
     record = {"stage": "promptfusion-tune-text on the frozen detector", "from": Path(a.checkpoint).name,
-              "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "keyframes": len(cached),
+              "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "keyframes": len(cached), "every": a.every,
               "data_root": str(a.data_root), "seconds": round(time.time() - t0)}
-    out = {"state_dict": model.net.state_dict()}
+    out = {"state_dict": {k: v for k, v in model.net.state_dict().items() if not training_only(k)}}
     if tuner is not None:
         out["text_delta"] = tuner.export()
         meta["text_tune"] = {**tuner.meta(), "text_lr": text_lr, **record}

@@ -67,7 +67,45 @@ def run_detection_eval(dataroot, version: str, eval_set: str, result_path, outpu
         if sample_tokens is not None:
             _restrict(ev, set(sample_tokens))
         metrics, _ = ev.evaluate()
-    return metrics.serialize()
+    return {**metrics.serialize(), "confusion": class_confusion(ev.gt_boxes, ev.pred_boxes)}
+
+
+def class_confusion(gt_boxes, pred_boxes, max_dist: float = 2.0, min_score: float = 0.3) -> dict:
+    """What each evaluated ground-truth object (the devkit's filtered boxes) is found as: the class of the
+    nearest prediction of any class with score >= ``min_score`` whose centre is within ``max_dist`` m (the
+    devkit's middle matching threshold, in the ground plane), or "missed". {gt class: {found as: count}}.
+    Tells a class the detector misses (a bus with nothing on it) from one it names wrongly (a bus called a
+    truck), which the per-class AP cannot."""
+    out = {c: {} for c in DETECTION_CLASSES}
+    for tok in gt_boxes.sample_tokens:
+        preds = [p for p in (pred_boxes[tok] if tok in pred_boxes.sample_tokens else [])
+                 if p.detection_score >= min_score]
+        pxy = np.array([p.translation[:2] for p in preds]).reshape(-1, 2)
+        for g in gt_boxes[tok]:
+            found = "missed"
+            if len(preds):
+                d = np.linalg.norm(pxy - np.array(g.translation[:2]), axis=1)
+                if d.min() <= max_dist:
+                    found = preds[int(d.argmin())].detection_name
+            row = out[g.detection_name]
+            row[found] = row.get(found, 0) + 1
+    return out
+
+
+def format_confusion(confusion: dict) -> str:
+    """The confusion as a table: one row per annotated class (its count), the share found as each class
+    (columns in DETECTION_CLASSES order, abbreviated) and the share missed."""
+    short = {c: c.replace("construction_vehicle", "constr").replace("traffic_cone", "cone")[:6]
+             for c in DETECTION_CLASSES}
+    lines = [f"{'annotated as':22s} {'n':>5s} " + " ".join(f"{short[c]:>6s}" for c in DETECTION_CLASSES)
+             + f" {'missed':>6s}"]
+    for c in DETECTION_CLASSES:
+        row = confusion.get(c, {})
+        n = sum(row.values())
+        if not n:
+            continue
+        lines.append(f"{c:22s} {n:5d} " + " ".join(f"{row.get(k, 0) / n:6.2f}" for k in [*DETECTION_CLASSES, "missed"]))
+    return "\n".join(lines)
 
 
 def _restrict(ev, keep: set) -> None:

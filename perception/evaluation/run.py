@@ -145,7 +145,7 @@ def depth_maps(pipe, frame):
         return None
     batch = pipe.pre.collate([item], pipe.device)
     with torch.no_grad():
-        _, logits = enc(batch["camera"]["images"], batch["camera"]["ego2img"])
+        logits = enc(batch["camera"]["images"], batch["camera"]["ego2img"])[1]  # features, depth[, semantic]
     cloud = frame.lidar
     ref = cloud.xyz[cloud.features["time_lag"] == 0] if "time_lag" in cloud.columns else cloud.xyz
     ref = ref[np.all(np.isfinite(ref), axis=1)]

@@ -8,6 +8,12 @@ from torch import nn
 from perception.types import MODALITIES
 
 _LIDAR = MODALITIES.index("lidar")  # its column of inputs["present"]
+# parameters used only by training losses: left out of deploy checkpoints, and not required when one is loaded
+TRAINING_ONLY = ("encoders.camera.semantic_head.",)
+
+
+def training_only(key: str) -> bool:
+    return any(key.startswith(p) for p in TRAINING_ONLY)
 
 
 class FusionModel(nn.Module):
@@ -40,7 +46,7 @@ class FusionModel(nn.Module):
         """``inputs["history"]`` (a temporal model): {"bev" (B, D, h, w) an earlier frame's ``out["state"]``,
         "T" (B, 4, 4) current ego -> that frame's ego, "valid" (B,) bool}; absent = no history. A temporal
         model's outputs carry ``state``: this frame's fused map, the next frame's history."""
-        fused, hr, depth_logits = self.fuse(inputs)
+        fused, hr, aux = self.fuse(inputs)
         B = fused.shape[0]
         state = None
         if self.temporal is not None:
@@ -51,9 +57,9 @@ class FusionModel(nn.Module):
         if self.skip is not None and hr is not None:  # a frame without lidar gets no skip term, not its bias
             x = x + self.skip(hr) * inputs["present"][:, _LIDAR].to(x.dtype).view(B, 1, 1, 1)
         out = self.head(x)
-        if depth_logits is not None and self.training:
-            out["depth"] = depth_logits  # (B, N, bins, h, w): supervised by projected lidar in training (the
-            # deployed outputs, and the ONNX graph, are the detection head's; depth_maps reads the encoder)
+        if self.training:  # the camera's depth (B, N, bins, h, w), supervised by projected lidar, and semantic
+            out.update(aux)  # (B, N, 1 + classes, h, w) logits (the deployed outputs, and the ONNX graph, are
+            # the detection head's; depth_maps reads the encoder)
         if self.grounding is not None:
             out["bev"] = x  # the grounding head samples object features here
         if state is not None:
@@ -62,7 +68,7 @@ class FusionModel(nn.Module):
 
     def fuse(self, inputs: dict):
         """The encoders and the BEV-query fuser: (fused (B, D, h, w), lidar's high-resolution map or None,
-        camera depth logits or None)."""
+        the camera's auxiliary logits {"depth"?, "semantic"?})."""
         present = inputs["present"]
         B = present.shape[0]
         feats, hr = {}, None
@@ -73,15 +79,20 @@ class FusionModel(nn.Module):
                 feats[m] = out["bev"]
                 if m == "lidar":
                     hr = out["bev_hr"]
-        ego2img = img_hw = depth = depth_logits = None
+        ego2img = img_hw = depth = None
+        aux = {}
         if "camera" in self.encoders and inputs.get("camera") is not None:
             cam = inputs["camera"]
             res = self.encoders["camera"](cam["images"], cam["ego2img"])
-            if isinstance(res, tuple):  # features and depth logits
-                feats["camera"], depth_logits = res
-                depth = (torch.softmax(depth_logits.float(), 2), self.encoders["camera"].depth_bins)
+            if isinstance(res, tuple):  # features, depth logits (or None)[, semantic logits in training]
+                feats["camera"], depth_logits, *semantic = res
+                if depth_logits is not None:
+                    aux["depth"] = depth_logits
+                    depth = (torch.softmax(depth_logits.float(), 2), self.encoders["camera"].depth_bins)
+                if semantic:
+                    aux["semantic"] = semantic[0]
             else:
                 feats["camera"] = res
             ego2img, img_hw = cam["ego2img"], tuple(cam["images"].shape[-2:])
         fused = self.fuser(feats, present, ego2img=ego2img, img_hw=img_hw, depth=depth)
-        return fused, hr, depth_logits
+        return fused, hr, aux

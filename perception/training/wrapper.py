@@ -7,6 +7,7 @@ import torch
 from mmengine.model import BaseModel
 
 from perception.language.prompts import facts
+from perception.models.model import training_only
 from perception.pipeline import Preprocessor, detections_from_decoded
 
 
@@ -39,6 +40,8 @@ class FusionDetector(BaseModel):
                 losses["loss_grounding"] = self.grounding_loss(out, data_samples, device)
             if "depth" in out:
                 losses["loss_depth"] = self.depth_loss(out["depth"], batch)
+            if "semantic" in out:
+                losses["loss_semantic"] = self.semantic_loss(out["semantic"], batch, data_samples)
             return losses
         if mode == "predict":
             decoded = self.net.head.decode(out)
@@ -94,6 +97,27 @@ class FusionDetector(BaseModel):
         flat = logits.permute(0, 1, 3, 4, 2).reshape(-1, bins[2]).float()
         return F.cross_entropy(flat, tgt.reshape(-1), ignore_index=-1)
 
+    def semantic_loss(self, logits: torch.Tensor, batch: dict, data_samples) -> torch.Tensor:
+        """Cross-entropy of the perspective semantic head against the projected boxes
+        (``box_semantic_targets``): the mean over background pixels and the mean over object pixels weighed
+        equally, since objects cover a few percent of an image (within the object pixels, each pixel counts
+        the same: near and large objects weigh most); ignored pixels (no view, boxes annotated hidden) are
+        left out."""
+        from torch.nn import functional as F
+
+        from perception.models.encoders.camera import box_semantic_targets
+
+        cam = batch["camera"]
+        tgt = box_semantic_targets([d["gt"] for d in data_samples], cam["ego2img"], tuple(logits.shape[-2:]),
+                                   tuple(cam["images"].shape[-2:]))
+        flat = logits.permute(0, 1, 3, 4, 2).reshape(-1, logits.shape[2]).float()
+        tgt = tgt.reshape(-1)
+        ce = F.cross_entropy(flat, tgt.clamp(min=0), reduction="none")
+        bg, fg = tgt == 0, tgt > 0
+        if not bg.any():
+            return flat.sum() * 0.0
+        return 0.5 * (ce[bg].mean() + (ce[fg].mean() if fg.any() else ce[bg].mean()))
+
     def grounding_loss(self, out: dict, data_samples, device) -> torch.Tensor:
         """BCE of every (ground-truth object, sampled prompt) pair; objects are jittered ground truth."""
         g = self.net.grounding
@@ -129,7 +153,8 @@ class FusionDetector(BaseModel):
     def deploy_checkpoint(self, path, **meta) -> None:
         """Weights + preprocessing only (loadable with torch.load(weights_only=True)); with a text tuner also
         its fp16 delta on the packaged encoder (``text_delta``) and ``meta["text_tune"]``."""
-        ckpt = {"state_dict": self.net.state_dict(), "meta": {"preprocess": self.pre.to_dict(), **meta}}
+        state = {k: v for k, v in self.net.state_dict().items() if not training_only(k)}
+        ckpt = {"state_dict": state, "meta": {"preprocess": self.pre.to_dict(), **meta}}
         if self.text_tuner is not None:
             ckpt["text_delta"] = self.text_tuner.export()
             ckpt["meta"]["text_tune"] = {**self.text_tuner.meta(), **ckpt["meta"].get("text_tune", {})}

@@ -11,6 +11,7 @@ while training (its affine parameters still learn).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -39,7 +40,8 @@ class CameraEncoder(nn.Module):
     stride = 8
 
     def __init__(self, widths=(32, 64, 128), out_channels: int = 64, backbone: str = "scratch", weights=None,
-                 freeze_bn: bool = False, depth: dict | None = None, levels: int = 1, frozen_stages: int = 0):
+                 freeze_bn: bool = False, depth: dict | None = None, levels: int = 1, frozen_stages: int = 0,
+                 semantic: bool = False):
         """``levels``: FPN levels returned, 1 (stride 8, a tensor) or 2 / 3 (strides 8, 16[, 32], a list; the
         scratch CNN has two). ``frozen_stages``: the first stages of a pretrained backbone (``stages()``: the
         stem, then one per stride step) keep their weights; nothing is back-propagated through them (the
@@ -47,8 +49,19 @@ class CameraEncoder(nn.Module):
         EfficientNet-Lite0's training step on a CPU).
         ``depth``: dict(dmin, dmax, bins) adds a camera-aware depth head (a distribution over ``bins``
         uniform bins of metric depth per feature pixel, conditioned on the focal length) whose probabilities
-        weight the BEV queries' camera sampling; the training loss supervises it with projected lidar."""
+        weight the BEV queries' camera sampling; the training loss supervises it with projected lidar.
+        ``semantic``: a perspective head, in training only, that labels every stride-8 pixel background or one
+        of the detection classes, supervised by the annotated boxes projected into the image
+        (``box_semantic_targets``), so the features the BEV queries sample say what is there (a parking meter
+        is not a pedestrian), not only that something is (BEVFormer v2's perspective supervision, as a
+        segmentation). Not run at inference, not exported and not in deploy checkpoints (TRAINING_ONLY)."""
         super().__init__()
+        self.semantic_head = None
+        if semantic:
+            from perception.types import DETECTION_CLASSES
+
+            self.semantic_head = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, 1, 1), nn.ReLU(True),
+                                               nn.Conv2d(out_channels, 1 + len(DETECTION_CLASSES), 1))
         self.depth_bins = None
         if depth:
             d = {"dmin": 1.0, "dmax": 61.0, "bins": 30, **depth}
@@ -96,8 +109,9 @@ class CameraEncoder(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor, ego2img: torch.Tensor | None = None):
-        """Features (B, N, C, h, w); with a depth head also depth logits (B, N, bins, h, w) (needs ``ego2img``,
-        ego -> input-image pixels, for the focal length)."""
+        """Features (B, N, C, h, w); with a depth head a tuple of them and the depth logits (B, N, bins, h, w)
+        (needs ``ego2img``, ego -> input-image pixels, for the focal length); in training with a semantic head
+        a tuple (features, depth logits or None, semantic logits (B, N, 1 + classes, h, w))."""
         B, N = images.shape[:2]
         x = images.flatten(0, 1)
         if self.backbone_name == "scratch":
@@ -117,12 +131,17 @@ class CameraEncoder(nn.Module):
         feats = p8.view(B, N, *p8.shape[1:])
         if coarse:
             feats = [feats] + [p.view(B, N, *p.shape[1:]) for p in coarse]
+        semantic = None
+        if self.semantic_head is not None and self.training:
+            sem = self.semantic_head(p8)
+            semantic = sem.view(B, N, *sem.shape[1:])
         if self.depth_bins is None:
-            return feats
+            return feats if semantic is None else (feats, None, semantic)
         fx = focal_length(ego2img).reshape(B * N, 1)  # pixels of the input image
         cond = torch.sigmoid(self.depth_cond(torch.log(fx.clamp(min=1.0) / 100.0)))[..., None, None]
         logits = self.depth_head(p8 * cond)
-        return feats, logits.view(B, N, *logits.shape[1:])
+        logits = logits.view(B, N, *logits.shape[1:])
+        return (feats, logits) if semantic is None else (feats, logits, semantic)
 
 
 def focal_length(ego2img: torch.Tensor) -> torch.Tensor:
@@ -174,3 +193,74 @@ def expected_depth(logits: torch.Tensor, bins) -> torch.Tensor:
     centres = dmin + (torch.arange(D, device=logits.device, dtype=torch.float32) + 0.5) * (dmax - dmin) / D
     p = torch.softmax(logits.float(), -3)
     return (p * centres.view(D, 1, 1)).sum(-3)
+
+
+# the 12 edges of a box as corner index pairs (perception.geometry.box_corners' order: 0-3 one face, 4-7 the other)
+_BOX_EDGES = np.array([(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)])
+_NEAR = 0.3  # metres: the plane in front of a camera where a box's edges are cut
+
+
+def box_semantic_targets(gts, ego2img: torch.Tensor, feat_hw, img_hw, min_visibility: int = 2) -> torch.Tensor:
+    """The perspective semantic head's labels per camera feature pixel: (B, N, h, w) long; 0 background,
+    1 + class index inside the image rectangle of an annotated box, -1 ignored.
+
+    A box's rectangle bounds its corners in front of the camera and the points where its edges cross the plane
+    0.3 m in front of it (a car beside the ego, half behind a side camera, covers the image to its edge).
+    Where two rectangles overlap, the box whose nearest point is nearer wins. A box annotated less visible
+    than ``min_visibility`` (the nuScenes levels 1-4; 0 = unknown, painted) is painted -1: what shows of it is
+    neither taught as background nor as its class from a rectangle that is mostly something else. A camera
+    without a view (its ego2img all zero: a dropped modality or camera) is -1 throughout. ``gts``: per batch
+    item a Boxes3D in the ego frame, or None. Rectangle edges are rounded to the nearest feature-pixel edge
+    (at least one pixel), so a pedestrian 30 m away is one or two pixels, not three."""
+    B, N = ego2img.shape[:2]
+    h, w = feat_hw
+    out = torch.zeros((B, N, h, w), dtype=torch.long)
+    P = ego2img.detach().float().cpu().numpy().astype(np.float64)
+    sx, sy = w / img_hw[1], h / img_hw[0]
+    for b in range(B):
+        views = [n for n in range(N) if np.any(P[b, n])]
+        for n in set(range(N)) - set(views):
+            out[b, n] = -1
+        gt = gts[b]
+        if gt is None or not len(gt) or not views:
+            continue
+        keep = np.isfinite(gt.data[:, :7]).all(1)
+        if not keep.any():
+            continue
+        paint = 1 + np.asarray(gt.labels)[keep]
+        vis = gt.fields.get("visibility")
+        if vis is not None:
+            vis = np.asarray(vis)[keep]
+            paint = np.where((vis == 0) | (vis >= min_visibility), paint, -1)
+        corners = gt.corners()[keep]  # K, 8, 3
+        K = len(corners)
+        # the corners and the edges' points on the near plane (NaN where an edge does not cross it), per camera
+        hom = np.concatenate([corners, np.ones((K, 8, 1))], -1)
+        cam = np.einsum("nij,kcj->nkci", P[b], hom)[..., :3]  # N, K, 8, 3: (u z, v z, z)
+        a, c = cam[:, :, _BOX_EDGES[:, 0]], cam[:, :, _BOX_EDGES[:, 1]]  # N, K, 12, 3
+        t = (_NEAR - a[..., 2]) / np.where(a[..., 2] == c[..., 2], np.nan, c[..., 2] - a[..., 2])
+        cross = a + np.where((t > 0) & (t < 1), t, np.nan)[..., None] * (c - a)
+        pts = np.concatenate([np.where(cam[..., 2:] >= _NEAR, cam, np.nan), cross], 2)  # N, K, 20, 3
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = pts[..., 0] / pts[..., 2] * sx
+            v = pts[..., 1] / pts[..., 2] * sy
+        near = np.where(np.isfinite(u), pts[..., 2], np.inf).min(2)  # N, K (inf: all behind the near plane)
+        for n in views:
+            seen = np.flatnonzero(np.isfinite(near[n]))
+            for k in seen[np.argsort(-near[n, seen])]:  # far first: the nearer box paints last
+                uu, vv = u[n, k][np.isfinite(u[n, k])], v[n, k][np.isfinite(v[n, k])]
+                u0, u1 = _span(uu.min(), uu.max(), w)
+                v0, v1 = _span(vv.min(), vv.max(), h)
+                if u1 > u0 and v1 > v0:
+                    out[b, n, v0:v1, u0:u1] = int(paint[k])
+    return out.to(ego2img.device)
+
+
+def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
+    """Feature pixels [a, b) covered by the interval [lo, hi] of pixel coordinates: edges rounded to the nearest
+    pixel edge, at least the pixel holding the interval's middle; clipped to [0, size) (empty if outside)."""
+    a, b = int(np.floor(lo + 0.5)), int(np.floor(hi + 0.5))
+    if b <= a:
+        a = int(np.floor((lo + hi) / 2))
+        b = a + 1
+    return max(a, 0), min(b, size)
