@@ -161,6 +161,23 @@ def test_depth_prior_steers_the_camera_sampling():
     assert seen.grad.abs().sum() > 0  # the depth distribution learns from the detection loss too
 
 
+def _training_item(pre):
+    """One frame for a training step: a front camera (random pixels), lidar points ahead, a car 10 m ahead."""
+    from perception.types import Boxes3D, CameraView, PointCloud, SensorFrame
+
+    rng = np.random.default_rng(0)
+    pts = np.c_[rng.uniform(3, 40, 3000), rng.uniform(-10, 10, 3000), rng.uniform(-1, 2, 3000)].astype(np.float32)
+    cloud = PointCloud(pts, {"intensity": np.zeros(3000, np.float32), "time_lag": np.zeros(3000, np.float32)})
+    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, (1.5, 0.0, 1.5)
+    Kc = np.array([[100.0, 0, 112], [0, 100.0, 64], [0, 0, 1]])
+    cams = {"CAM_FRONT": CameraView(rng.integers(0, 255, (128, 224, 3), dtype=np.uint8), Kc, T, 0, "CAM_FRONT")}
+    frame = SensorFrame(stamp_ns=0, T_global_ego=np.eye(4), cameras=cams, lidar=cloud)
+    gt = Boxes3D(np.array([[10.0, 0.0, 0.0, 4.5, 1.9, 1.6, 0.0, 0.0, 0.0]]), np.array([0]))
+    return {"inputs": pre.prepare(frame), "data_samples": {"token": "t", "gt": gt, "T_global_ego": np.eye(4)}}
+
+
 def test_depth_config_trains_end_to_end():
     from perception.config import build, load_config
     from perception.pipeline import Preprocessor
@@ -170,22 +187,7 @@ def test_depth_config_trains_end_to_end():
     net = build(cfg["model"])
     pre = Preprocessor(cfg["preprocess"])
     det = FusionDetector(net, pre.to_dict())
-    rng = np.random.default_rng(0)
-    pts = np.c_[rng.uniform(3, 40, 3000), rng.uniform(-10, 10, 3000), rng.uniform(-1, 2, 3000),
-                np.zeros((3000, 2))].astype(np.float32)
-    from perception.types import CameraView, PointCloud, SensorFrame
-
-    cloud = PointCloud(pts[:, :3], {"intensity": pts[:, 3], "time_lag": pts[:, 4]})
-    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, (1.5, 0.0, 1.5)
-    Kc = np.array([[100.0, 0, 112], [0, 100.0, 64], [0, 0, 1]])
-    cams = {"CAM_FRONT": CameraView(rng.integers(0, 255, (128, 224, 3), dtype=np.uint8), Kc, T, 0, "CAM_FRONT")}
-    frame = SensorFrame(stamp_ns=0, T_global_ego=np.eye(4), cameras=cams, lidar=cloud)
-    from perception.types import Boxes3D
-
-    gt = Boxes3D(np.array([[10.0, 0.0, 0.0, 4.5, 1.9, 1.6, 0.0, 0.0, 0.0]], np.float32), np.array([0]))
-    item = {"inputs": pre.prepare(frame), "data_samples": {"token": "t", "gt": gt, "T_global_ego": np.eye(4)}}
+    item = _training_item(pre)
     losses = det([item["inputs"]], [item["data_samples"]], mode="loss")
     assert 0 < float(losses["loss_depth"]) < 10 and torch.isfinite(sum(losses.values()))
     sum(losses.values()).backward()
@@ -238,24 +240,13 @@ def test_semantic_head_trains_and_stays_out_of_the_deploy_checkpoint(tmp_path):
     from perception.config import build, load_config
     from perception.pipeline import Pipeline, Preprocessor
     from perception.training.wrapper import FusionDetector
-    from perception.types import Boxes3D, CameraView, PointCloud, SensorFrame
 
     cfg = load_config("configs/tiny.py")
     assert cfg["model"]["encoders"]["camera"]["semantic"]
     net = build(cfg["model"]).train()
     pre = Preprocessor(cfg["preprocess"])
     det = FusionDetector(net, pre.to_dict())
-    rng = np.random.default_rng(0)
-    pts = np.c_[rng.uniform(3, 40, 3000), rng.uniform(-10, 10, 3000), rng.uniform(-1, 2, 3000)].astype(np.float32)
-    cloud = PointCloud(pts, {"intensity": np.zeros(3000, np.float32), "time_lag": np.zeros(3000, np.float32)})
-    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, (1.5, 0.0, 1.5)
-    Kc = np.array([[100.0, 0, 112], [0, 100.0, 64], [0, 0, 1]])
-    cams = {"CAM_FRONT": CameraView(rng.integers(0, 255, (128, 224, 3), dtype=np.uint8), Kc, T, 0, "CAM_FRONT")}
-    frame = SensorFrame(stamp_ns=0, T_global_ego=np.eye(4), cameras=cams, lidar=cloud)
-    gt = Boxes3D(np.array([[10.0, 0.0, 0.0, 4.5, 1.9, 1.6, 0.0, 0.0, 0.0]]), np.array([0]))
-    item = {"inputs": pre.prepare(frame), "data_samples": {"token": "t", "gt": gt, "T_global_ego": np.eye(4)}}
+    item = _training_item(pre)
     losses = det([item["inputs"]], [item["data_samples"]], mode="loss")
     assert 0.5 < float(losses["loss_semantic"]) < 10  # about log(11) from random weights
     losses["loss_semantic"].backward()  # alone: the detection and depth losses reach the backbone anyway
