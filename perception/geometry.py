@@ -108,6 +108,11 @@ def project_points(K, pts_cam, min_depth: float = 1e-3):
     return uvw[:, :2] / zs[:, None], in_front
 
 
+# the 12 edges of a box as index pairs into box_corners' corners (four of the front face, four of the back, and the
+# four joining them)
+BOX_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
+
+
 def box_corners(boxes) -> np.ndarray:
     """(N, >=7) boxes x y z l w h yaw -> (N, 8, 3) corners.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perception.geometry import invert_transform, transform_points
+from perception.geometry import BOX_EDGES, invert_transform, transform_points
 from perception.types import CAMERAS, DETECTION_CLASSES, Boxes3D, SensorFrame
 
 # One colour per detection class (RGB), shared by every picture.
@@ -18,7 +18,6 @@ CLASS_COLORS = {
     "pedestrian": (40, 220, 200), "traffic_cone": (245, 140, 30),
 }
 # Box edges as corner index pairs (corner order of perception.geometry.box_corners).
-BOX_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
 
 
 def _bgr(rgb):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from perception.geometry import BOX_EDGES
 from perception.types import DETECTION_CLASSES, Boxes3D, SensorFrame
-from perception.viz import BOX_EDGES, CLASS_COLORS
+from perception.viz import CLASS_COLORS
 
 
 def _boxes_lineset(o3d, boxes: Boxes3D, colors):

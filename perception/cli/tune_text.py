@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from perception.cli.train import prompt_bank
     from perception.config import data_section, load_config
     from perception.language.text_tuning import TextTuner
-    from perception.models.model import training_only
+    from perception.models.model import deploy_state_dict
     from perception.pipeline import Pipeline
     from perception.sources.nuscenes import NuScenesSource
     from perception.training.data import FrameDataset
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     record = {"stage": "promptfusion-tune-text on the frozen detector", "from": Path(a.checkpoint).name,
               "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "keyframes": len(cached), "every": a.every,
               "data_root": str(a.data_root), "seconds": round(time.time() - t0)}
-    out = {"state_dict": {k: v for k, v in model.net.state_dict().items() if not training_only(k)}}
+    out = {"state_dict": deploy_state_dict(model.net)}
     if tuner is not None:
         out["text_delta"] = tuner.export()
         meta["text_tune"] = {**tuner.meta(), "text_lr": text_lr, **record}

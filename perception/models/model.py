@@ -16,6 +16,11 @@ def training_only(key: str) -> bool:
     return any(key.startswith(p) for p in TRAINING_ONLY)
 
 
+def deploy_state_dict(net: nn.Module) -> dict:
+    """The weights a deploy checkpoint carries: the network's state without the training-only parameters."""
+    return {k: v for k, v in net.state_dict().items() if not training_only(k)}
+
+
 class FusionModel(nn.Module):
     """encoders: {"camera"?, "lidar"?, "radar"?} -> fuser (BEV queries) -> neck (x2 up) -> head (+ grounding).
 

@@ -7,7 +7,7 @@ import torch
 from mmengine.model import BaseModel
 
 from perception.language.prompts import facts
-from perception.models.model import training_only
+from perception.models.model import deploy_state_dict
 from perception.pipeline import Preprocessor, detections_from_decoded
 
 
@@ -153,8 +153,7 @@ class FusionDetector(BaseModel):
     def deploy_checkpoint(self, path, **meta) -> None:
         """Weights + preprocessing only (loadable with torch.load(weights_only=True)); with a text tuner also
         its fp16 delta on the packaged encoder (``text_delta``) and ``meta["text_tune"]``."""
-        state = {k: v for k, v in self.net.state_dict().items() if not training_only(k)}
-        ckpt = {"state_dict": state, "meta": {"preprocess": self.pre.to_dict(), **meta}}
+        ckpt = {"state_dict": deploy_state_dict(self.net), "meta": {"preprocess": self.pre.to_dict(), **meta}}
         if self.text_tuner is not None:
             ckpt["text_delta"] = self.text_tuner.export()
             ckpt["meta"]["text_tune"] = {**self.text_tuner.meta(), **ckpt["meta"].get("text_tune", {})}

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from perception.geometry import BOX_EDGES
+
 
 class _Block(nn.Module):
     def __init__(self, cin, cout, stride):
@@ -195,8 +197,7 @@ def expected_depth(logits: torch.Tensor, bins) -> torch.Tensor:
     return (p * centres.view(D, 1, 1)).sum(-3)
 
 
-# the 12 edges of a box as corner index pairs (perception.geometry.box_corners' order: 0-3 one face, 4-7 the other)
-_BOX_EDGES = np.array([(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)])
+_BOX_EDGES = np.array(BOX_EDGES)  # corner index pairs of perception.geometry.box_corners
 _NEAR = 0.3  # metres: the plane in front of a camera where a box's edges are cut
 
 
