@@ -111,6 +111,22 @@ def project_points(K, pts_cam, min_depth: float = 1e-3):
 # the 12 edges of a box as index pairs into box_corners' corners (four of the front face, four of the back, and the
 # four joining them)
 BOX_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
+_EDGES = np.array(BOX_EDGES)
+
+
+def box_edges_in_front(corners, near: float) -> np.ndarray:
+    """(..., 8, 3) box corners in a camera's frame (z forward; or any linear map of it that keeps z, such as
+    (u z, v z, z) image coordinates) -> (..., 12, 2, 3) the ends of the 12 edges (``BOX_EDGES``) cut at the plane
+    z = ``near``: an end behind it moves along its edge onto the plane; an edge wholly behind it is NaN. What a
+    camera can draw or cover of a box that is partly behind it (a car beside the ego seen by a side camera)."""
+    c = np.asarray(corners, dtype=np.float64)
+    a, b = c[..., _EDGES[:, 0], :], c[..., _EDGES[:, 1], :]
+    za, zb = a[..., 2:], b[..., 2:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a2 = np.where(za < near, b + (a - b) * (zb - near) / (zb - za), a)
+        b2 = np.where(zb < near, a + (b - a) * (za - near) / (za - zb), b)
+    ends = np.stack([a2, b2], -2)
+    return np.where(((za < near) & (zb < near))[..., None], np.nan, ends)
 
 
 def box_corners(boxes) -> np.ndarray:

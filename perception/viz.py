@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perception.geometry import BOX_EDGES, invert_transform, transform_points
+from perception.geometry import box_edges_in_front, invert_transform, transform_points
 from perception.types import CAMERAS, DETECTION_CLASSES, Boxes3D, SensorFrame
 
 # One colour per detection class (RGB), shared by every picture.
@@ -124,18 +124,12 @@ def draw_boxes_on_camera(image: np.ndarray, K: np.ndarray, T_ego_cam: np.ndarray
         return out
     T_cam_ego = invert_transform(T_ego_cam)
     corners = transform_points(T_cam_ego, boxes.corners().reshape(-1, 3)).reshape(-1, 8, 3)
+    ends = box_edges_in_front(corners, near) @ np.asarray(K, np.float64).T  # (K, 12, 2, 3); NaN: behind
+    with np.errstate(invalid="ignore", divide="ignore"):
+        uv = ends[..., :2] / ends[..., 2:]
     for k in range(len(boxes)):
         color = CLASS_COLORS[DETECTION_CLASSES[boxes.labels[k]]]
-        for i, j in BOX_EDGES:
-            a, b = corners[k, i].copy(), corners[k, j].copy()
-            if a[2] < near and b[2] < near:
-                continue
-            if a[2] < near:
-                a = b + (a - b) * (b[2] - near) / (b[2] - a[2])
-            elif b[2] < near:
-                b = a + (b - a) * (a[2] - near) / (a[2] - b[2])
-            pa, pb = K @ a, K @ b
-            pa, pb = pa[:2] / pa[2], pb[:2] / pb[2]
+        for pa, pb in uv[k]:
             if np.all(np.isfinite([*pa, *pb])) and max(abs(pa).max(), abs(pb).max()) < 1e5:
                 cv2.line(out, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), color, thickness, cv2.LINE_AA)
     return out

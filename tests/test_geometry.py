@@ -38,3 +38,28 @@ def test_box_corners_match_devkit_and_points_in_box():
     np.testing.assert_allclose(box_corners(box)[0], dk.corners().T, atol=1e-9)
     pts = np.random.default_rng(0).uniform(-5, 8, (2000, 3))
     np.testing.assert_array_equal(points_in_boxes(pts, box)[0], points_in_box(dk, pts.T))
+
+
+def test_box_edges_in_front_cut_at_the_near_plane_and_what_the_camera_draws():
+    from perception.geometry import box_edges_in_front
+    from perception.types import Boxes3D
+    from perception.viz import draw_boxes_on_camera
+
+    # in a camera frame (z forward): a 4 m long box from z = -1 to z = 3, a box wholly behind, one wholly ahead
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0, 1.0, 4.0, 0.0], [0.0, 0.0, -5.0, 1.0, 1.0, 2.0, 0.0],
+                      [0.0, 0.0, 10.0, 1.0, 1.0, 2.0, 0.0]])
+    # box_corners' z is the camera's z here: the boxes' length runs along its axis through h
+    ends = box_edges_in_front(box_corners(boxes), 0.5)
+    assert ends.shape == (3, 12, 2, 3)
+    assert np.isnan(ends[1]).all() and np.isfinite(ends[2]).all()
+    z = ends[0, ..., 2]
+    assert np.isnan(z).sum() == 4 * 2  # the 4 edges of the face at z = -1 are wholly behind
+    seen = np.round(np.sort(z[np.isfinite(z).all(1)], 1), 9).tolist()
+    # the face at z = 3 whole, and the 4 edges along z cut at the plane
+    assert sorted(seen) == [[0.5, 3.0]] * 4 + [[3.0, 3.0]] * 4
+    # drawn into an image: the camera frame is the ego frame here (identity extrinsics)
+    K = np.array([[100.0, 0, 64], [0, 100.0, 64], [0, 0, 1]])
+    img = np.zeros((128, 128, 3), np.uint8)
+    drawn = [draw_boxes_on_camera(img, K, np.eye(4), Boxes3D(np.c_[b[None], np.zeros((1, 2))], np.array([0])))
+             for b in boxes]
+    assert drawn[0].any() and not drawn[1].any() and drawn[2].any()

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from perception.geometry import BOX_EDGES
+from perception.geometry import box_edges_in_front
 
 
 class _Block(nn.Module):
@@ -197,7 +197,6 @@ def expected_depth(logits: torch.Tensor, bins) -> torch.Tensor:
     return (p * centres.view(D, 1, 1)).sum(-3)
 
 
-_BOX_EDGES = np.array(BOX_EDGES)  # corner index pairs of perception.geometry.box_corners
 _NEAR = 0.3  # metres: the plane in front of a camera where a box's edges are cut
 
 
@@ -235,13 +234,10 @@ def box_semantic_targets(gts, ego2img: torch.Tensor, feat_hw, img_hw, min_visibi
             paint = np.where((vis == 0) | (vis >= min_visibility), paint, -1)
         corners = gt.corners()[keep]  # K, 8, 3
         K = len(corners)
-        # the corners and the edges' points on the near plane (NaN where an edge does not cross it), per camera
+        # the ends of the box edges cut at the near plane (NaN: an edge wholly behind it), per camera
         hom = np.concatenate([corners, np.ones((K, 8, 1))], -1)
         cam = np.einsum("nij,kcj->nkci", P[b], hom)[..., :3]  # N, K, 8, 3: (u z, v z, z)
-        a, c = cam[:, :, _BOX_EDGES[:, 0]], cam[:, :, _BOX_EDGES[:, 1]]  # N, K, 12, 3
-        t = (_NEAR - a[..., 2]) / np.where(a[..., 2] == c[..., 2], np.nan, c[..., 2] - a[..., 2])
-        cross = a + np.where((t > 0) & (t < 1), t, np.nan)[..., None] * (c - a)
-        pts = np.concatenate([np.where(cam[..., 2:] >= _NEAR, cam, np.nan), cross], 2)  # N, K, 20, 3
+        pts = box_edges_in_front(cam, _NEAR).reshape(N, K, 24, 3)
         with np.errstate(invalid="ignore", divide="ignore"):
             u = pts[..., 0] / pts[..., 2] * sx
             v = pts[..., 1] / pts[..., 2] * sy
