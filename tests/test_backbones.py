@@ -266,3 +266,43 @@ def test_semantic_head_trains_and_stays_out_of_the_deploy_checkpoint(tmp_path):
     torch.save({"state_dict": saved, "meta": {"preprocess": pre.to_dict()}}, tmp_path / "d.pth")
     with pytest.raises(ValueError, match="depth_head"):  # any other missing weight is still an error
         Pipeline("configs/tiny.py", tmp_path / "d.pth")
+
+
+def test_bev_context_starts_as_identity_and_learns():
+    from perception.models.context import BEVContext
+
+    torch.manual_seed(0)
+    ctx = BEVContext(8)
+    x = torch.randn(2, 8, 16, 16)
+    assert torch.equal(ctx(x), x)  # zero-initialized last scale: the block starts as the identity
+    opt = torch.optim.SGD(ctx.parameters(), lr=0.1)
+    target = x + torch.randn_like(x)
+    for _ in range(2):  # the first step moves the scale, the second reaches the stage behind it
+        opt.zero_grad()
+        ((ctx(x) - target) ** 2).mean().backward()
+        opt.step()
+    assert ctx.stage[0].weight.grad.abs().sum() > 0 and not torch.equal(ctx(x), x)
+    with pytest.raises(ValueError, match="even"):
+        ctx(torch.randn(1, 8, 15, 16))
+
+
+def test_context_config_trains_end_to_end():
+    """The candidate config (configs/ablation/tiny_context.py): the context stage sits between the fused map and
+    the head, after the temporal mix, and gets gradients from the detection loss."""
+    from perception.config import build, load_config
+    from perception.pipeline import Preprocessor
+    from perception.training.wrapper import FusionDetector
+
+    cfg = load_config("configs/ablation/tiny_context.py")
+    net = build(cfg["model"])
+    assert net.context is not None and net.temporal is not None
+    with torch.no_grad():  # a non-identity block, so its gradient reaches the stage's first convolution
+        net.context.up[1].weight.fill_(1.0)
+    pre = Preprocessor(cfg["preprocess"])
+    det = FusionDetector(net, pre.to_dict())
+    item = _training_item(pre)
+    losses = det([item["inputs"]], [item["data_samples"]], mode="loss")
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert net.context.stage[0].weight.grad.abs().sum() > 0

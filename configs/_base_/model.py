@@ -1,5 +1,6 @@
 """Shared model builder: a function of the grid/camera settings, so tiny.py and base.py differ in numbers only."""
 
+from perception.models.context import BEVContext
 from perception.models.encoders import CameraEncoder, LidarEncoder, RadarEncoder
 from perception.models.fusion import BEVCrossAttentionFusion
 from perception.models.heads import CenterHead, GroundingHead
@@ -10,12 +11,13 @@ from perception.ops.voxelize import VoxelGrid
 
 def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_channels=(16, 32),
                  camera_widths=(32, 64, 128), layers=2, head_channels=32, grounding=None, camera_backbone=None,
-                 temporal=None):
+                 temporal=None, context=None):
     """``grounding``: None (detection only) or GroundingHead keyword arguments ({} for the defaults);
     ``camera_backbone``: CameraEncoder's backbone arguments (None: the small CNN trained from scratch), e.g.
     dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True, levels=2) (``levels``: the camera
     FPN levels the BEV queries sample, also given to the fuser); ``temporal``: None (one frame at a time) or
-    TemporalFusion keyword arguments ({} for the defaults: the keyframe 0.5 s earlier mixed in)."""
+    TemporalFusion keyword arguments ({} for the defaults: the keyframe 0.5 s earlier mixed in); ``context``: None or
+    BEVContext keyword arguments ({} for the defaults: a stride-2 stage of twice the channels over the fused map)."""
     grid = VoxelGrid(tuple(pc_range), tuple(voxel_size))
     W, H, _ = grid.shape_xyz
     xy_range = (pc_range[0], pc_range[1], pc_range[3], pc_range[4])
@@ -40,6 +42,7 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
                                                       xy_range=xy_range, **grounding),
         temporal=None if temporal is None else dict(type=TemporalFusion, channels=dim, xy_range=xy_range,
                                                     bev_hw=(H // 2, W // 2), **temporal),
+        context=None if context is None else dict(type=BEVContext, channels=dim, **context),
     )
 
 

@@ -32,7 +32,7 @@ class FusionModel(nn.Module):
 
     def __init__(self, encoders: dict[str, nn.Module], fuser: nn.Module, head: nn.Module, fused_channels: int,
                  skip_channels: int | None = None, grounding: nn.Module | None = None,
-                 temporal: nn.Module | None = None):
+                 temporal: nn.Module | None = None, context: nn.Module | None = None):
         super().__init__()
         unknown = set(encoders) - set(MODALITIES)
         if unknown:
@@ -46,6 +46,7 @@ class FusionModel(nn.Module):
         self.head = head
         self.grounding = grounding
         self.temporal = temporal  # perception.models.temporal.TemporalFusion: an earlier frame's map mixed in
+        self.context = context  # perception.models.context.BEVContext: a coarser stage over the (mixed) map
 
     def forward(self, inputs: dict) -> dict[str, torch.Tensor]:
         """``inputs["history"]`` (a temporal model): {"bev" (B, D, h, w) an earlier frame's ``out["state"]``,
@@ -58,6 +59,8 @@ class FusionModel(nn.Module):
             h = inputs.get("history")
             state = fused
             fused = self.temporal(fused, h["bev"], h["T"], h["valid"]) if h is not None else self.temporal(fused)
+        if self.context is not None:  # after the history is mixed in: the stage also sees where things were
+            fused = self.context(fused)
         x = self.up(fused)
         if self.skip is not None and hr is not None:  # a frame without lidar gets no skip term, not its bias
             x = x + self.skip(hr) * inputs["present"][:, _LIDAR].to(x.dtype).view(B, 1, 1, 1)
