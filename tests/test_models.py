@@ -331,3 +331,34 @@ def test_class_balanced_sampling_draws_every_class_equally(synthetic_root):
         assert set(np.flatnonzero(pres[i])) == set(gt.labels[inside].tolist())
     sampled = ClassBalanced(FrameDataset(source, Preprocessor({})), pres)
     assert sampled[0]["data_samples"]["token"] in source.sample_tokens()
+
+
+def test_point_columns_scaled_to_order_one_and_saved_with_the_weights():
+    """``normalize=True``: every pillar-net input divided by its typical magnitude (x / y by the grid's half
+    extent, the time lag by 0.1 s, the offsets in the pillar by half a cell); the scale is in the state dict,
+    so a checkpoint of the raw net does not load into the scaled one (nor the other way round) silently."""
+    from perception.models.encoders.lidar import LidarEncoder, PillarFeatureNet, RadarEncoder
+    from perception.ops.voxelize import VoxelGrid
+
+    grid = VoxelGrid((-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), (0.8, 0.8, 8.0))
+    lid = LidarEncoder(grid, normalize=True)
+    expect = 1 / torch.tensor([51.2, 51.2, 4.0, 50.0, 0.1, 0.4, 0.4, 1.0, 0.4, 0.4])
+    assert torch.allclose(lid.pfn.in_scale, expect)
+    assert RadarEncoder(grid, normalize=True).pfn.in_scale.shape == (7 + 5,)
+    raw = LidarEncoder(grid)
+    assert raw.pfn.in_scale is None and "pfn.in_scale" not in raw.state_dict()
+    with pytest.raises(RuntimeError, match="in_scale"):
+        lid.load_state_dict(raw.state_dict())
+    with pytest.raises(RuntimeError, match="in_scale"):
+        raw.load_state_dict(lid.state_dict())
+    with pytest.raises(ValueError, match="no scale for columns"):
+        PillarFeatureNet(2, 8, grid, ("x", "doppler"))
+    # the scaled net reads the time lag: the same pillar with its points 0.1 s older gives other features
+    torch.manual_seed(0)
+    pfn = PillarFeatureNet(5, 16, grid, LidarEncoder.columns).eval()
+    pts = torch.tensor([[[10.1, 5.1, 0.5, 10.0, 0.0], [10.3, 5.2, 0.7, 12.0, 0.0]]])
+    older = pts.clone()
+    older[..., 4] = 0.1
+    coords = torch.tensor([[0, 0, int((5.1 + 51.2) / 0.8), int((10.1 + 51.2) / 0.8)]])
+    a, b = pfn(pts, torch.tensor([2]), coords), pfn(older, torch.tensor([2]), coords)
+    assert (a - b).abs().max() > 0.1 * a.abs().max()

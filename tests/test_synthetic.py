@@ -350,3 +350,43 @@ def test_class_confusion_tells_missed_from_misnamed(nusc, synthetic_root, tmp_pa
     assert summary["mean_dist_aps"]["car"] == 0.0
     table = format_confusion(conf)
     assert table.splitlines()[0].split()[-1] == "missed" and "car" in table
+
+
+def test_velocity_by_heading_tells_measured_motion_from_a_guess(nusc, synthetic_root, tmp_path):
+    """The devkit's eval on the ground truth submitted with its own velocity for objects moving the ego's way
+    and none for the others (a detector that guesses traffic moves with it): the table shows the first
+    right and the oncoming and crossing objects off by their whole speed."""
+    import json
+
+    from nuscenes.eval.detection.utils import category_to_detection_name
+
+    from perception.evaluation.detection import ego_yaws, format_velocity_by_heading, run_detection_eval
+    from perception.sources.nuscenes import NuScenesSource
+
+    split = "mini_val"
+    keep = {e["token"] for e in NuScenesSource(synthetic_root, "v1.0-mini", split, cameras=()).index}
+    yaw = ego_yaws(nusc, sorted(keep))
+    results = {}
+    for tok in keep:
+        rows = []
+        c, s = np.cos(yaw[tok]), np.sin(yaw[tok])
+        for ann_tok in nusc.get("sample", tok)["anns"]:
+            a = nusc.get("sample_annotation", ann_tok)
+            name = category_to_detection_name(a["category_name"])
+            if name is None:
+                continue
+            v = np.nan_to_num(nusc.box_velocity(ann_tok)[:2])
+            with_ego = v[0] * c + v[1] * s > np.sqrt(0.5) * np.linalg.norm(v)
+            rows.append({"sample_token": tok, "translation": a["translation"], "size": a["size"],
+                         "rotation": a["rotation"], "velocity": (v if with_ego else 0 * v).tolist(),
+                         "attribute_name": "", "detection_name": name, "detection_score": 0.9})
+        results[tok] = rows
+    sub = tmp_path / "sub.json"
+    sub.write_text(json.dumps({"meta": {"use_camera": False, "use_lidar": True, "use_radar": False,
+                                        "use_map": False, "use_external": False}, "results": results}))
+    table = run_detection_eval(synthetic_root, "v1.0-mini", split, sub, tmp_path / "eval")["velocity_by_heading"]
+    assert table["with the ego"]["n"] > 0 and table["with the ego"]["ave"] < 1e-3
+    assert table["still"]["n"] > 0 and table["still"]["ave"] < 1.0
+    other = [table[h] for h in ("oncoming", "crossing") if table[h]["n"]]
+    assert other and all(r["pred_speed"] == 0.0 and r["ave"] > 1.0 for r in other)
+    assert "oncoming" in format_velocity_by_heading(table) or "crossing" in format_velocity_by_heading(table)

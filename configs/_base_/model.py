@@ -11,13 +11,15 @@ from perception.ops.voxelize import VoxelGrid
 
 def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_channels=(16, 32),
                  camera_widths=(32, 64, 128), layers=2, head_channels=32, grounding=None, camera_backbone=None,
-                 temporal=None, context=None):
+                 temporal=None, context=None, point_norm=False):
     """``grounding``: None (detection only) or GroundingHead keyword arguments ({} for the defaults);
     ``camera_backbone``: CameraEncoder's backbone arguments (None: the small CNN trained from scratch), e.g.
     dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True, levels=2) (``levels``: the camera
     FPN levels the BEV queries sample, also given to the fuser); ``temporal``: None (one frame at a time) or
     TemporalFusion keyword arguments ({} for the defaults: the keyframe 0.5 s earlier mixed in); ``context``: None or
-    BEVContext keyword arguments ({} for the defaults: a stride-2 stage of twice the channels over the fused map)."""
+    BEVContext keyword arguments ({} for the defaults: a stride-2 stage of twice the channels over the fused map);
+    ``point_norm``: the lidar and radar pillar nets read every point column divided by its typical magnitude
+    (perception.models.encoders.lidar.COLUMN_SCALE) instead of raw."""
     grid = VoxelGrid(tuple(pc_range), tuple(voxel_size))
     W, H, _ = grid.shape_xyz
     xy_range = (pc_range[0], pc_range[1], pc_range[3], pc_range[4])
@@ -26,9 +28,9 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
         encoders=dict(
             camera=dict(type=CameraEncoder, widths=camera_widths, out_channels=dim, **(camera_backbone or {})),
             lidar=dict(type=LidarEncoder, grid=grid, pillar_channels=lidar_channels[0],
-                       out_channels=lidar_channels[1]),
+                       out_channels=lidar_channels[1], normalize=point_norm),
             radar=dict(type=RadarEncoder, grid=grid, pillar_channels=radar_channels[0],
-                       out_channels=radar_channels[1]),
+                       out_channels=radar_channels[1], normalize=point_norm),
         ),
         fuser=dict(type=BEVCrossAttentionFusion, dim=dim,
                    channels=dict(camera=dim, lidar=lidar_channels[1], radar=radar_channels[1]),

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     from perception.config import data_section, load_config
-    from perception.evaluation.detection import format_confusion, format_table
+    from perception.evaluation.detection import format_confusion, format_table, format_velocity_by_heading
     from perception.evaluation.run import FAILURE_TABLE, condition_rows, evaluate
     from perception.faults import FaultSpecError, parse_faults
     from perception.pipeline import Pipeline
@@ -129,6 +129,10 @@ def main(argv=None) -> int:
                 print("what each annotated object is found as (the nearest detection of any class with score >= 0.3 "
                       "within 2 m; shares of the row)")
                 print(format_confusion(summary["confusion"]))
+            if summary.get("velocity_by_heading"):
+                print("velocity error by heading relative to the ego (matched to the nearest detection of the same "
+                      "class with score >= 0.3 within 2 m)")
+                print(format_velocity_by_heading(summary["velocity_by_heading"]))
             print(format_table(summary))
             if a.furniture:
                 _print_furniture(out, src, a.data_root, version)
