@@ -10,9 +10,11 @@ voxel_size = (0.6, 0.6, 8.0)
 # levels, depth over 1-61 m in 1 m bins supervised by the projected lidar
 CAMERA = dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True, frozen_stages=1, levels=3,
               depth=dict(dmin=1.0, dmax=61.0, bins=60), semantic=True)
+# point_norm: the pillar nets read the point columns scaled to order one (with raw columns the tiny network learned
+# nothing from the time lag of its sweeps, and no velocity of oncoming traffic; README, Tracking)
 model = fusion_model(pc_range, voxel_size, dim=128, lidar_channels=(64, 128), radar_channels=(32, 64),
                      camera_widths=(64, 128, 256), layers=3, head_channels=64,
-                     grounding=dict(dim=128, layers=2), camera_backbone=CAMERA)
+                     grounding=dict(dim=128, layers=2), camera_backbone=CAMERA, point_norm=True)
 preprocess = preprocess_spec(pc_range, voxel_size, image_size=(256, 704), lidar_points=(32, 40000),
                              radar_points=(8, 6000), keep="spread")  # every sweep sampled in a full pillar
 
