@@ -83,25 +83,29 @@ def ego_yaws(nusc, sample_tokens) -> dict[str, float]:
 
 
 HEADINGS = ("still", "with the ego", "oncoming", "crossing")
+# the classes whose velocity the table splits, in groups that move alike (barriers and cones never move)
+MOVERS = {"vehicles": ("car", "truck", "bus", "trailer", "construction_vehicle"),
+          "cycles": ("motorcycle", "bicycle"), "pedestrians": ("pedestrian",)}
 
 
 def velocity_by_heading(gt_boxes, pred_boxes, ego_yaw: dict, max_dist: float = 2.0, min_score: float = 0.3,
                         still: float = 1.0) -> dict:
-    """The velocity error split by where each annotated object moves relative to the ego's heading: still
-    (slower than ``still`` m/s), with the ego (within 45 degrees of its heading), oncoming (within 45 degrees of
-    the opposite) and crossing (the rest). Each evaluated object with a known velocity is matched to the nearest
-    prediction of its own class with score >= ``min_score`` within ``max_dist`` m. {heading: {"n", "ave" (mean
-    |v_pred - v_gt| m/s), "gt_speed", "pred_speed" (medians)}}. A detector that reads no motion from the sweeps
-    can still guess the speed of traffic going its own way from where it is; oncoming and crossing objects show
-    whether it measures."""
-    rows = {h: [] for h in HEADINGS}
+    """The velocity error per group of classes (``MOVERS``), split by where each annotated object moves
+    relative to the ego's heading: still (slower than ``still`` m/s), with the ego (within 45 degrees of its
+    heading), oncoming (within 45 degrees of the opposite) and crossing (the rest). Each evaluated object with a
+    known velocity is matched to the nearest prediction of its own class with score >= ``min_score`` within
+    ``max_dist`` m. {group: {heading: {"n", "ave" (mean |v_pred - v_gt| m/s), "gt_speed", "pred_speed"
+    (medians)}}}. A detector that reads no motion from its sweeps can still guess the speed of traffic going its
+    own way from where it is; oncoming and crossing objects show whether it measures."""
+    group = {c: g for g, cs in MOVERS.items() for c in cs}
+    rows = {g: {h: [] for h in HEADINGS} for g in MOVERS}
     for tok in gt_boxes.sample_tokens:
         preds = [p for p in (pred_boxes[tok] if tok in pred_boxes.sample_tokens else [])
                  if p.detection_score >= min_score]
         c, s = np.cos(ego_yaw.get(tok, 0.0)), np.sin(ego_yaw.get(tok, 0.0))
         for g in gt_boxes[tok]:
             v = np.asarray(g.velocity[:2], np.float64)
-            if not np.isfinite(v).all():
+            if g.detection_name not in group or not np.isfinite(v).all():
                 continue
             same = [p for p in preds if p.detection_name == g.detection_name]
             if not same:
@@ -114,22 +118,26 @@ def velocity_by_heading(gt_boxes, pred_boxes, ego_yaw: dict, max_dist: float = 2
             along = (v[0] * c + v[1] * s) / max(speed, 1e-9)  # cosine of the angle to the ego's heading
             h = ("still" if speed < still else "with the ego" if along > np.sqrt(0.5)
                  else "oncoming" if along < -np.sqrt(0.5) else "crossing")
-            rows[h].append((float(np.linalg.norm(pv - v)), speed, float(np.linalg.norm(pv))))
+            rows[group[g.detection_name]][h].append((float(np.linalg.norm(pv - v)), speed, float(np.linalg.norm(pv))))
     out = {}
-    for h, r in rows.items():
-        r = np.array(r).reshape(-1, 3)
-        out[h] = {"n": len(r), "ave": float(r[:, 0].mean()) if len(r) else float("nan"),
-                  "gt_speed": float(np.median(r[:, 1])) if len(r) else float("nan"),
-                  "pred_speed": float(np.median(r[:, 2])) if len(r) else float("nan")}
+    for grp, by in rows.items():
+        out[grp] = {}
+        for h, r in by.items():
+            r = np.array(r).reshape(-1, 3)
+            out[grp][h] = {"n": len(r), "ave": float(r[:, 0].mean()) if len(r) else float("nan"),
+                           "gt_speed": float(np.median(r[:, 1])) if len(r) else float("nan"),
+                           "pred_speed": float(np.median(r[:, 2])) if len(r) else float("nan")}
     return out
 
 
 def format_velocity_by_heading(table: dict) -> str:
-    lines = [f"{'moving':14s} {'n':>5s} {'AVE m/s':>8s} {'median speed':>12s} {'predicted':>9s}"]
-    for h in HEADINGS:
-        r = table.get(h)
-        if r and r["n"]:
-            lines.append(f"{h:14s} {r['n']:5d} {r['ave']:8.2f} {r['gt_speed']:12.2f} {r['pred_speed']:9.2f}")
+    lines = [f"{'':12s} {'moving':14s} {'n':>5s} {'AVE m/s':>8s} {'median speed':>12s} {'predicted':>9s}"]
+    for grp, by in table.items():
+        for h in HEADINGS:
+            r = by.get(h)
+            if r and r["n"]:
+                lines.append(f"{grp:12s} {h:14s} {r['n']:5d} {r['ave']:8.2f} {r['gt_speed']:12.2f} "
+                             f"{r['pred_speed']:9.2f}")
     return "\n".join(lines)
 
 
