@@ -281,7 +281,7 @@ def test_bev_context_starts_as_identity_and_learns():
         opt.zero_grad()
         ((ctx(x) - target) ** 2).mean().backward()
         opt.step()
-    assert ctx.stage[0].weight.grad.abs().sum() > 0 and not torch.equal(ctx(x), x)
+    assert ctx.stage[0][0].weight.grad.abs().sum() > 0 and not torch.equal(ctx(x), x)
     with pytest.raises(ValueError, match="even"):
         ctx(torch.randn(1, 8, 15, 16))
 
@@ -305,4 +305,4 @@ def test_context_config_trains_end_to_end():
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
-    assert net.context.stage[0].weight.grad.abs().sum() > 0
+    assert net.context.stage[0][0].weight.grad.abs().sum() > 0

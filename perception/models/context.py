@@ -13,9 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+from perception.models.encoders.lidar import conv_bn
 
 
 class BEVContext(nn.Module):
@@ -24,10 +22,7 @@ class BEVContext(nn.Module):
     def __init__(self, channels: int, width: int | None = None, depth: int = 2):
         super().__init__()
         width = width or 2 * channels
-        layers = _conv_bn(channels, width, stride=2)
-        for _ in range(depth):
-            layers += _conv_bn(width, width)
-        self.stage = nn.Sequential(*layers)
+        self.stage = nn.Sequential(conv_bn(channels, width, stride=2), *(conv_bn(width, width) for _ in range(depth)))
         self.up = nn.Sequential(nn.ConvTranspose2d(width, channels, 2, 2, bias=False), nn.BatchNorm2d(channels))
         nn.init.zeros_(self.up[1].weight)
 
