@@ -82,6 +82,19 @@ def ego_yaws(nusc, sample_tokens) -> dict[str, float]:
     return out
 
 
+def _confident(pred_boxes, tok: str, min_score: float) -> list:
+    """A sample's predictions with score >= ``min_score`` (none if the submission lacks the sample)."""
+    return [p for p in (pred_boxes[tok] if tok in pred_boxes.sample_tokens else []) if p.detection_score >= min_score]
+
+
+def _nearest(preds: list, box, max_dist: float):
+    """The prediction whose centre is nearest ``box``'s in the ground plane, if within ``max_dist`` m; else None."""
+    if not preds:
+        return None
+    d = np.linalg.norm(np.array([p.translation[:2] for p in preds]) - np.array(box.translation[:2]), axis=1)
+    return preds[int(d.argmin())] if d.min() <= max_dist else None
+
+
 HEADINGS = ("still", "with the ego", "oncoming", "crossing")
 # the classes whose velocity the table splits, in groups that move alike (barriers and cones never move)
 MOVERS = {"vehicles": ("car", "truck", "bus", "trailer", "construction_vehicle"),
@@ -100,20 +113,16 @@ def velocity_by_heading(gt_boxes, pred_boxes, ego_yaw: dict, max_dist: float = 2
     group = {c: g for g, cs in MOVERS.items() for c in cs}
     rows = {g: {h: [] for h in HEADINGS} for g in MOVERS}
     for tok in gt_boxes.sample_tokens:
-        preds = [p for p in (pred_boxes[tok] if tok in pred_boxes.sample_tokens else [])
-                 if p.detection_score >= min_score]
+        preds = _confident(pred_boxes, tok, min_score)
         c, s = np.cos(ego_yaw.get(tok, 0.0)), np.sin(ego_yaw.get(tok, 0.0))
         for g in gt_boxes[tok]:
             v = np.asarray(g.velocity[:2], np.float64)
             if g.detection_name not in group or not np.isfinite(v).all():
                 continue
-            same = [p for p in preds if p.detection_name == g.detection_name]
-            if not same:
+            match = _nearest([p for p in preds if p.detection_name == g.detection_name], g, max_dist)
+            if match is None:
                 continue
-            d = np.linalg.norm(np.array([p.translation[:2] for p in same]) - np.array(g.translation[:2]), axis=1)
-            if d.min() > max_dist:
-                continue
-            pv = np.nan_to_num(np.asarray(same[int(d.argmin())].velocity[:2], np.float64))
+            pv = np.nan_to_num(np.asarray(match.velocity[:2], np.float64))
             speed = float(np.linalg.norm(v))
             along = (v[0] * c + v[1] * s) / max(speed, 1e-9)  # cosine of the angle to the ego's heading
             h = ("still" if speed < still else "with the ego" if along > np.sqrt(0.5)
@@ -149,15 +158,10 @@ def class_confusion(gt_boxes, pred_boxes, max_dist: float = 2.0, min_score: floa
     truck), which the per-class AP cannot."""
     out = {c: {} for c in DETECTION_CLASSES}
     for tok in gt_boxes.sample_tokens:
-        preds = [p for p in (pred_boxes[tok] if tok in pred_boxes.sample_tokens else [])
-                 if p.detection_score >= min_score]
-        pxy = np.array([p.translation[:2] for p in preds]).reshape(-1, 2)
+        preds = _confident(pred_boxes, tok, min_score)
         for g in gt_boxes[tok]:
-            found = "missed"
-            if len(preds):
-                d = np.linalg.norm(pxy - np.array(g.translation[:2]), axis=1)
-                if d.min() <= max_dist:
-                    found = preds[int(d.argmin())].detection_name
+            match = _nearest(preds, g, max_dist)
+            found = "missed" if match is None else match.detection_name
             row = out[g.detection_name]
             row[found] = row.get(found, 0) + 1
     return out
