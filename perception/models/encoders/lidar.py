@@ -84,11 +84,13 @@ def scatter_bev(feats: torch.Tensor, coords: torch.Tensor, batch_size: int, hw: 
 class PointBEVEncoder(nn.Module):
     """Pillars -> BEV grid -> backbone. Returns {"bev": (B, C_out, H/2, W/2), "bev_hr": (B, C_hr, H, W)}."""
 
-    def __init__(self, in_channels: int, grid: VoxelGrid, pillar_channels: int = 32, out_channels: int = 64,
-                 columns: tuple | None = None):
+    columns: tuple = ()  # the point columns a subclass reads
+
+    def __init__(self, grid: VoxelGrid, pillar_channels: int = 32, out_channels: int = 64, normalize: bool = False):
+        """``normalize``: the pillar net reads the columns scaled to order one (``PillarFeatureNet``)."""
         super().__init__()
         self.grid = grid
-        self.pfn = PillarFeatureNet(in_channels, pillar_channels, grid, columns)
+        self.pfn = PillarFeatureNet(len(self.columns), pillar_channels, grid, self.columns if normalize else None)
         c = pillar_channels
         self.hr = nn.Sequential(conv_bn(c, c), conv_bn(c, c))
         self.down = nn.Sequential(conv_bn(c, out_channels, stride=2), conv_bn(out_channels, out_channels),
@@ -110,7 +112,7 @@ class LidarEncoder(PointBEVEncoder):
     columns = ("x", "y", "z", "intensity", "time_lag")
 
     def __init__(self, grid: VoxelGrid, pillar_channels: int = 32, out_channels: int = 64, normalize: bool = False):
-        super().__init__(len(self.columns), grid, pillar_channels, out_channels, self.columns if normalize else None)
+        super().__init__(grid, pillar_channels, out_channels, normalize)
 
 
 class RadarEncoder(PointBEVEncoder):
@@ -119,4 +121,4 @@ class RadarEncoder(PointBEVEncoder):
     columns = ("x", "y", "z", "vx_comp", "vy_comp", "rcs", "time_lag")
 
     def __init__(self, grid: VoxelGrid, pillar_channels: int = 16, out_channels: int = 32, normalize: bool = False):
-        super().__init__(len(self.columns), grid, pillar_channels, out_channels, self.columns if normalize else None)
+        super().__init__(grid, pillar_channels, out_channels, normalize)
