@@ -10,9 +10,12 @@ A spec is a comma-separated list (times in seconds from the start of the stream 
     reorder:2%              swap that share of messages with the next one
     beams:LIDAR_TOP=50%     keep that share of the lidar's rings (beam reduction)
     dark:CAM_*=0.3          scale camera brightness (low light), with sensor noise
+    zero:LIDAR_TOP=time_lag set one point column to 0 (LIDAR_TOP or RADAR, the merged radars): e.g. the lidar's
+                            time lag (every sweep looks current) or the radar's Doppler (vx_comp, vy_comp);
+                            a check of what the network reads (issue 18) as much as a fault
 
 Message-level faults (drop, delay, skew, corrupt, reorder) act on a raw message stream; frame-level ones
-(drop, beams, dark) act on SensorFrames. A bad spec raises FaultSpecError naming the item.
+(drop, beams, dark, zero) act on SensorFrames. A bad spec raises FaultSpecError naming the item.
 """
 
 from __future__ import annotations
@@ -40,11 +43,12 @@ class Faults:
     reorder: float = 0.0
     beams: dict[str, float] = field(default_factory=dict)
     dark: dict[str, float] = field(default_factory=dict)
+    zero: dict[str, list[str]] = field(default_factory=dict)
     spec: str = ""
 
     def __bool__(self) -> bool:
         return bool(self.drops or self.delays or self.skews or self.corrupt or self.reorder or self.beams
-                    or self.dark)
+                    or self.dark or self.zero)
 
     def dropped(self, channel: str, t: float) -> bool:
         return any(fnmatchcase(channel, ch) and lo <= t <= hi for ch, lo, hi in self.drops)
@@ -89,7 +93,7 @@ def parse_faults(spec: str | None) -> Faults:
         kind, _, arg = item.partition(":")
         if not arg:
             raise FaultSpecError(f"fault {item!r}: expected KIND:ARGS "
-                                 "(drop, delay, skew, corrupt, reorder, beams, dark)")
+                                 "(drop, delay, skew, corrupt, reorder, beams, dark, zero)")
         if kind == "drop":
             ch, _, window = arg.partition("@")
             lo, hi = 0.0, float("inf")
@@ -114,9 +118,14 @@ def parse_faults(spec: str | None) -> Faults:
             if not sep:
                 raise FaultSpecError(f"fault {item!r}: expected {kind}:CHANNEL=VALUE")
             (f.beams if kind == "beams" else f.dark)[ch] = _share(item, val)
+        elif kind == "zero":
+            ch, sep, col = arg.partition("=")
+            if not sep or not col or ch not in ("LIDAR_TOP", "RADAR"):
+                raise FaultSpecError(f"fault {item!r}: expected zero:LIDAR_TOP=COLUMN or zero:RADAR=COLUMN")
+            f.zero.setdefault(ch, []).append(col)
         else:
             raise FaultSpecError(f"fault {item!r}: unknown kind {kind!r} "
-                                 "(drop, delay, skew, corrupt, reorder, beams, dark)")
+                                 "(drop, delay, skew, corrupt, reorder, beams, dark, zero)")
     return f
 
 
@@ -145,9 +154,20 @@ def apply_to_frame(frame: SensorFrame, faults: Faults, t: float, rng: np.random.
     # a frame's radar is all radars merged: at frame level only the whole family (RADAR_* / RADAR) drops
     radar_off = any(ch in ("RADAR", "RADAR_*") and lo <= t <= hi for ch, lo, hi in faults.drops)
     radar = None if frame.radar is None or radar_off else frame.radar
+    lidar, radar = (_zeroed(c, faults.zero.get(ch, ()), ch) for c, ch in ((lidar, "LIDAR_TOP"), (radar, "RADAR")))
     return SensorFrame(stamp_ns=frame.stamp_ns, T_global_ego=frame.T_global_ego, cameras=cams, lidar=lidar,
                        radar=radar, gt=frame.gt, sample_token=frame.sample_token, scene=frame.scene,
                        source=frame.source)
+
+
+def _zeroed(cloud: PointCloud | None, columns, channel: str) -> PointCloud | None:
+    if cloud is None or not columns:
+        return cloud
+    missing = [c for c in columns if c not in cloud.features]
+    if missing:
+        raise FaultSpecError(f"fault zero:{channel}: the cloud has no column {missing[0]!r} "
+                             f"(has {sorted(cloud.features)})")
+    return PointCloud(cloud.xyz, {k: np.zeros_like(v) if k in columns else v for k, v in cloud.features.items()})
 
 
 # -- message level -------------------------------------------------------------------------------------

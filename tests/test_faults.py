@@ -22,7 +22,8 @@ def test_spec_parsing_and_errors():
     assert f.delays == {"RADAR_FRONT": 0.08} and f.skews == {"CAM_BACK": 0.04}
     assert f.corrupt == 0.05 and f.reorder == 0.02 and f.beams["LIDAR_TOP"] == 0.5
     for bad, match in (("drop", "KIND:ARGS"), ("delay:CAM_FRONT", "CHANNEL=DURATION"), ("corrupt:150%", "0..100"),
-                       ("skew:CAM=fast", "duration"), ("melt:CAM", "unknown kind"), ("drop:CAM@a-b", "window")):
+                       ("skew:CAM=fast", "duration"), ("melt:CAM", "unknown kind"), ("drop:CAM@a-b", "window"),
+                       ("zero:CAM_FRONT=time_lag", "LIDAR_TOP=COLUMN"), ("zero:LIDAR_TOP", "LIDAR_TOP=COLUMN")):
         with pytest.raises(FaultSpecError, match=match):
             parse_faults(bad)
     assert not parse_faults("")
@@ -40,6 +41,22 @@ def test_frame_faults(synthetic_root):
     g = apply_to_frame(frame, parse_faults("drop:LIDAR_TOP@0-1,drop:RADAR_*"), 0.5, rng)
     assert g.lidar is None and g.radar is None and g.modalities == ("camera",)
     assert apply_to_frame(frame, parse_faults("drop:LIDAR_TOP@2-3"), 0.5, rng).lidar is not None
+
+
+def test_zeroed_columns(synthetic_root):
+    from perception.sources.nuscenes import NuScenesSource
+
+    frame = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", lidar_sweeps=3, radar_sweeps=2)[1]
+    assert frame.lidar.features["time_lag"].max() > 0 and np.abs(frame.radar.features["vx_comp"]).max() > 0
+    f = apply_to_frame(frame, parse_faults("zero:LIDAR_TOP=time_lag,zero:RADAR=vx_comp,zero:RADAR=vy_comp"), 0.0,
+                       np.random.default_rng(0))
+    assert not f.lidar.features["time_lag"].any() and len(f.lidar) == len(frame.lidar)
+    assert not f.radar.features["vx_comp"].any() and not f.radar.features["vy_comp"].any()
+    np.testing.assert_array_equal(f.lidar.features["intensity"], frame.lidar.features["intensity"])
+    np.testing.assert_array_equal(f.radar.features["rcs"], frame.radar.features["rcs"])
+    assert frame.lidar.features["time_lag"].max() > 0  # the source frame is left as it was
+    with pytest.raises(FaultSpecError, match="no column 'doppler'.*intensity"):
+        apply_to_frame(frame, parse_faults("zero:LIDAR_TOP=doppler"), 0.0, np.random.default_rng(0))
 
 
 def test_faulted_replay_keeps_going_and_counts(synthetic_root, tmp_path):
