@@ -362,3 +362,55 @@ def test_point_columns_scaled_to_order_one_and_saved_with_the_weights():
     coords = torch.tensor([[0, 0, int((5.1 + 51.2) / 0.8), int((10.1 + 51.2) / 0.8)]])
     a, b = pfn(pts, torch.tensor([2]), coords), pfn(older, torch.tensor([2]), coords)
     assert (a - b).abs().max() > 0.1 * a.abs().max()
+
+
+def test_velocity_loss_window_and_balance():
+    from perception.models.heads import CenterHead
+    from perception.types import Boxes3D
+
+    def head(**kw):
+        return CenterHead(32, (-8.0, -8.0, 8.0, 8.0), (20, 20), **kw)
+
+    # three still cars and one moving at (3, -4) m/s, centres in cells (3, 3), (11, 3), (3, 11), (11, 11) of 0.8 m
+    centres = [(-5.6, -5.6), (0.8, -5.6), (-5.6, 0.8), (0.8, 0.8)]
+    data = [[x, y, 0.5, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0] for x, y in centres]
+    data[3][7:9] = [3.0, -4.0]
+    gt = Boxes3D(np.array(data), np.zeros(4, np.int64))
+    t = head().targets([gt], "cpu")
+    assert t["ind"].tolist() == [3 * 20 + 3, 3 * 20 + 11, 11 * 20 + 3, 11 * 20 + 11]
+
+    def loss(h, vel):
+        out = {k: torch.zeros(1, n, 20, 20) for k, n in (("heatmap", 10), ("offset", 2), ("z", 1), ("size", 3),
+                                                          ("rot", 2), ("attr", 8))}
+        return float(h.loss({**out, "vel": vel}, t)["loss_vel"])
+
+    zero = torch.zeros(1, 2, 20, 20)
+    # L1 summed over vx, vy, averaged over objects, weighed 0.5: the plain mean lets the still objects dominate ...
+    assert loss(head(), zero) == pytest.approx(0.5 * 7.0 / 4)
+    # ... balanced, the moving objects' mean and the still ones' weigh half each
+    assert loss(head(vel_balance=True), zero) == pytest.approx(0.5 * (7.0 + 0.0) / 2)
+    # the window: right at the centre only is not enough, the 3x3 cells about it are supervised as well
+    centre = zero.clone()
+    centre[0, :, 11, 11] = torch.tensor([3.0, -4.0])
+    assert loss(head(), centre) == 0.0
+    assert loss(head(vel_window=1), centre) == pytest.approx(0.5 * 7.0 * 8 / 9 / 4)
+    block = zero.clone()
+    block[0, :, 10:13, 10:13] = torch.tensor([3.0, -4.0]).view(2, 1, 1)
+    assert loss(head(vel_window=1), block) == 0.0
+    # an unknown (NaN) velocity is left out, and a window at the map's edge uses the cells inside it
+    gt.data[3, 7:9] = np.nan
+    gt.data[0, :2] = (-7.6, -7.6)  # cell (0, 0)
+    t = head().targets([gt], "cpu")
+    assert loss(head(vel_window=1, vel_balance=True), block) == 0.0
+
+
+def test_branch_norm_head_layout():
+    from perception.models.heads import CenterHead
+
+    plain = CenterHead(32, (-8, -8, 8, 8), (20, 20))
+    normed = CenterHead(32, (-8, -8, 8, 8), (20, 20), branch_norm=True)
+    assert isinstance(normed.reg["vel"][1], torch.nn.BatchNorm2d) and normed.reg["vel"][0].bias is None
+    for h in (plain, normed):
+        assert float(h.heatmap[-1].bias.detach().mean()) == pytest.approx(-2.19)
+    with pytest.raises(RuntimeError, match="Missing key|Unexpected key|size mismatch"):
+        normed.load_state_dict(plain.state_dict())  # a plain checkpoint does not load into a normed head

@@ -11,7 +11,7 @@ from perception.ops.voxelize import VoxelGrid
 
 def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_channels=(16, 32),
                  camera_widths=(32, 64, 128), layers=2, head_channels=32, grounding=None, camera_backbone=None,
-                 temporal=None, context=None, point_norm=False):
+                 temporal=None, context=None, point_norm=False, head=None):
     """``grounding``: None (detection only) or GroundingHead keyword arguments ({} for the defaults);
     ``camera_backbone``: CameraEncoder's backbone arguments (None: the small CNN trained from scratch), e.g.
     dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True, levels=2) (``levels``: the camera
@@ -19,7 +19,8 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
     TemporalFusion keyword arguments ({} for the defaults: the keyframe 0.5 s earlier mixed in); ``context``: None or
     BEVContext keyword arguments ({} for the defaults: a stride-2 stage of twice the channels over the fused map);
     ``point_norm``: the lidar and radar pillar nets read every point column divided by its typical magnitude
-    (perception.models.encoders.lidar.COLUMN_SCALE) instead of raw."""
+    (perception.models.encoders.lidar.COLUMN_SCALE) instead of raw; ``head``: CenterHead keyword arguments
+    (e.g. dict(branch_norm=True, vel_balance=True))."""
     grid = VoxelGrid(tuple(pc_range), tuple(voxel_size))
     W, H, _ = grid.shape_xyz
     xy_range = (pc_range[0], pc_range[1], pc_range[3], pc_range[4])
@@ -37,7 +38,7 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
                    bev_hw=(H // 2, W // 2), xy_range=xy_range, layers=layers,
                    camera_levels=(camera_backbone or {}).get("levels", 1)),
         head=dict(type=CenterHead, in_channels=head_channels, xy_range=xy_range, out_hw=(H, W),
-                  head_channels=head_channels),
+                  head_channels=head_channels, **(head or {})),
         fused_channels=dim,
         skip_channels=lidar_channels[0],
         grounding=None if grounding is None else dict(type=GroundingHead, bev_channels=head_channels,
