@@ -14,8 +14,14 @@ CAMERA = dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True,
 # temporal BEV fusion (issue 18): the fused map of the frame ~0.5 s earlier, warped into the current ego frame, is
 # mixed into the current one (perception.models.temporal); trained on keyframe pairs, 20% without the history
 TEMPORAL = dict(lag=0.5, history_drop=0.2)
+# velocity (issue 18): the pillar nets read their point columns scaled to order one (point_norm; raw, the time lag
+# drowned under x and y), and the detection head's branches carry a BatchNorm, supervise the velocity on the 3x3
+# cells about each centre and weigh still and moving objects' velocity errors half each (plain branches let the
+# velocity units die: the network before predicted no speed for oncoming or crossing traffic)
+VELOCITY_HEAD = dict(branch_norm=True, vel_window=1, vel_balance=True)
 # the network's arguments, which the ablation configs change one at a time (configs/ablation/tiny_*.py)
-NETWORK = dict(dim=64, layers=2, grounding=dict(dim=64, layers=2), camera_backbone=CAMERA, temporal=TEMPORAL)
+NETWORK = dict(dim=64, layers=2, grounding=dict(dim=64, layers=2), camera_backbone=CAMERA, temporal=TEMPORAL,
+               point_norm=True, head=VELOCITY_HEAD)
 model = fusion_model(pc_range, voxel_size, **NETWORK)
 # keep="spread": a full pillar keeps a sample of all its points (every sweep), not the first ones in the cloud's
 # order (newest sweep first), which would drop most of the older sweeps where the motion is
