@@ -143,6 +143,10 @@ def main(argv=None) -> int:
                 print(f"\ntracking ({tr['p50_ms']:.2f} ms / frame p50; submission and devkit output: "
                       f"{out.parent / 'tracking'})")
                 print(format_tracking_table(tr))
+                if summary.get("track_velocity_by_heading"):
+                    print("velocity error by heading of the tracks (each annotated object matched to the nearest "
+                          "track of its class with score >= 0.3 within 2 m)")
+                    print(format_velocity_by_heading(summary["track_velocity_by_heading"]))
             if a.pictures:
                 _pictures(pipe, src, mods, Path(a.pictures), a.picture_frame, a.min_score)
             if records is not None:

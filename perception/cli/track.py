@@ -9,7 +9,8 @@ and go through perception.tracking.Tracker scene by scene in time order, as ``pr
 does, so the same settings give the same tracks. ``--tracker`` takes ``k=v`` settings; ``|`` between values
 makes a grid, every combination is tracked and scored, and a table sorted by AMOTA is printed (choose on a
 development split, never on the held-out one). The last line is the best row's
-``AMOTA: x AMOTP: y IDS: n``.
+``AMOTA: x AMOTP: y IDS: n``. ``--velocity`` also scores the tracks' velocities against the annotations
+(``velocity error by heading``, and the mean error over moving objects in the grid's table).
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ def track_and_score(frames: list, settings: dict, data_root, version: str, split
     return run_tracking_eval(data_root, version, split, path, out / "eval")
 
 
+def movers_ave(table: dict) -> float:
+    """The mean velocity error over the moving objects of a velocity-by-heading table (every group and heading
+    but "still", weighted by their counts)."""
+    rows = [(r["n"], r["ave"]) for by in table.values() for h, r in by.items() if h != "still" and r["n"]]
+    n = sum(k for k, _ in rows)
+    return sum(k * v for k, v in rows) / n if n else float("nan")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("detections", help="nuScenes detection submission JSON")
@@ -84,9 +93,12 @@ def main(argv=None) -> int:
     p.add_argument("--override-data", default="", metavar="K=V,...", help="e.g. version=v1.0-trainval")
     p.add_argument("--tracker", default="", metavar="K=V|V,...", help="tracker settings; '|' makes a grid")
     p.add_argument("--out", default=None, help="directory for the tracking submissions (default: a temporary one)")
+    p.add_argument("--velocity", action="store_true",
+                   help="also score the tracks' velocities by heading against the annotations")
     a = p.parse_args(argv)
 
     from perception.config import data_section
+    from perception.evaluation.detection import format_velocity_by_heading, run_detection_eval
     from perception.evaluation.tracking import format_tracking_table
     from perception.sources.nuscenes import NuScenesSource
     from perception.tracking import Tracker
@@ -113,17 +125,28 @@ def main(argv=None) -> int:
     rows = []
     for k, s in enumerate(settings):
         summary = track_and_score(frames, s, a.data_root, version, a.split, out / f"run{k}")
+        if a.velocity:
+            det = run_detection_eval(a.data_root, version, a.split, a.detections, out / f"run{k}" / "detection",
+                                     tracks_path=out / f"run{k}" / "results_tracking.json")
+            summary["velocity"] = det["track_velocity_by_heading"]
+            summary["movers_ave"] = movers_ave(summary["velocity"])
         rows.append((s, summary))
+        vel = f" movers AVE {summary['movers_ave']:.2f} m/s" if a.velocity else ""
         if len(settings) == 1:
             print(format_tracking_table(summary))
+            if a.velocity:
+                print("velocity error by heading of the tracks (each annotated object matched to the nearest track of "
+                      "its class with score >= 0.3 within 2 m)")
+                print(format_velocity_by_heading(summary["velocity"]))
         else:
-            print(f"[{k + 1}/{len(settings)}] {s or 'defaults'}: AMOTA {summary['amota']:.3f} IDS {summary['ids']:.0f}",
-                  flush=True)
+            print(f"[{k + 1}/{len(settings)}] {s or 'defaults'}: AMOTA {summary['amota']:.3f} "
+                  f"IDS {summary['ids']:.0f}{vel}", flush=True)
     rows.sort(key=lambda r: -r[1]["amota"])
     if len(settings) > 1:
-        print(f"\n{'AMOTA':>6s} {'AMOTP':>6s} {'IDS':>5s}  settings")
+        print(f"\n{'AMOTA':>6s} {'AMOTP':>6s} {'IDS':>5s}" + (" movers AVE" if a.velocity else "") + "  settings")
         for s, m in rows:
-            print(f"{m['amota']:6.3f} {m['amotp']:6.3f} {m['ids']:5.0f}  {s}")
+            print(f"{m['amota']:6.3f} {m['amotp']:6.3f} {m['ids']:5.0f}"
+                  + (f" {m['movers_ave']:10.2f}" if a.velocity else "") + f"  {s}")
     best = rows[0][1]
     print(f"AMOTA: {best['amota']:.3f} AMOTP: {best['amotp']:.3f} IDS: {best['ids']:.0f}")
     return 0

@@ -48,10 +48,12 @@ def write_submission(path, results: dict[str, list], modalities=("camera", "lida
 
 
 def run_detection_eval(dataroot, version: str, eval_set: str, result_path, output_dir, verbose=False,
-                       sample_tokens=None) -> dict:
+                       sample_tokens=None, tracks_path=None) -> dict:
     """The devkit's DetectionEval (detection_cvpr_2019). Returns its summary dict (mean_ap, nd_score, ...).
     ``sample_tokens``: evaluate only these samples of the split (e.g. its night scenes); the devkit's own
-    loading and filtering run first, then both the ground truth and the predictions are cut to the subset."""
+    loading and filtering run first, then both the ground truth and the predictions are cut to the subset.
+    ``tracks_path``: a tracking submission whose velocities are also split by heading against the same ground
+    truth (``summary["track_velocity_by_heading"]``: what a planner reading the tracks gets)."""
     import contextlib
     import io
 
@@ -67,8 +69,27 @@ def run_detection_eval(dataroot, version: str, eval_set: str, result_path, outpu
         if sample_tokens is not None:
             _restrict(ev, set(sample_tokens))
         metrics, _ = ev.evaluate()
-    return {**metrics.serialize(), "confusion": class_confusion(ev.gt_boxes, ev.pred_boxes),
-            "velocity_by_heading": velocity_by_heading(ev.gt_boxes, ev.pred_boxes, ego_yaws(nusc, ev.sample_tokens))}
+    yaws = ego_yaws(nusc, ev.sample_tokens)
+    out = {**metrics.serialize(), "confusion": class_confusion(ev.gt_boxes, ev.pred_boxes),
+           "velocity_by_heading": velocity_by_heading(ev.gt_boxes, ev.pred_boxes, yaws)}
+    if tracks_path is not None:
+        out["track_velocity_by_heading"] = velocity_by_heading(ev.gt_boxes, tracks_as_detections(tracks_path), yaws)
+    return out
+
+
+def tracks_as_detections(path):
+    """A tracking submission's boxes as the devkit's DetectionBoxes (tracking name and score as the detection's),
+    for the tables that read detections."""
+    from nuscenes.eval.common.data_classes import EvalBoxes
+    from nuscenes.eval.detection.data_classes import DetectionBox
+
+    with open(path) as f:
+        results = json.load(f)["results"]
+    boxes = {tok: [{**{k: v for k, v in b.items() if k not in ("tracking_id", "tracking_name", "tracking_score")},
+                    "detection_name": b["tracking_name"], "detection_score": b["tracking_score"], "attribute_name": ""}
+                   for b in rows]
+             for tok, rows in results.items()}
+    return EvalBoxes.deserialize(boxes, DetectionBox)
 
 
 def ego_yaws(nusc, sample_tokens) -> dict[str, float]:

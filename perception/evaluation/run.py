@@ -81,13 +81,15 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             if err is not None:
                 depth_err.append(err)
     write_submission(out, results, mods)
-    summary = run_detection_eval(data_root, version, split, out, out.parent / "eval")
+    tpath = out.parent / "tracking" / "results_tracking.json"
+    if tracker is not None:
+        write_submission(tpath, tracked, mods)
+    summary = run_detection_eval(data_root, version, split, out, out.parent / "eval",
+                                 tracks_path=tpath if tracker is not None else None)
     summary["p50_ms"] = 1000 * float(np.median(times))
     if tracker is not None:
         from perception.evaluation.tracking import run_tracking_eval
 
-        tpath = out.parent / "tracking" / "results_tracking.json"
-        write_submission(tpath, tracked, mods)
         summary["tracking"] = run_tracking_eval(data_root, version, split, tpath, tpath.parent / "eval")
         summary["tracking"]["p50_ms"] = float(np.median(track_ms))
     if depth_err:  # a network with a camera depth head: its depth where the reference lidar sweep lands

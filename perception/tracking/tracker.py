@@ -28,7 +28,9 @@ GATES = {"car": 4.0, "truck": 4.0, "bus": 5.5, "trailer": 3.0, "pedestrian": 1.0
 TRACKING_CLASSES = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "trailer", "truck")
 
 TRACKER_DEFAULTS = {"matcher": "greedy", "min_score": 0.1, "birth_score": 0.3, "min_hits": 2, "max_age": 3,
-                    "smoothing": 0.5, "max_gap_s": 1.5, "max_jump_m": 20.0, "classes": None, "motion_hint": True}
+                    "smoothing": 0.5, "displacement": 0.5, "velocity": "kalman", "pos_noise": 0.8,
+                    "vel_noise": 8.0, "accel_noise": 0.5, "max_gap_s": 1.5, "max_jump_m": 20.0, "classes": None,
+                    "motion_hint": True}
 
 
 @dataclass
@@ -91,6 +93,40 @@ class _State:
     age: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     g_sum: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # per prompt column (Tracker.prompts)
     g_n: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 4)))  # "kalman": covariance of x y vx vy
+
+
+def _kalman_predict(cov: np.ndarray, dt: float, accel: float) -> np.ndarray:
+    """Covariances (N, 4, 4) of x y vx vy moved on by ``dt`` s under constant velocity, white acceleration noise
+    of ``accel`` m/s^2 (the means move with ``pred``)."""
+    F = np.eye(4)
+    F[0, 2] = F[1, 3] = dt
+    q = accel ** 2 * np.array([[dt ** 3 / 3, dt ** 2 / 2], [dt ** 2 / 2, dt]])
+    Q = np.kron(q, np.eye(2))
+    return F @ cov @ F.T + Q
+
+
+def _kalman_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray, pos_noise: float, vel_noise: float):
+    """Means (N, 4) and covariances (N, 4, 4) updated by measurements ``z`` (N, 4): the detection's centre (pos_noise
+    m) and velocity (vel_noise m/s; NaN: not measured, the position alone updates)."""
+    known = np.isfinite(z[:, 2:4]).all(1)
+    R = np.zeros((len(z), 4, 4))
+    R[:, 0, 0] = R[:, 1, 1] = pos_noise ** 2
+    R[:, 2, 2] = R[:, 3, 3] = np.where(known, vel_noise ** 2, 1e8)
+    z = np.where(np.isfinite(z), z, mean)
+    K = cov @ np.linalg.inv(cov + R)
+    mean = mean + (K @ (z - mean)[..., None])[..., 0]
+    cov = (np.eye(4) - K) @ cov
+    return mean, 0.5 * (cov + cov.transpose(0, 2, 1))
+
+
+def _kalman_birth(data: np.ndarray, pos_noise: float, vel_noise: float) -> np.ndarray:
+    """Covariances of newborn tracks: the detection's noise; an unknown velocity 10 m/s uncertain."""
+    cov = np.zeros((len(data), 4, 4))
+    cov[:, 0, 0] = cov[:, 1, 1] = pos_noise ** 2
+    v = np.where(np.isfinite(data[:, 7:9]).all(1), vel_noise, 10.0) ** 2
+    cov[:, 2, 2] = cov[:, 3, 3] = v
+    return cov
 
 
 def _assign(cost: np.ndarray, order: np.ndarray, matcher: str) -> list[tuple[int, int]]:
@@ -120,9 +156,15 @@ class Tracker:
     ``matcher``: "greedy" or "hungarian"; ``min_score``: detections below are ignored; ``birth_score``: the
     least score that starts a track; ``min_hits``: detections before a track is confirmed; ``max_age``:
     frames a track coasts without a detection; ``smoothing``: weight of the new observation in the velocity,
-    heading and size averages; ``max_gap_s`` / ``max_jump_m``: a longer pause or a larger ego jump between
-    frames resets the state; ``classes``: class names tracked (None: all detection classes); ``motion_hint``:
-    the grounding head reads each object's velocity from its track (``motion_source``).
+    heading and size averages; ``displacement``: weight of the displacement since the previous frame in the
+    velocity observed for a track seen then (the rest is the detection's own velocity); ``velocity``: "average"
+    (the above) or "kalman": each track's centre and velocity a constant-velocity Kalman filter fed the
+    detections' centres (``pos_noise`` m) and velocities (``vel_noise`` m/s), with ``accel_noise`` m/s^2 of
+    process noise, so the frame interval weighs the displacement as it should (at 20 Hz a centre's noise is a
+    large velocity error, at 2 Hz a small one); ``max_gap_s`` /
+    ``max_jump_m``: a longer pause or a larger ego jump between frames resets the state; ``classes``: class
+    names tracked (None: all detection classes); ``motion_hint``: the grounding head reads each object's
+    velocity from its track (``motion_source``).
     """
 
     def __init__(self, **settings):
@@ -130,6 +172,14 @@ class Tracker:
         if bad:
             raise ValueError(f"tracker: unknown settings {sorted(bad)}; valid: {sorted(TRACKER_DEFAULTS)}")
         self.cfg = {**TRACKER_DEFAULTS, **settings}
+        for k in ("smoothing", "displacement"):
+            if not 0.0 <= float(self.cfg[k]) <= 1.0:
+                raise ValueError(f"tracker.{k}: {self.cfg[k]} is outside [0, 1]")
+        if self.cfg["velocity"] not in ("average", "kalman"):
+            raise ValueError(f"tracker.velocity: {self.cfg['velocity']!r}; valid: 'average', 'kalman'")
+        for k in ("pos_noise", "vel_noise", "accel_noise"):
+            if not float(self.cfg[k]) > 0:
+                raise ValueError(f"tracker.{k}: {self.cfg[k]} must be > 0")
         if self.cfg["matcher"] not in ("greedy", "hungarian"):
             raise ValueError(f"tracker.matcher: {self.cfg['matcher']!r}; valid: 'greedy', 'hungarian'")
         classes = self.cfg["classes"] or DETECTION_CLASSES
@@ -179,24 +229,32 @@ class Tracker:
         pred, pairs = self._associate(det, dscore, dt)
         di = np.array([p[0] for p in pairs], np.int64)
         ti = np.array([p[1] for p in pairs], np.int64)
-        a = float(c["smoothing"])
+        a, w = float(c["smoothing"]), float(c["displacement"])
         new = pred.copy()
+        kalman = c["velocity"] == "kalman"
+        cov = _kalman_predict(s.cov, dt, float(c["accel_noise"])) if kalman else s.cov
         if len(pairs):
             obs = det.data[di]
             old = s.data[ti]
             new[ti, :6] = obs[:, :6]
             new[ti, 3:6] = (1 - a) * old[:, 3:6] + a * obs[:, 3:6]
             # velocity: the detection's, averaged with the displacement since the last detection when the
-            # track was seen in the previous frame
+            # track was seen in the previous frame (weight ``displacement``: a detector that reads no motion
+            # of crossing traffic gives 0 there, the displacement does not)
             disp = (obs[:, :2] - old[:, :2]) / max(dt, 1e-3)
             fresh = (s.misses[ti] == 0)[:, None] & (dt > 0)
             v_old_or = np.where(np.isnan(old[:, 7:9]), disp, old[:, 7:9])
             # a detection without velocity: the displacement when the track was seen one frame ago, else (it
             # coasted on a predicted position) the track's own velocity
             v_obs = np.where(np.isnan(obs[:, 7:9]), np.where(fresh, disp, v_old_or),
-                             np.where(fresh, 0.5 * (obs[:, 7:9] + disp), obs[:, 7:9]))
+                             np.where(fresh, (1 - w) * obs[:, 7:9] + w * disp, obs[:, 7:9]))
             v_old = np.where(np.isnan(old[:, 7:9]), v_obs, old[:, 7:9])
             new[ti, 7:9] = (1 - a) * v_old + a * v_obs
+            if kalman:
+                prior = np.concatenate([pred[ti, :2], np.nan_to_num(pred[ti, 7:9])], 1)
+                z = np.concatenate([obs[:, :2], obs[:, 7:9]], 1)
+                m, cov[ti] = _kalman_update(prior, cov[ti], z, float(c["pos_noise"]), float(c["vel_noise"]))
+                new[ti, :2], new[ti, 7:9] = m[:, :2], m[:, 2:4]
             # heading: averaged unless the detection turned it round (then the detection's)
             d_yaw = wrap_angle(obs[:, 6] - old[:, 6])
             new[ti, 6] = np.where(np.abs(d_yaw) > np.pi / 2, obs[:, 6], wrap_angle(old[:, 6] + a * d_yaw))
@@ -227,6 +285,11 @@ class Tracker:
         if asked:
             born_sum[:, cols] = g_det[born]
             born_n[:, cols] = 1
+        if kalman:
+            born_data = self.state.data[len(alive):]
+            self.state.cov = np.concatenate([cov[alive], _kalman_birth(born_data, float(c["pos_noise"]),
+                                                                       float(c["vel_noise"]))])
+            born_data[:, 7:9] = np.nan_to_num(born_data[:, 7:9])  # the filter's mean: unknown starts at 0
         self.state.g_sum = np.concatenate([g_sum[alive], born_sum])
         self.state.g_n = np.concatenate([g_n[alive], born_n])
         det_index = np.concatenate([det_index[alive], keep[born]])
