@@ -141,7 +141,8 @@ def test_kalman_velocity_is_steady_at_20_hz_and_follows_the_detections():
     at 8 m/s with 0.15 m centre noise and a detector velocity of 8 +- 1 m/s stays within 1 m/s once settled,
     where averaging in the raw displacement does not; both keep one identity."""
     errs = {}
-    for name, settings in (("kalman", dict(velocity="kalman")), ("average", dict(velocity="average", displacement=1.0))):
+    for name, settings in (("kalman", dict(velocity="kalman")),
+                           ("average", dict(velocity="average", displacement=1.0))):
         rng = np.random.default_rng(3)
         trk, e, ids = Tracker(**settings), [], set()
         for k in range(60):
