@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     temporal = bool((cfg["model"] or {}).get("temporal"))  # keyframes come with the one before them
     train_set = FrameDataset(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre,
                              modality_dropout=tc["modality_dropout"], augment=build_augment(tc["augment"]),
-                             history=temporal)
+                             history=temporal, seed=a.seed)
+    torch.manual_seed(a.seed)  # the initial weights: the network is built before the runner seeds itself
     net = build(cfg["model"])
     bank, train_prompts, tuner = None, None, None
     if getattr(net, "grounding", None) is not None:

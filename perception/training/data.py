@@ -25,7 +25,7 @@ class FrameDataset(Dataset):
 
     def __init__(self, source: NuScenesSource, preprocessor: Preprocessor, modality_dropout: dict | None = None,
                  cache: bool = True, modalities=None, prompts: dict | None = None, augment=(None, None),
-                 history: bool = False):
+                 history: bool = False, seed: int | None = None):
         self.source = source
         self.pre = preprocessor
         self.dropout = dict(modality_dropout or {})
@@ -34,7 +34,9 @@ class FrameDataset(Dataset):
             raise ValueError(f"modality_dropout: unknown modalities {sorted(bad)}; valid: {MODALITIES}")
         self.cache = {} if cache else None
         self.modalities = modalities
-        self._rng, self._rng_worker = np.random.default_rng(), None
+        # ``seed``: the draws in the main process (num_workers=0) repeat from run to run; DataLoader workers
+        # seed their own from the worker's torch seed, which the trainer's seed fixes
+        self._rng, self._rng_worker = np.random.default_rng(seed), None
         self.prompts = prompts or {}
         self.bev_aug, self.image_aug = augment
         self.history = history
