@@ -28,8 +28,8 @@ GATES = {"car": 4.0, "truck": 4.0, "bus": 5.5, "trailer": 3.0, "pedestrian": 1.0
 TRACKING_CLASSES = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "trailer", "truck")
 
 TRACKER_DEFAULTS = {"matcher": "greedy", "min_score": 0.1, "birth_score": 0.3, "min_hits": 2, "max_age": 3,
-                    "smoothing": 0.5, "displacement": 0.5, "velocity": "kalman", "pos_noise": 0.8,
-                    "vel_noise": 8.0, "accel_noise": 0.5, "max_gap_s": 1.5, "max_jump_m": 20.0, "classes": None,
+                    "smoothing": 0.5, "displacement": 0.5, "velocity": "kalman", "pos_noise": 0.4,
+                    "vel_noise": 4.0, "accel_noise": 1.0, "max_gap_s": 1.5, "max_jump_m": 20.0, "classes": None,
                     "motion_hint": True}
 
 
