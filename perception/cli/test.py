@@ -54,7 +54,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     from perception.config import data_section, load_config
-    from perception.evaluation.detection import format_confusion, format_table, format_velocity_by_heading
+    from perception.evaluation.detection import (
+        TRACK_VELOCITY_TITLE,
+        format_confusion,
+        format_table,
+        format_velocity_by_heading,
+    )
     from perception.evaluation.run import FAILURE_TABLE, condition_rows, evaluate
     from perception.faults import FaultSpecError, parse_faults
     from perception.pipeline import Pipeline
@@ -144,8 +149,7 @@ def main(argv=None) -> int:
                       f"{out.parent / 'tracking'})")
                 print(format_tracking_table(tr))
                 if summary.get("track_velocity_by_heading"):
-                    print("velocity error by heading of the tracks (each annotated object matched to the nearest "
-                          "track of its class with score >= 0.3 within 2 m)")
+                    print(TRACK_VELOCITY_TITLE)
                     print(format_velocity_by_heading(summary["track_velocity_by_heading"]))
             if a.pictures:
                 _pictures(pipe, src, mods, Path(a.pictures), a.picture_frame, a.min_score)

@@ -98,7 +98,13 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     from perception.config import data_section
-    from perception.evaluation.detection import format_velocity_by_heading, run_detection_eval
+    from perception.evaluation.detection import (
+        TRACK_VELOCITY_TITLE,
+        annotated_motion,
+        format_velocity_by_heading,
+        tracks_as_detections,
+        velocity_by_heading,
+    )
     from perception.evaluation.tracking import format_tracking_table
     from perception.sources.nuscenes import NuScenesSource
     from perception.tracking import Tracker
@@ -123,20 +129,20 @@ def main(argv=None) -> int:
     frames = detections_by_sample(results, source)
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp())
     rows = []
+    if a.velocity:  # the annotations and ego headings, loaded once for every setting's tracks
+        gt, yaws = annotated_motion(a.data_root, version, a.split, a.detections, out / "detection")
     for k, s in enumerate(settings):
         summary = track_and_score(frames, s, a.data_root, version, a.split, out / f"run{k}")
         if a.velocity:
-            det = run_detection_eval(a.data_root, version, a.split, a.detections, out / f"run{k}" / "detection",
-                                     tracks_path=out / f"run{k}" / "results_tracking.json")
-            summary["velocity"] = det["track_velocity_by_heading"]
+            tracks = tracks_as_detections(out / f"run{k}" / "results_tracking.json")
+            summary["velocity"] = velocity_by_heading(gt, tracks, yaws)
             summary["movers_ave"] = movers_ave(summary["velocity"])
         rows.append((s, summary))
         vel = f" movers AVE {summary['movers_ave']:.2f} m/s" if a.velocity else ""
         if len(settings) == 1:
             print(format_tracking_table(summary))
             if a.velocity:
-                print("velocity error by heading of the tracks (each annotated object matched to the nearest track of "
-                      "its class with score >= 0.3 within 2 m)")
+                print(TRACK_VELOCITY_TITLE)
                 print(format_velocity_by_heading(summary["velocity"]))
         else:
             print(f"[{k + 1}/{len(settings)}] {s or 'defaults'}: AMOTA {summary['amota']:.3f} "

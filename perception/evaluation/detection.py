@@ -47,6 +47,32 @@ def write_submission(path, results: dict[str, list], modalities=("camera", "lida
         json.dump(sub, f)
 
 
+def _devkit_eval(dataroot, version: str, eval_set: str, result_path, output_dir, verbose=False):
+    """The devkit's table and its DetectionEval (detection_cvpr_2019) on a submission, loaded and filtered."""
+    import contextlib
+    import io
+
+    from nuscenes import NuScenes
+    from nuscenes.eval.common.config import config_factory
+    from nuscenes.eval.detection.evaluate import DetectionEval
+
+    with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
+        nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
+        return nusc, DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(result_path), eval_set,
+                                   str(output_dir), verbose=verbose)
+
+
+def annotated_motion(dataroot, version: str, eval_set: str, result_path, output_dir) -> tuple:
+    """(the evaluated ground truth, the ego's heading per sample): what ``velocity_by_heading`` reads besides the
+    predictions, loaded once for scoring many track sets (``promptfusion-track --velocity``)."""
+    nusc, ev = _devkit_eval(dataroot, version, eval_set, result_path, output_dir)
+    return ev.gt_boxes, ego_yaws(nusc, ev.sample_tokens)
+
+
+TRACK_VELOCITY_TITLE = ("velocity error by heading of the tracks (each annotated object matched to the nearest track "
+                        "of its class with score >= 0.3 within 2 m)")
+
+
 def run_detection_eval(dataroot, version: str, eval_set: str, result_path, output_dir, verbose=False,
                        sample_tokens=None, tracks_path=None) -> dict:
     """The devkit's DetectionEval (detection_cvpr_2019). Returns its summary dict (mean_ap, nd_score, ...).
@@ -57,15 +83,8 @@ def run_detection_eval(dataroot, version: str, eval_set: str, result_path, outpu
     import contextlib
     import io
 
-    from nuscenes import NuScenes
-    from nuscenes.eval.common.config import config_factory
-    from nuscenes.eval.detection.evaluate import DetectionEval
-
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink) if not verbose else contextlib.nullcontext():
-        nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
-        ev = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(result_path), eval_set,
-                           str(output_dir), verbose=verbose)
+    nusc, ev = _devkit_eval(dataroot, version, eval_set, result_path, output_dir, verbose)
+    with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
         if sample_tokens is not None:
             _restrict(ev, set(sample_tokens))
         metrics, _ = ev.evaluate()

@@ -238,23 +238,24 @@ class Tracker:
             old = s.data[ti]
             new[ti, :6] = obs[:, :6]
             new[ti, 3:6] = (1 - a) * old[:, 3:6] + a * obs[:, 3:6]
-            # velocity: the detection's, averaged with the displacement since the last detection when the
-            # track was seen in the previous frame (weight ``displacement``: a detector that reads no motion
-            # of crossing traffic gives 0 there, the displacement does not)
-            disp = (obs[:, :2] - old[:, :2]) / max(dt, 1e-3)
-            fresh = (s.misses[ti] == 0)[:, None] & (dt > 0)
-            v_old_or = np.where(np.isnan(old[:, 7:9]), disp, old[:, 7:9])
-            # a detection without velocity: the displacement when the track was seen one frame ago, else (it
-            # coasted on a predicted position) the track's own velocity
-            v_obs = np.where(np.isnan(obs[:, 7:9]), np.where(fresh, disp, v_old_or),
-                             np.where(fresh, (1 - w) * obs[:, 7:9] + w * disp, obs[:, 7:9]))
-            v_old = np.where(np.isnan(old[:, 7:9]), v_obs, old[:, 7:9])
-            new[ti, 7:9] = (1 - a) * v_old + a * v_obs
-            if kalman:
+            if kalman:  # centre and velocity: the filter's
                 prior = np.concatenate([pred[ti, :2], np.nan_to_num(pred[ti, 7:9])], 1)
                 z = np.concatenate([obs[:, :2], obs[:, 7:9]], 1)
                 m, cov[ti] = _kalman_update(prior, cov[ti], z, float(c["pos_noise"]), float(c["vel_noise"]))
                 new[ti, :2], new[ti, 7:9] = m[:, :2], m[:, 2:4]
+            else:
+                # velocity: the detection's, averaged with the displacement since the last detection when the
+                # track was seen in the previous frame (weight ``displacement``: a detector that reads no motion
+                # of crossing traffic gives 0 there, the displacement does not)
+                disp = (obs[:, :2] - old[:, :2]) / max(dt, 1e-3)
+                fresh = (s.misses[ti] == 0)[:, None] & (dt > 0)
+                v_old_or = np.where(np.isnan(old[:, 7:9]), disp, old[:, 7:9])
+                # a detection without velocity: the displacement when the track was seen one frame ago, else (it
+                # coasted on a predicted position) the track's own velocity
+                v_obs = np.where(np.isnan(obs[:, 7:9]), np.where(fresh, disp, v_old_or),
+                                 np.where(fresh, (1 - w) * obs[:, 7:9] + w * disp, obs[:, 7:9]))
+                v_old = np.where(np.isnan(old[:, 7:9]), v_obs, old[:, 7:9])
+                new[ti, 7:9] = (1 - a) * v_old + a * v_obs
             # heading: averaged unless the detection turned it round (then the detection's)
             d_yaw = wrap_angle(obs[:, 6] - old[:, 6])
             new[ti, 6] = np.where(np.abs(d_yaw) > np.pi / 2, obs[:, 6], wrap_angle(old[:, 6] + a * d_yaw))
