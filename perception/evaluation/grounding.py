@@ -10,6 +10,12 @@ Reported: AP per prompt (all-point interpolated precision/recall area), groundin
 to at least one object, precision and recall at combined score 0.5, and the rate of (prompt, frame) pairs
 whose prompt refers to nothing there but that still get an object above 0.5 ("empty false alarms"),
 separately for each phrasing style (training templates / held-out paraphrases).
+
+Each prompt also gets its **ceiling**: the AP the same detections would reach with a perfect reading of the
+prompt (grounding score 1 for a detection within 2 m of a referred object, 0 otherwise, so the ranking is the
+detection score among those). It does not depend on the words, only on what the detector found: the gap
+between a style's mAP and the ceiling is what the language side loses, the ceiling's own gap to 1 is the
+detector's.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class PromptResult:
     empty_frames: int
     empty_false_alarms: int
     words: tuple[str, ...] = ()   # the spec's parts by their training word ("moving", "ahead", "within", ...)
+    ceiling: float = float("nan")  # AP with a perfect reading of the prompt (module docstring)
 
 
 def _kind(record: dict) -> str:
@@ -103,6 +110,17 @@ def evaluate_prompt(record: dict, dets: dict[str, Detections], gts: dict[str, Bo
             empty_fa += int((score > THRESHOLD).any())
         for k in np.flatnonzero(score >= 0):
             rows.append((float(score[k]), tok, int(k)))
+    tp = _hits(rows, referred_xy, dets)
+    ceiling = _ceiling(rows, referred_xy, dets, n_ref)
+    above = np.array([r[0] > THRESHOLD for r in rows], bool)
+    return PromptResult(text, record["scene_token"], record.get("style", "train"), _kind(record),
+                        average_precision(tp, n_ref), n_ref, int(tp[above].sum()), int((1 - tp[above]).sum()),
+                        empty, empty_fa, _words(record), ceiling)
+
+
+def _hits(rows: list, referred_xy: dict, dets: dict) -> np.ndarray:
+    """Sorts ``rows`` (score, frame, det index) by score, highest first, and marks each a hit (1) where it lies
+    within MATCH_DIST of a referred object of its frame that no higher row took."""
     rows.sort(key=lambda r: -r[0])
     used = {tok: np.zeros(len(xy), bool) for tok, xy in referred_xy.items()}
     tp = np.zeros(len(rows))
@@ -116,18 +134,27 @@ def evaluate_prompt(record: dict, dets: dict[str, Detections], gts: dict[str, Bo
         if d[j] <= MATCH_DIST:
             used[tok][j] = True
             tp[i] = 1
-    above = np.array([r[0] > THRESHOLD for r in rows], bool)
-    return PromptResult(text, record["scene_token"], record.get("style", "train"), _kind(record),
-                        average_precision(tp, n_ref), n_ref, int(tp[above].sum()), int((1 - tp[above]).sum()),
-                        empty, empty_fa, _words(record))
+    return tp
+
+
+def _ceiling(rows: list, referred_xy: dict, dets: dict, n_ref: int) -> float:
+    """AP of the same detections ranked by detection score among those within MATCH_DIST of a referred object
+    (a perfect grounding score); the rest rank below every one of them and cannot add a hit."""
+    near = []
+    for _score, tok, k in rows:
+        xy = referred_xy[tok]
+        if len(xy) and np.hypot(*(xy - dets[tok].boxes.data[k, :2]).T).min() <= MATCH_DIST:
+            near.append((float(dets[tok].scores[k]), tok, k))
+    return average_precision(_hits(near, referred_xy, dets), n_ref)
 
 
 def _map_by(results: list[PromptResult], keys) -> dict:
     """{key: {"mAP", "prompts"}} over the results whose ``keys(result)`` holds the key."""
     out = {}
     for k in sorted({k for r in results for k in keys(r)}):
-        aps = [r.ap for r in results if k in keys(r)]
-        out[k] = {"mAP": float(np.mean(aps)), "prompts": len(aps)}
+        rs = [r for r in results if k in keys(r)]
+        out[k] = {"mAP": float(np.mean([r.ap for r in rs])), "prompts": len(rs),
+                  "ceiling": float(np.mean([r.ceiling for r in rs]))}
     return out
 
 
@@ -144,6 +171,7 @@ def summarize(results: list[PromptResult]) -> dict:
         words = _map_by(scored, lambda r: r.words)  # every prompt with this part, whatever else it says
         out[style] = {
             "mAP": float(np.mean([r.ap for r in scored])) if scored else float("nan"),
+            "ceiling": float(np.mean([r.ceiling for r in scored])) if scored else float("nan"),
             "prompts": len(rs), "prompts_scored": len(scored),
             "precision@0.5": tp / max(tp + fp, 1), "recall@0.5": tp / max(n, 1),
             "empty_false_alarm_rate": sum(r.empty_false_alarms for r in rs) / max(empty, 1),
@@ -154,23 +182,28 @@ def summarize(results: list[PromptResult]) -> dict:
 
 def _table(summary: dict, key: str, title: str, counts: bool = False) -> list[str]:
     """The lines of one breakdown (``by_kind`` / ``by_part``): a column per style, '-' where a style has no
-    such prompt; ``counts``: a last column with the largest number of prompts over the styles."""
+    such prompt, then the ceiling (a perfect reading of the prompts, of the first style that has them: it
+    does not depend on the words); ``counts``: a last column with the largest number of prompts over the
+    styles."""
     rows = sorted({k for s in summary.values() for k in s.get(key, {})})
     if not rows:
         return []
-    lines = ["", f"{title:28s} " + " ".join(f"{st:>9s}" for st in summary) + ("  prompts" if counts else "")]
+    lines = ["", f"{title:28s} " + " ".join(f"{st:>9s}" for st in summary) + f" {'ceiling':>9s}"
+             + ("  prompts" if counts else "")]
     for k in rows:
         vals = " ".join(f"{s[key][k]['mAP']:9.3f}" if k in s.get(key, {}) else f"{'-':>9s}" for s in summary.values())
+        ceiling = next(s[key][k]["ceiling"] for s in summary.values() if k in s.get(key, {}))
         n = max(s.get(key, {}).get(k, {}).get("prompts", 0) for s in summary.values())
-        lines.append(f"{k:28s} {vals}" + (f"  {n:7d}" if counts else ""))
+        lines.append(f"{k:28s} {vals} {ceiling:9.3f}" + (f"  {n:7d}" if counts else ""))
     return lines
 
 
 def format_summary(summary: dict) -> str:
-    lines = [f"{'style':9s} {'prompts':>7s} {'mAP':>6s} {'P@0.5':>6s} {'R@0.5':>6s} {'empty FA':>8s}"]
+    lines = [f"{'style':9s} {'prompts':>7s} {'mAP':>6s} {'P@0.5':>6s} {'R@0.5':>6s} {'empty FA':>8s} "
+             f"{'ceiling':>7s}"]
     for style, s in summary.items():
         lines.append(f"{style:9s} {s['prompts_scored']:7d} {s['mAP']:6.3f} {s['precision@0.5']:6.3f} "
-                     f"{s['recall@0.5']:6.3f} {s['empty_false_alarm_rate']:8.3f}")
+                     f"{s['recall@0.5']:6.3f} {s['empty_false_alarm_rate']:8.3f} {s.get('ceiling', np.nan):7.3f}")
     lines += _table(summary, "by_kind", "kind")
     lines += _table(summary, "by_part", "prompts with the part", counts=True)
     train = summary.get("train", {}).get("mAP", float("nan"))
