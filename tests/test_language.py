@@ -340,6 +340,31 @@ def test_text_tuner_trains_a_delta_that_the_encoder_loads(encoder, mode):
 
 # -- grounding head -----------------------------------------------------------------------------------------
 
+def test_paraphrase_contrast_trains_the_tuner(encoder):
+    """text_tuning.paraphrase_contrast: on one fixed draw of phrasings the InfoNCE falls as the adapters
+    train (two phrasings of a spec found among the others, ahead told from behind), gradients reach the
+    tuner and never the packaged weights; repeated or single specs are an error."""
+    from perception.language.text_tuning import TextTuner, paraphrase_contrast
+
+    specs = [PromptSpec("car", lon="ahead"), PromptSpec("car", lon="behind"), PromptSpec("car", within=10),
+             PromptSpec("car", beyond=10), PromptSpec("pedestrian", lat="left"), PromptSpec("pedestrian", lat="right")]
+    tuner = TextTuner(encoder, "lora", rank=4, layers=3)
+    opt = torch.optim.AdamW(tuner.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(10):
+        loss = paraphrase_contrast(tuner, specs, np.random.default_rng(0))  # the same phrasings each step
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert all(p.grad is None for p in encoder.model.parameters())
+    with pytest.raises(ValueError, match="distinct"):
+        paraphrase_contrast(tuner, [specs[0], specs[0]], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="two specs"):
+        paraphrase_contrast(tuner, specs[:1], np.random.default_rng(0))
+
+
 def test_grounding_head_learns_a_frame(encoder):
     """The head alone, on one frame's objects and six prompts, learns to rank every referent first."""
     from perception.language.text_encoder import pad

@@ -2,6 +2,7 @@
 
     promptfusion-tune-text configs/tiny.py checkpoints/tiny.pth --data-root data/synthetic \\
         --out work_dirs/tune/lora.pth [--mode lora|top|none] [--layers N] [--rank R] [--steps 1000]
+        [--contrast W]
 
 The detector's weights are not touched: the fused BEV map of every training keyframe that carries prompts is
 computed once by the checkpoint's network (eval mode, every sensor, a temporal network with the keyframe
@@ -10,6 +11,8 @@ change (perception.language.text_tuning) are trained on the training-phrasing pr
 as ``promptfusion-train``. Detection outputs of
 the written checkpoint are therefore identical to the input's. ``--mode none`` trains the grounding head
 alone for the same steps: the control that tells the encoder's share from the extra head training.
+``--contrast W`` adds W x the paraphrase contrast (perception.language.text_tuning.paraphrase_contrast): each
+step, ``--contrast-specs`` distinct specs of the training prompts said twice in fresh training phrasings.
 
 Writes a deploy checkpoint (weights_only-loadable) with the new grounding weights, the encoder delta in fp16
 (``text_delta``) and ``meta["text_tune"]``: mode, sizes, steps, and the fingerprint of the packaged encoder.
@@ -45,17 +48,25 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--override-data", default="", help="k=v,... over the config's data section (version, splits)")
     p.add_argument("--max-samples", type=int, default=None, help="use only the first N prompted keyframes")
+    p.add_argument("--contrast", type=float, default=0.0,
+                   help="weight of the paraphrase contrast (text_tuning.paraphrase_contrast; 0 = off)")
+    p.add_argument("--contrast-specs", type=int, default=16, help="distinct specs per step in the contrast")
     p.add_argument("--every", type=int, default=1,
                    help="use every K-th keyframe of the split (all scenes, a K-th of the BEV maps to compute)")
     a = p.parse_args(argv)
     if a.every < 1:
         p.error(f"--every: {a.every}; a positive keyframe step")
+    if a.contrast < 0 or (a.contrast and a.mode == "none"):
+        p.error(f"--contrast: {a.contrast}; a weight >= 0, and only with an encoder to tune (--mode lora|top)")
+    if a.contrast and a.contrast_specs < 2:
+        p.error(f"--contrast-specs: {a.contrast_specs}; at least 2")
 
     from tqdm import tqdm
 
     from perception.cli.train import prompt_bank
     from perception.config import data_section, load_config
-    from perception.language.text_tuning import TextTuner
+    from perception.language import prompts as P
+    from perception.language.text_tuning import TextTuner, paraphrase_contrast
     from perception.models.model import deploy_state_dict
     from perception.pipeline import Pipeline
     from perception.sources.nuscenes import NuScenesSource
@@ -72,6 +83,14 @@ def main(argv=None) -> int:
         raise SystemExit(f"{a.checkpoint}: no grounding head to fine-tune")
     dc = data_section(cfg, a.override_data)
     bank, per_sample = prompt_bank(cfg, a.data_root, dc)
+    specs = []
+    if a.contrast:  # the distinct specs of the training prompts, said afresh in training phrasings each step
+        path = P.ensure_from_config(a.data_root, cfg.get("prompts"), dc["version"], dc["train_split"],
+                                    dc["val_split"])
+        specs = sorted({P.PromptSpec.from_dict(r["spec"]) for r in P.read(path)
+                        if r.get("spec") and r.get("split", dc["train_split"]) == dc["train_split"]}, key=repr)
+        if len(specs) < 2:
+            raise SystemExit(f"--contrast: fewer than two prompt specs in {path}")
     tuner = None
     if a.mode != "none":
         layers = a.layers or (6 if a.mode == "lora" else 2)
@@ -122,6 +141,9 @@ def main(argv=None) -> int:
         pick = rng.choice(len(cached), min(a.batch_size, len(cached)), replace=False)
         bev = torch.stack([cached[i][0].float() for i in pick])
         loss = model.grounding_loss({"bev": bev}, [cached[i][1] for i in pick], "cpu")
+        if a.contrast:
+            batch_specs = [specs[i] for i in rng.choice(len(specs), min(a.contrast_specs, len(specs)), replace=False)]
+            loss = loss + a.contrast * paraphrase_contrast(tuner, batch_specs, rng)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([q for grp in groups for q in grp["params"]], 10.0)
@@ -134,6 +156,7 @@ def main(argv=None) -> int:
     meta = {k: v for k, v in pipe.meta.items() if k not in ("text_tune", "grounding_tune")}
     record = {"stage": "promptfusion-tune-text on the frozen detector", "from": Path(a.checkpoint).name,
               "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "keyframes": len(cached), "every": a.every,
+              "contrast": a.contrast, "contrast_specs": a.contrast_specs if a.contrast else 0,
               "data_root": str(a.data_root), "seconds": round(time.time() - t0)}
     out = {"state_dict": deploy_state_dict(model.net)}
     if tuner is not None:

@@ -313,7 +313,7 @@ def read(path) -> list[dict]:
     return out
 
 
-GENERATOR = 4  # bump when generation changes: the file name changes with it, so stale files are not reused
+GENERATOR = 5  # bump when generation changes: the file name changes with it, so stale files are not reused
 CONFIG_DEFAULTS = {"train_per_scene": 80, "val_per_scene": 60, "train_phrasings": 6, "seed": 0}  # the section
 
 

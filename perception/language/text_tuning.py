@@ -12,6 +12,13 @@ Either way the trained change is a delta per encoder weight, saved in the deploy
 weights it was trained on) and added to the encoder once when a Pipeline loads it: inference runs the plain
 encoder with the merged weights, so the prompt cache and the latency are unchanged.
 
+``paraphrase_contrast`` is an optional second loss for the tuned encoder (``promptfusion-tune-text
+--contrast W``): each of a batch of distinct specs is said twice in randomly drawn training phrasings, and the
+two sentence vectors of one spec must find each other among the batch's (InfoNCE, both ways), the supervised
+form of SimCSE / the paraphrase objective sentence encoders are trained with. The grounding loss alone teaches
+the encoder the training words; this teaches it that the words of one part are one meaning, apart from the
+meanings of the other parts' values (ahead against behind, within against beyond).
+
 The config's ``text_encoder.tune`` (e.g. ``dict(mode="lora", rank=8, layers=6, lr_mult=0.5)``) switches it
 on for ``promptfusion-train``; ``promptfusion-tune-text`` fine-tunes the grounding head and the encoder of a
 trained checkpoint on its frozen detector's BEV features.
@@ -119,6 +126,23 @@ class TextTuner(nn.Module):
                 "weights": len(self.names), "parameters": sum(p.numel() for p in self.parameters()),
                 "delta_bytes": 2 * sum(base[n].numel() for n in self.names),   # export()'s fp16 deltas
                 "base": self.base_fingerprint}
+
+
+def paraphrase_contrast(tuner: TextTuner, specs: list, rng, temperature: float = 0.05) -> torch.Tensor:
+    """InfoNCE between two random training phrasings of each of ``specs`` (distinct PromptSpecs): the mean
+    of both directions' cross-entropy of the (N, N) sentence similarities / ``temperature``."""
+    from perception.language.phrasing import render
+
+    if len(set(specs)) != len(specs):
+        raise ValueError("paraphrase_contrast(): the specs must be distinct (a repeat is a false negative)")
+    if len(specs) < 2:
+        raise ValueError("paraphrase_contrast(): needs at least two specs")
+    draws = rng.integers(1, 2**31, size=(2, len(specs)))
+    a = tuner.encode([render(s, "train", int(v)) for s, v in zip(specs, draws[0])])["sentence"]
+    b = tuner.encode([render(s, "train", int(v)) for s, v in zip(specs, draws[1])])["sentence"]
+    logits = a @ b.T / temperature
+    target = torch.arange(len(specs), device=logits.device)
+    return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target))
 
 
 def apply_delta(model, delta: dict, base: str | None = None) -> int:
