@@ -267,6 +267,10 @@ def test_encoder_probe_separates_what_the_encoder_can_carry(encoder):
     assert "left" in near["cars to our left"] and "right" in near["cars to our right"]
     table = format_table(list(rows.values()))
     assert len(table.splitlines()) == 1 + len(rows) and "'cars in front of us' ->" in table
+    dev = {r.part: r for r in probe(encoder, "dev")}  # asked about the development paraphrases instead
+    assert any(h == "cars leftward" for h, _, _ in dev["left/right"].nearest)
+    with pytest.raises(ValueError, match="style"):
+        probe(encoder, "train")
 
 
 def test_parse_probe_reads_whole_prompts(encoder, synthetic_root):

@@ -79,8 +79,11 @@ def _say(pre: str, noun: str, post: str) -> str:
     return " ".join(w for w in (pre, noun, post) if w)
 
 
-def probe(encoder) -> list[PartProbe]:
-    """One :class:`PartProbe` per part, for ``encoder`` (a perception.language.text_encoder.TextEncoder)."""
+def probe(encoder, style: str = "heldout") -> list[PartProbe]:
+    """One :class:`PartProbe` per part, for ``encoder`` (a perception.language.text_encoder.TextEncoder), asked
+    about the phrasings of ``style`` ("heldout", or "dev": the development paraphrases, to choose on)."""
+    if style not in ("heldout", "dev"):
+        raise ValueError(f"probe(): style {style!r}; asked about 'heldout' or 'dev' phrasings")
     from sklearn.linear_model import LogisticRegression
 
     def feats(texts):
@@ -90,7 +93,7 @@ def probe(encoder) -> list[PartProbe]:
                         for e in enc])
         return sent, tok / np.linalg.norm(tok, axis=1, keepdims=True)
 
-    train, held = _phrasings("train"), _phrasings("heldout")
+    train, held = _phrasings("train"), _phrasings(style)
     out = []
     for part, (sides, by_side, nouns) in train.items():
         xs = {}
@@ -120,8 +123,8 @@ def probe(encoder) -> list[PartProbe]:
 
 
 def format_table(rows: list[PartProbe]) -> str:
-    lines = [f"{'part':18s} {'train':>5s} {'held':>5s} {'acc sent':>8s} {'acc tok':>7s}  nearest training phrasing "
-             "of each held-out one (same side?)"]
+    lines = [f"{'part':18s} {'train':>5s} {'asked':>5s} {'acc sent':>8s} {'acc tok':>7s}  nearest training phrasing "
+             "of each asked one (same side?)"]
     for r in rows:
         near = "; ".join(f"{h!r} -> {t!r} ({'yes' if ok else 'NO'})" for h, t, ok in r.nearest)
         lines.append(f"{r.part:18s} {r.n_train:5d} {r.n_heldout:5d} {r.acc_sentence:8.2f} {r.acc_tokens:7.2f}  {near}")
@@ -258,6 +261,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=None, help="also probe whole prompts: the dataroot's generated prompt "
                    "file (made if missing, as promptfusion-test --prompts auto does)")
     p.add_argument("--prompts", default=None, help="also probe whole prompts: this generated prompt file")
+    p.add_argument("--style", default="heldout", choices=["heldout", "dev"],
+                   help="which paraphrases the per-part probe is asked about (choose settings on dev)")
     p.add_argument("--steps", type=int, default=2000, help="training steps of each slot parser")
     p.add_argument("--parsers", type=int, default=3, help="slot parsers to train (seeds 0..N-1) and average")
     a = p.parse_args(argv)
@@ -272,7 +277,7 @@ def main(argv=None) -> int:
         section["path"] = a.encoder
     encoder = TextEncoder.from_config(section)
     print(f"text encoder: {encoder.path}")
-    print(format_table(probe(encoder)))
+    print(format_table(probe(encoder, a.style)))
     path = a.prompts or (P.ensure_for(a.data_root, cfg) if a.data_root else None)
     if path:
         print(f"\nprompt file: {path}")
