@@ -149,16 +149,23 @@ def test_failure_table_runs_every_condition(synthetic_root, tmp_path, capsys):
 
 def test_grounding_evaluation_end_to_end(synthetic_root, tmp_path, capsys):
     """promptfusion-test --prompts auto: the dataroot's prompt file is made, every validation prompt is asked of the
-    shipped checkpoint on every frame, and the issue's final line and the per-prompt JSON come out."""
+    shipped checkpoint on every frame, and the issue's final line and the per-prompt JSON come out; with --track
+    the motion words read the tracks, and --no-prompt-tracking leaves out the prompt AMOTA table (the slow
+    per-prompt TrackingEval). Every style's ceiling (a perfect reading of the prompts) is printed."""
     from perception.cli.test import main as test_main
 
     assert test_main(["configs/tiny.py", "checkpoints/tiny.pth", "--data-root", str(synthetic_root),
-                      "--prompts", "auto", "--out", str(tmp_path / "results.json")]) == 0
+                      "--prompts", "auto", "--track", "--no-prompt-tracking",
+                      "--out", str(tmp_path / "results.json")]) == 0
     out = capsys.readouterr().out
-    last = out.strip().splitlines()[-1]
+    lines = out.strip().splitlines()
+    assert re.fullmatch(r"AMOTA: \d\.\d{3} AMOTP: \d+\.\d{3} IDS: \d+", lines[-1]), lines[-1]  # --track's line
+    last = next(x for x in reversed(lines) if x.startswith("grounding mAP"))
     m = re.fullmatch(r"grounding mAP: (\d\.\d{3}) heldout mAP: (\d\.\d{3}) dev mAP: (\d\.\d{3})", last)
     assert m, last
     g = json.loads((tmp_path / "grounding.json").read_text())
     assert {p["style"] for p in g["prompts"]} == {"train", "heldout", "dev"}
     assert float(m.group(1)) == round(g["summary"]["train"]["mAP"], 3) and float(m.group(1)) > 0.3
-    assert "prompts with the part" in out
+    assert "prompts with the part" in out and "AMOTA:" in out and "prompt AMOTA" not in out
+    assert all(0 < s["ceiling"] <= 1 for s in g["summary"].values())
+    assert g["summary"]["train"]["ceiling"] >= g["summary"]["train"]["mAP"] - 0.05  # words lose, rarely gain

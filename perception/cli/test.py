@@ -44,6 +44,9 @@ def main(argv=None) -> int:
                    help="NuPrompt-style prompt JSON (file or directory), or 'auto' for the dataroot's generated one")
     p.add_argument("--track", action="store_true",
                    help="also track the detections (perception.tracking) and run the devkit's TrackingEval")
+    p.add_argument("--no-prompt-tracking", action="store_true",
+                   help="with --track --prompts: skip the per-prompt TrackingEval (prompt AMOTA, the slow part); the "
+                        "grounding metric still reads motion from the tracks")
     p.add_argument("--tracker", default="", metavar="K=V,...",
                    help="tracker settings (perception.tracking.TRACKER_DEFAULTS), e.g. matcher=hungarian,max_age=4")
     p.add_argument("--pictures", default=None, metavar="DIR",
@@ -117,7 +120,8 @@ def main(argv=None) -> int:
         out = Path(a.out) if (a.out and not a.failure_table) else out_dir / slug / "results_nusc.json"
         summary = evaluate(pipe, src, mods, parse_faults(f), out, a.data_root, version, split,
                            prompts=None if a.failure_table else records,
-                           track=tracker_settings if (a.track and not a.failure_table) else None)
+                           track=tracker_settings if (a.track and not a.failure_table) else None,
+                           prompt_tracking=not a.no_prompt_tracking)
         table.append((name, m, f, summary))
         if a.failure_table and name == "all sensors":
             cond_rows = condition_rows(a.data_root, version, split, out, m)

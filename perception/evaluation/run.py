@@ -27,10 +27,11 @@ FAILURE_TABLE = (
 
 
 def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quiet=False, prompts=None,
-             track: dict | None = None) -> dict:
+             track: dict | None = None, prompt_tracking: bool = True) -> dict:
     """Detection eval; with ``prompts`` (records) also the grounding eval (``summary["grounding"]``); with
     ``track`` (Tracker settings, {} for the defaults) the detections of each scene also go through the tracker
-    in time order and the devkit's TrackingEval scores them (``summary["tracking"]``)."""
+    in time order and the devkit's TrackingEval scores them (``summary["tracking"]``); with both, and
+    ``prompt_tracking``, also the prompts answered by tracks (``summary["prompt_tracking"]``)."""
     from tqdm import tqdm
 
     from perception.evaluation.detection import run_detection_eval, to_nuscenes_boxes, write_submission
@@ -103,7 +104,7 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             raise SystemExit(f"--prompts: no prompt refers to a sample of split {split}")
         per_prompt = [evaluate_prompt(r, dets, gts) for r in used]
         summary["grounding"] = summarize(per_prompt)
-        if tracker is not None:  # prompts answered by tracks (NuPrompt's task)
+        if tracker is not None and prompt_tracking:  # prompts answered by tracks (NuPrompt's task)
             from perception.evaluation.prompt_tracking import prompt_tracking_eval
 
             summary["prompt_tracking"] = prompt_tracking_eval(used, track_frames)
