@@ -262,7 +262,7 @@ def test_encoder_probe_separates_what_the_encoder_can_carry(encoder):
     assert set(rows) == {"ahead/behind", "left/right", "within/beyond", "approaching/away", "moving/stopped",
                          "walking/standing"}
     assert rows["left/right"].acc_sentence >= 0.9 and rows["left/right"].acc_tokens >= 0.9
-    assert all(0.0 <= r.acc_sentence <= 1.0 and r.n_train > r.n_heldout > 0 for r in rows.values())
+    assert all(0.0 <= r.acc_sentence <= 1.0 and r.n_train > r.n_asked > 0 for r in rows.values())
     near = dict((h, t) for h, t, _ in rows["left/right"].nearest)
     assert "left" in near["cars to our left"] and "right" in near["cars to our right"]
     table = format_table(list(rows.values()))

@@ -210,12 +210,14 @@ def test_training_fine_tunes_the_text_encoder_into_a_delta(synthetic_root, tmp_p
 
 def test_tune_text_changes_grounding_and_keeps_every_detection(synthetic_root, tmp_path):
     """promptfusion-tune-text on the shipped checkpoint: the detector is frozen (same boxes and scores), the
-    grounding head and the encoder's delta are trained; tuning its output again, head alone, drops the delta."""
+    grounding head and the encoder's delta are trained (here with the paraphrase contrast on the training prompts'
+    specs); tuning its output again, head alone, drops the delta."""
     from perception.cli.tune_text import main as tune_main
 
     out = tmp_path / "tuned.pth"
     assert tune_main(["configs/tiny.py", "checkpoints/tiny.pth", "--data-root", str(synthetic_root), "--out", str(out),
-                      "--mode", "lora", "--layers", "1", "--steps", "4", "--max-samples", "2"]) == 0
+                      "--mode", "lora", "--layers", "1", "--steps", "4", "--max-samples", "2",
+                      "--contrast", "0.1", "--contrast-specs", "4"]) == 0
     ref, tuned = Pipeline("configs/tiny.py", "checkpoints/tiny.pth"), Pipeline("configs/tiny.py", out)
     frame = _first_frame(synthetic_root, ref)
     a, b = ref(frame, ["moving cars ahead"]), tuned(frame, ["moving cars ahead"])
@@ -224,6 +226,7 @@ def test_tune_text_changes_grounding_and_keeps_every_detection(synthetic_root, t
     assert len(a) and not np.allclose(a.grounding_scores, b.grounding_scores)
     meta = torch.load(out, weights_only=True)["meta"]["text_tune"]
     assert meta["steps"] == 4 and meta["keyframes"] == 2 and meta["from"] == "tiny.pth"
+    assert meta["contrast"] == 0.1 and meta["contrast_specs"] == 4
     assert tune_main(["configs/tiny.py", str(out), "--data-root", str(synthetic_root), "--out", str(tmp_path / "x.pth"),
                       "--mode", "none", "--steps", "2", "--every", "2"]) == 0
     again = torch.load(tmp_path / "x.pth", weights_only=True)
@@ -233,6 +236,9 @@ def test_tune_text_changes_grounding_and_keeps_every_detection(synthetic_root, t
     with pytest.raises(SystemExit):
         tune_main(["configs/tiny.py", str(out), "--data-root", str(synthetic_root), "--out", str(tmp_path / "y.pth"),
                    "--every", "0"])
+    with pytest.raises(SystemExit):  # nothing to contrast without an encoder to tune
+        tune_main(["configs/tiny.py", str(out), "--data-root", str(synthetic_root), "--out", str(tmp_path / "y.pth"),
+                   "--mode", "none", "--contrast", "0.1"])
 
 
 def _first_frame(root, pipe):

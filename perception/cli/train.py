@@ -173,14 +173,23 @@ def main(argv=None) -> int:
     return 0
 
 
-def prompt_bank(cfg: dict, data_root, dc: dict):
-    """The training-template prompts of the train split, encoded once; {sample: [(bank row, referred set)]}."""
+def training_prompts(cfg: dict, data_root, dc: dict) -> tuple:
+    """(path, records): the dataroot's prompt file (made if missing) and its training-phrasing records of the
+    train split."""
     from perception.language import prompts as P
-    from perception.language.text_encoder import PromptBank, TextEncoder
 
     path = P.ensure_from_config(data_root, cfg.get("prompts"), dc["version"], dc["train_split"], dc["val_split"])
     records = [r for r in P.read(path) if r.get("style", "train") == "train"
                and r.get("split", dc["train_split"]) == dc["train_split"]]
+    return path, records
+
+
+def prompt_bank(cfg: dict, data_root, dc: dict, prompts: tuple | None = None):
+    """The training-template prompts of the train split, encoded once; {sample: [(bank row, referred set)]}.
+    ``prompts``: :func:`training_prompts`' (path, records) when the caller read them already."""
+    from perception.language.text_encoder import PromptBank, TextEncoder
+
+    path, records = prompts or training_prompts(cfg, data_root, dc)
     texts = sorted({r["prompt"] for r in records})
     row = {t: i for i, t in enumerate(texts)}
     bank = PromptBank(texts, TextEncoder.from_config(cfg.get("text_encoder")))

@@ -63,9 +63,9 @@ def main(argv=None) -> int:
 
     from tqdm import tqdm
 
-    from perception.cli.train import prompt_bank
+    from perception.cli.train import prompt_bank, training_prompts
     from perception.config import data_section, load_config
-    from perception.language import prompts as P
+    from perception.language.prompts import PromptSpec
     from perception.language.text_tuning import TextTuner, paraphrase_contrast
     from perception.models.model import deploy_state_dict
     from perception.pipeline import Pipeline
@@ -82,13 +82,11 @@ def main(argv=None) -> int:
     if not pipe.grounding:
         raise SystemExit(f"{a.checkpoint}: no grounding head to fine-tune")
     dc = data_section(cfg, a.override_data)
-    bank, per_sample = prompt_bank(cfg, a.data_root, dc)
+    path, records = training_prompts(cfg, a.data_root, dc)
+    bank, per_sample = prompt_bank(cfg, a.data_root, dc, (path, records))
     specs = []
     if a.contrast:  # the distinct specs of the training prompts, said afresh in training phrasings each step
-        path = P.ensure_from_config(a.data_root, cfg.get("prompts"), dc["version"], dc["train_split"],
-                                    dc["val_split"])
-        specs = sorted({P.PromptSpec.from_dict(r["spec"]) for r in P.read(path)
-                        if r.get("spec") and r.get("split", dc["train_split"]) == dc["train_split"]}, key=repr)
+        specs = sorted({PromptSpec.from_dict(r["spec"]) for r in records if r.get("spec")}, key=repr)
         if len(specs) < 2:
             raise SystemExit(f"--contrast: fewer than two prompt specs in {path}")
     tuner = None

@@ -203,7 +203,7 @@ def format_summary(summary: dict) -> str:
              f"{'ceiling':>7s}"]
     for style, s in summary.items():
         lines.append(f"{style:9s} {s['prompts_scored']:7d} {s['mAP']:6.3f} {s['precision@0.5']:6.3f} "
-                     f"{s['recall@0.5']:6.3f} {s['empty_false_alarm_rate']:8.3f} {s.get('ceiling', np.nan):7.3f}")
+                     f"{s['recall@0.5']:6.3f} {s['empty_false_alarm_rate']:8.3f} {s['ceiling']:7.3f}")
     lines += _table(summary, "by_kind", "kind")
     lines += _table(summary, "by_part", "prompts with the part", counts=True)
     train = summary.get("train", {}).get("mAP", float("nan"))

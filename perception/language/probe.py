@@ -44,7 +44,7 @@ class PartProbe:
     part: str
     sides: tuple[str, str]
     n_train: int
-    n_heldout: int
+    n_asked: int
     acc_sentence: float
     acc_tokens: float
     nearest: list[tuple[str, str, bool]]   # (held-out phrasing, nearest training phrasing, same side)
@@ -127,7 +127,7 @@ def format_table(rows: list[PartProbe]) -> str:
              "of each asked one (same side?)"]
     for r in rows:
         near = "; ".join(f"{h!r} -> {t!r} ({'yes' if ok else 'NO'})" for h, t, ok in r.nearest)
-        lines.append(f"{r.part:18s} {r.n_train:5d} {r.n_heldout:5d} {r.acc_sentence:8.2f} {r.acc_tokens:7.2f}  {near}")
+        lines.append(f"{r.part:18s} {r.n_train:5d} {r.n_asked:5d} {r.acc_sentence:8.2f} {r.acc_tokens:7.2f}  {near}")
     return "\n".join(lines)
 
 
