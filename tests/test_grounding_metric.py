@@ -89,3 +89,22 @@ def test_metric_drops_detections_beyond_the_class_range():
     d[0, :2], d[0, 3:6] = (45, 0), (0.5, 0.5, 1.0)
     det = Detections(Boxes3D(d, [C("traffic_cone")]), [0.9], np.array([[0.9]], np.float32), ("cones",))
     assert evaluate_prompt(record, {"f": det}, {"f": gt}).ap == 0.0  # cones count to 30 m only
+
+
+def test_detection_targets_follow_the_metric_rule():
+    """promptfusion-tune-text --objects: a detection's target for a prompt is 1 where it lies within 2 m of an
+    object the prompt refers to; scored with those targets as grounding, a prompt reaches its ceiling."""
+    from perception.training.wrapper import detection_targets
+
+    gt = Boxes3D(np.array([[10, 0, 0, 4, 2, 1.5, 0, 0, 0], [20, 5, 0, 4, 2, 1.5, 0, 0, 0],
+                           [-5, -5, 0, 4, 2, 1.5, 0, 0, 0]], float), [0, 0, 0], instance_tokens=["a", "b", "c"])
+    xy = np.array([[10.5, 0.5], [19.0, 5.0], [30.0, 0.0], [-5.0, -3.1], [-5.0, -2.9]])
+    t = detection_targets(xy, gt, [{"a"}, {"b", "c"}, set()])
+    # 0.7 m from a; 1 m from b; far from all; 1.9 m from c; 2.1 m from c (a miss, as the metric counts it)
+    np.testing.assert_array_equal(t, [[1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 1, 0], [0, 0, 0]])
+    assert detection_targets(np.zeros((0, 2)), gt, [{"a"}]).shape == (0, 1)
+    record = {"scene_token": "s", "prompt": "cars", "style": "train", "spec": {"group": "car"},
+              "frame_token_object_token": {"f": ["b", "c"]}}
+    dets = {"f": _det(xy, [0.9, 0.5, 0.95, 0.7, 0.99], t[:, 1])}
+    r = evaluate_prompt(record, dets, {"f": gt})
+    assert r.ap == pytest.approx(r.ceiling) and r.ap == pytest.approx(1.0)

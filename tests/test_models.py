@@ -211,7 +211,7 @@ def test_training_fine_tunes_the_text_encoder_into_a_delta(synthetic_root, tmp_p
 def test_tune_text_changes_grounding_and_keeps_every_detection(synthetic_root, tmp_path):
     """promptfusion-tune-text on the shipped checkpoint: the detector is frozen (same boxes and scores), the
     grounding head and the encoder's delta are trained (here with the paraphrase contrast on the training prompts'
-    specs); tuning its output again, head alone, drops the delta."""
+    specs); tuning its output again, head alone on the detector's own boxes, drops the delta."""
     from perception.cli.tune_text import main as tune_main
 
     out = tmp_path / "tuned.pth"
@@ -228,14 +228,20 @@ def test_tune_text_changes_grounding_and_keeps_every_detection(synthetic_root, t
     assert meta["steps"] == 4 and meta["keyframes"] == 2 and meta["from"] == "tiny.pth"
     assert meta["contrast"] == 0.1 and meta["contrast_specs"] == 4
     assert tune_main(["configs/tiny.py", str(out), "--data-root", str(synthetic_root), "--out", str(tmp_path / "x.pth"),
-                      "--mode", "none", "--steps", "2", "--every", "2"]) == 0
+                      "--mode", "none", "--steps", "2", "--every", "2", "--objects", "detections",
+                      "--max-dets", "8"]) == 0
     again = torch.load(tmp_path / "x.pth", weights_only=True)
     assert "text_delta" not in again and "text_tune" not in again["meta"]
     record = again["meta"]["grounding_tune"]
     assert record["steps"] == 2 and record["every"] == 2 and record["keyframes"] == 2  # of mini_train's 4
+    assert record["objects"] == "detections" and record["max_dets"] == 8  # trained on the detector's boxes
+    assert meta["objects"] == "gt" and meta["max_dets"] == 0
     with pytest.raises(SystemExit):
         tune_main(["configs/tiny.py", str(out), "--data-root", str(synthetic_root), "--out", str(tmp_path / "y.pth"),
                    "--every", "0"])
+    with pytest.raises(SystemExit):
+        tune_main(["configs/tiny.py", str(out), "--data-root", str(synthetic_root), "--out", str(tmp_path / "y.pth"),
+                   "--objects", "both", "--max-dets", "0"])
     with pytest.raises(SystemExit):  # nothing to contrast without an encoder to tune
         tune_main(["configs/tiny.py", str(out), "--data-root", str(synthetic_root), "--out", str(tmp_path / "y.pth"),
                    "--mode", "none", "--contrast", "0.1"])

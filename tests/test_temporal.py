@@ -149,9 +149,11 @@ def test_temporal_training_smoke_on_keyframe_pairs(synthetic_root, tmp_path):
 
     out = tmp_path / "tuned.pth"
     assert tune_main([TEMPORAL, str(tmp_path / "final.pth"), "--data-root", str(synthetic_root), "--out", str(out),
-                      "--mode", "lora", "--layers", "1", "--steps", "2", "--max-samples", "2"]) == 0
+                      "--mode", "lora", "--layers", "1", "--steps", "2", "--max-samples", "2",
+                      "--objects", "both"]) == 0
     tuned = torch.load(out, weights_only=True)
     assert tuned["text_delta"] and tuned["meta"]["text_tune"]["keyframes"] == 2
+    assert tuned["meta"]["text_tune"]["objects"] == "both"
     for k, v in ckpt["state_dict"].items():
         if not k.startswith("grounding."):
             torch.testing.assert_close(tuned["state_dict"][k], v, rtol=0, atol=0, msg=k)

@@ -11,6 +11,9 @@ change (perception.language.text_tuning) are trained on the training-phrasing pr
 as ``promptfusion-train``. Detection outputs of
 the written checkpoint are therefore identical to the input's. ``--mode none`` trains the grounding head
 alone for the same steps: the control that tells the encoder's share from the extra head training.
+``--objects detections|both`` also trains the head on the frozen detector's decoded boxes of each keyframe
+(its classes, attributes, velocities and false alarms, what the head reads at inference; targets by the grounding
+metric's 2 m rule) instead of / beside jittered ground truth.
 ``--contrast W`` adds W x the paraphrase contrast (perception.language.text_tuning.paraphrase_contrast): each
 step, ``--contrast-specs`` distinct specs of the training prompts said twice in fresh training phrasings.
 
@@ -51,6 +54,12 @@ def main(argv=None) -> int:
     p.add_argument("--contrast", type=float, default=0.0,
                    help="weight of the paraphrase contrast (text_tuning.paraphrase_contrast; 0 = off)")
     p.add_argument("--contrast-specs", type=int, default=16, help="distinct specs per step in the contrast")
+    p.add_argument("--objects", default="gt", choices=["gt", "detections", "both"],
+                   help="what the head is trained on: jittered ground-truth boxes (targets by identity), the frozen "
+                        "detector's decoded boxes of each keyframe (targets by the grounding metric's 2 m rule, "
+                        "weighed by detection score), or both")
+    p.add_argument("--max-dets", type=int, default=64,
+                   help="with --objects detections|both: the highest-scoring decoded boxes kept per keyframe")
     p.add_argument("--every", type=int, default=1,
                    help="use every K-th keyframe of the split (all scenes, a K-th of the BEV maps to compute)")
     a = p.parse_args(argv)
@@ -58,6 +67,8 @@ def main(argv=None) -> int:
         p.error(f"--every: {a.every}; a positive keyframe step")
     if a.contrast < 0 or (a.contrast and a.mode == "none"):
         p.error(f"--contrast: {a.contrast}; a weight >= 0, and only with an encoder to tune (--mode lora|top)")
+    if a.max_dets < 1:
+        p.error(f"--max-dets: {a.max_dets}; at least 1")
     if a.contrast and a.contrast_specs < 2:
         p.error(f"--contrast-specs: {a.contrast_specs}; at least 2")
 
@@ -74,6 +85,7 @@ def main(argv=None) -> int:
     from perception.training.wrapper import FusionDetector
 
     torch.manual_seed(a.seed)
+    t_start = time.time()  # the whole stage's wall time (BEV maps included) goes in the record
     cfg = load_config(a.config)
     pipe = Pipeline(a.config, a.checkpoint)
     if pipe.text_delta:  # the new delta is again one on the packaged encoder; the head continues
@@ -111,8 +123,14 @@ def main(argv=None) -> int:
             batch = model.pre.collate([item["inputs"]], "cpu")
             if temporal:
                 batch["history"] = model.history_batch([item["history"]], "cpu")
-            bev = net(batch)["bev"][0]
-            cached.append((bev.half(), sample))
+            o = net(batch)
+            if a.objects != "gt":  # the frozen detector's own boxes, which the head reads at inference
+                d = net.head.decode(o)[0]
+                top = np.argsort(-d["scores"], kind="stable")[:a.max_dets]
+                sample["dets"] = {"boxes": d["boxes"][top].astype(np.float32), "labels": d["labels"][top],
+                                  "attributes": d["attributes"][top], "scores": d["scores"][top].astype(np.float32)}
+                sample["gt_objects"] = a.objects == "both"
+            cached.append((o["bev"][0].half(), sample))
             if a.max_samples and len(cached) >= a.max_samples:
                 break
     if not cached:
@@ -154,8 +172,11 @@ def main(argv=None) -> int:
     meta = {k: v for k, v in pipe.meta.items() if k not in ("text_tune", "grounding_tune")}
     record = {"stage": "promptfusion-tune-text on the frozen detector", "from": Path(a.checkpoint).name,
               "steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "keyframes": len(cached), "every": a.every,
-              "contrast": a.contrast, "contrast_specs": a.contrast_specs if a.contrast else 0,
-              "data_root": str(a.data_root), "seconds": round(time.time() - t0)}
+              "contrast": a.contrast, "objects": a.objects,
+              "max_dets": a.max_dets if a.objects != "gt" else 0,
+              "contrast_specs": a.contrast_specs if a.contrast else 0,
+              "data_root": str(a.data_root), "seconds": round(time.time() - t0),
+              "wall_seconds": round(time.time() - t_start)}
     out = {"state_dict": deploy_state_dict(model.net)}
     if tuner is not None:
         out["text_delta"] = tuner.export()
@@ -166,7 +187,8 @@ def main(argv=None) -> int:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, a.out)
     size = Path(a.out).stat().st_size / 1e6
-    print(f"fine-tuned in {time.time() - t0:.0f} s (final loss {ema:.4f}); wrote {a.out} ({size:.1f} MB"
+    print(f"fine-tuned in {time.time() - t0:.0f} s ({time.time() - t_start:.0f} s with the BEV maps; final loss "
+          f"{ema:.4f}); wrote {a.out} ({size:.1f} MB"
           + (f", encoder delta {tuner.meta()['delta_bytes'] / 1e6:.1f} MB fp16)" if tuner else ")"))
     return 0
 

@@ -33,7 +33,7 @@ def _box(token, xyz, lwh, yaw, v, tid, score):
                        tracking_score=float(score))
 
 
-def prompt_tracking_eval(records, frames: dict, max_prompts: int | None = 60) -> dict:
+def prompt_tracking_eval(records, frames: dict, max_prompts: int | None = 60, quiet: bool = False) -> dict:
     """``records``: prompt records (NuPrompt-style); ``frames``: sample_token -> {"stamp_ns", "T_global_ego",
     "gt": Boxes3D (ego frame, instance_tokens), "tracks": Tracks seen in that frame (ego frame, grounding
     for the prompts asked there)}. Returns {style: {"amota", "amotp", "mota", "ids", "recall", "prompts",
@@ -43,6 +43,7 @@ def prompt_tracking_eval(records, frames: dict, max_prompts: int | None = 60) ->
     from nuscenes.eval.common.config import config_factory
     from nuscenes.eval.tracking.algo import TrackingEvaluation
     from nuscenes.eval.tracking.data_classes import TrackingMetricData
+    from tqdm import tqdm
 
     cfg = config_factory("tracking_nips_2019")
     by_style: dict[str, tuple[dict, dict, int, int]] = {}
@@ -90,7 +91,11 @@ def prompt_tracking_eval(records, frames: dict, max_prompts: int | None = 60) ->
         gts[key], preds[key] = gt_seq, pred_seq
         by_style[r.get("style", "train")] = (gts, preds, n_prompts + 1, n_total + n_ref)
     out = {}
-    for style in sorted(by_style, key=style_order):
+    # the devkit's accumulation is the slow part (minutes per style on a few hundred frames): one step per style
+    bar = tqdm(sorted(by_style, key=style_order), desc="prompt-referred tracking (TrackingEvaluation per style)",
+               unit="style", disable=quiet)
+    for style in bar:
+        bar.set_postfix(style=style, refresh=True)
         gts, preds, n_prompts, n_ref = by_style[style]
         ev = TrackingEvaluation(gts, preds, NAME, cfg.dist_fcn_callable, cfg.dist_th_tp, cfg.min_recall,
                                 num_thresholds=TrackingMetricData.nelem, metric_worst=cfg.metric_worst,

@@ -107,7 +107,7 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
         if tracker is not None and prompt_tracking:  # prompts answered by tracks (NuPrompt's task)
             from perception.evaluation.prompt_tracking import prompt_tracking_eval
 
-            summary["prompt_tracking"] = prompt_tracking_eval(used, track_frames)
+            summary["prompt_tracking"] = prompt_tracking_eval(used, track_frames, quiet=quiet)
         summary["grounding_prompts"] = [vars(x) for x in per_prompt]
     return summary
 

@@ -5,10 +5,29 @@ from __future__ import annotations
 import numpy as np
 import torch
 from mmengine.model import BaseModel
+from torch.nn import functional as F
 
+from perception.evaluation.grounding import MATCH_DIST
 from perception.language.prompts import facts
 from perception.models.model import deploy_state_dict
 from perception.pipeline import Preprocessor, detections_from_decoded
+
+
+def detection_targets(det_xy, gt, referred) -> np.ndarray:
+    """(N, P) float32 grounding targets of N detections (ego-frame centres ``det_xy`` (N, 2)) for P prompts, each
+    given as the instance tokens it refers to in this frame (``gt`` carries ``instance_tokens``): 1 where the
+    detection lies within MATCH_DIST (planar) of a referred object, the metric's rule for a hit."""
+    det_xy = np.asarray(det_xy, np.float64).reshape(-1, 2)
+    out = np.zeros((len(det_xy), len(referred)), np.float32)
+    if not len(det_xy) or gt is None or not len(gt):
+        return out
+    inst = np.asarray(gt.instance_tokens, dtype=object)
+    near = np.hypot(*(det_xy[:, None, :] - gt.data[None, :, :2]).transpose(2, 0, 1)) < MATCH_DIST  # N, G
+    for j, tokens in enumerate(referred):
+        ref = np.isin(inst, list(tokens))
+        if ref.any():
+            out[:, j] = near[:, ref].any(1)
+    return out
 
 
 class FusionDetector(BaseModel):
@@ -119,17 +138,36 @@ class FusionDetector(BaseModel):
         return 0.5 * (ce[bg].mean() + (ce[fg].mean() if fg.any() else ce[bg].mean()))
 
     def grounding_loss(self, out: dict, data_samples, device) -> torch.Tensor:
-        """BCE of every (ground-truth object, sampled prompt) pair; objects are jittered ground truth."""
+        """BCE of every (object, sampled prompt) pair. The objects are jittered ground truth (targets by
+        identity), and where a data sample carries the frozen detector's own ``dets`` (decoded boxes,
+        promptfusion-tune-text ``--objects``), also those detections (targets by the grounding metric's rule:
+        a detection within MATCH_DIST of a referred object is positive; each weighed by its detection score,
+        as the metric ranks by grounding x detection score)."""
         g = self.net.grounding
         losses = []
         for b, d in enumerate(data_samples):
             prompts, gt = d.get("prompts") or [], d["gt"]
             if not prompts or gt is None or not len(gt) or gt.instance_tokens is None:
                 continue
+            sel = self.rng.choice(len(prompts), min(g.prompts_per_sample, len(prompts)), replace=False)
+            text = None
+            dets = d.get("dets")
+            if dets is not None and len(dets["scores"]):
+                text = self.prompt_text([prompts[i][0] for i in sel], device)
+                target = torch.as_tensor(detection_targets(dets["boxes"][:, :2], gt, [prompts[i][1] for i in sel]),
+                                         device=device)
+                obj = g.objects(out["bev"][b], torch.as_tensor(dets["boxes"], dtype=torch.float32, device=device),
+                                torch.as_tensor(dets["labels"], device=device),
+                                torch.as_tensor(dets["attributes"], device=device))
+                w = torch.as_tensor(dets["scores"], dtype=torch.float32, device=device)[:, None].expand_as(target)
+                logits = g(obj, text)
+                losses.append(g.loss_weight * F.binary_cross_entropy_with_logits(logits, target, weight=w,
+                                                                                 reduction="sum") / w.sum())
+            if d.get("gt_objects", True) is False:
+                continue
             gt = gt[np.flatnonzero(facts(gt).valid)]
             if not len(gt):
                 continue
-            sel = self.rng.choice(len(prompts), min(g.prompts_per_sample, len(prompts)), replace=False)
             inst = list(gt.instance_tokens)
             target = torch.tensor([[t in prompts[i][1] for i in sel] for t in inst], dtype=torch.float32,
                                   device=device)
@@ -137,7 +175,7 @@ class FusionDetector(BaseModel):
             attrs = torch.as_tensor(gt.attribute_ids, device=device)
             boxes, attrs = g.jitter(boxes, attrs)
             obj = g.objects(out["bev"][b], boxes, torch.as_tensor(gt.labels, device=device), attrs)
-            logits = g(obj, self.prompt_text([prompts[i][0] for i in sel], device))
+            logits = g(obj, text if text is not None else self.prompt_text([prompts[i][0] for i in sel], device))
             losses.append(g.loss(logits, target))
         if not losses:
             unused = [*g.parameters(), *(self.text_tuner.parameters() if self.text_tuner is not None else ())]
