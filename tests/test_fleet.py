@@ -134,6 +134,7 @@ def _torchrun(args, cwd):
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow  # 70 s (two torchrun launches of two processes each); `make test-all` runs it
 def test_torchrun_two_cpu_ranks_disjoint_data_rank0_checkpoint_and_resume(synthetic_root, tmp_path):
     wd = tmp_path / "work"
     # frames drawn uniformly: with class-balanced draws one frame is in the epoch several times, and two ranks'
