@@ -149,10 +149,14 @@ class FusionDetector(BaseModel):
             prompts, gt = d.get("prompts") or [], d["gt"]
             if not prompts or gt is None or not len(gt) or gt.instance_tokens is None:
                 continue
+            dets = d.get("dets")
+            dets = dets if dets is not None and len(dets["scores"]) else None
+            valid = gt[np.flatnonzero(facts(gt).valid)] if d.get("gt_objects", True) is not False else gt[[]]
+            if dets is None and not len(valid):
+                continue
             sel = self.rng.choice(len(prompts), min(g.prompts_per_sample, len(prompts)), replace=False)
             text = None
-            dets = d.get("dets")
-            if dets is not None and len(dets["scores"]):
+            if dets is not None:
                 text = self.prompt_text([prompts[i][0] for i in sel], device)
                 target = torch.as_tensor(detection_targets(dets["boxes"][:, :2], gt, [prompts[i][1] for i in sel]),
                                          device=device)
@@ -163,9 +167,7 @@ class FusionDetector(BaseModel):
                 logits = g(obj, text)
                 losses.append(g.loss_weight * F.binary_cross_entropy_with_logits(logits, target, weight=w,
                                                                                  reduction="sum") / w.sum())
-            if d.get("gt_objects", True) is False:
-                continue
-            gt = gt[np.flatnonzero(facts(gt).valid)]
+            gt = valid
             if not len(gt):
                 continue
             inst = list(gt.instance_tokens)
