@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from mmengine.model import BaseModel
-from torch.nn import functional as F
 
 from perception.evaluation.grounding import MATCH_DIST
 from perception.language.prompts import facts
@@ -155,18 +154,14 @@ class FusionDetector(BaseModel):
             if dets is None and not len(valid):
                 continue
             sel = self.rng.choice(len(prompts), min(g.prompts_per_sample, len(prompts)), replace=False)
-            text = None
+            text = self.prompt_text([prompts[i][0] for i in sel], device)
             if dets is not None:
-                text = self.prompt_text([prompts[i][0] for i in sel], device)
                 target = torch.as_tensor(detection_targets(dets["boxes"][:, :2], gt, [prompts[i][1] for i in sel]),
                                          device=device)
                 obj = g.objects(out["bev"][b], torch.as_tensor(dets["boxes"], dtype=torch.float32, device=device),
                                 torch.as_tensor(dets["labels"], device=device),
                                 torch.as_tensor(dets["attributes"], device=device))
-                w = torch.as_tensor(dets["scores"], dtype=torch.float32, device=device)[:, None].expand_as(target)
-                logits = g(obj, text)
-                losses.append(g.loss_weight * F.binary_cross_entropy_with_logits(logits, target, weight=w,
-                                                                                 reduction="sum") / w.sum())
+                losses.append(g.loss(g(obj, text), target, weight=torch.as_tensor(dets["scores"], device=device)))
             gt = valid
             if not len(gt):
                 continue
@@ -177,8 +172,7 @@ class FusionDetector(BaseModel):
             attrs = torch.as_tensor(gt.attribute_ids, device=device)
             boxes, attrs = g.jitter(boxes, attrs)
             obj = g.objects(out["bev"][b], boxes, torch.as_tensor(gt.labels, device=device), attrs)
-            logits = g(obj, text if text is not None else self.prompt_text([prompts[i][0] for i in sel], device))
-            losses.append(g.loss(logits, target))
+            losses.append(g.loss(g(obj, text), target))
         if not losses:
             unused = [*g.parameters(), *(self.text_tuner.parameters() if self.text_tuner is not None else ())]
             return out["bev"].sum() * 0.0 + sum(p.sum() for p in unused) * 0.0

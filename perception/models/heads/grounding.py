@@ -125,7 +125,12 @@ class GroundingHead(nn.Module):
         a[torch.rand(n, generator=gen, device=b.device) < self.attr_drop] = -1
         return b, a
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """BCE over (objects, prompts); ``weight`` (N,): each object's weight (the mean is then weighted)."""
         if logits.numel() == 0:
             return logits.sum() * 0.0
-        return self.loss_weight * F.binary_cross_entropy_with_logits(logits, target.to(logits))
+        if weight is None:
+            return self.loss_weight * F.binary_cross_entropy_with_logits(logits, target.to(logits))
+        w = weight.to(logits)[:, None].expand_as(logits)
+        return self.loss_weight * F.binary_cross_entropy_with_logits(logits, target.to(logits), weight=w,
+                                                                     reduction="sum") / w.sum()
