@@ -188,6 +188,37 @@ def test_training_with_one_seed_repeats_bit_for_bit(synthetic_root, tmp_path):
     assert any(not torch.equal(a[k], c[k]) for k in floats)
 
 
+def test_grounding_trained_later_leaves_the_head_to_tune_text(synthetic_root, tmp_path):
+    """train.grounding='later' (the shipped recipe): promptfusion-train trains the detector alone and leaves the
+    grounding head at its initial weights; promptfusion-tune-text then trains the head and keeps every detection.
+    A value that is neither 'joint' nor 'later' is refused, naming the key."""
+    from perception.cli.train import main as train_main
+    from perception.cli.tune_text import main as tune_main
+
+    args = ["--data-root", str(synthetic_root), "--no-val", "--override-assembly", "lidar_sweeps=1", "--max-iters", "2"]
+    later = tmp_path / "tiny_later.py"
+    later.write_text("from configs.tiny import *  # noqa: F403\ntrain = {**train, 'grounding': 'later'}\n")
+    assert train_main([str(later), "--work-dir", str(tmp_path / "w"), *args]) == 0
+    ckpt = torch.load(tmp_path / "w" / "final.pth", weights_only=True)
+    assert ckpt["meta"]["grounding_training"] == "later"
+    torch.manual_seed(0)  # the initial weights promptfusion-train builds with --seed 0
+    init = build(load_config("configs/tiny.py")["model"]).state_dict()
+    head = [k for k in init if k.startswith("grounding.")]
+    assert head and all(torch.equal(ckpt["state_dict"][k], init[k]) for k in head)
+    trained = [k for k in init if k.startswith("head.") and init[k].is_floating_point()]
+    assert any(not torch.equal(ckpt["state_dict"][k], init[k]) for k in trained)
+    out = tmp_path / "tuned.pth"
+    assert tune_main(["configs/tiny.py", str(tmp_path / "w" / "final.pth"), "--data-root", str(synthetic_root),
+                      "--out", str(out), "--mode", "none", "--steps", "2", "--max-samples", "2"]) == 0
+    tuned = torch.load(out, weights_only=True)["state_dict"]
+    assert any(not torch.equal(tuned[k], init[k]) for k in head if init[k].is_floating_point())
+    assert all(torch.equal(tuned[k], ckpt["state_dict"][k]) for k in tuned if not k.startswith("grounding."))
+    cfg = tmp_path / "tiny_bad.py"
+    cfg.write_text("from configs.tiny import *  # noqa: F403\ntrain = {**train, 'grounding': 'after'}\n")
+    with pytest.raises(SystemExit, match="train.grounding"):
+        train_main([str(cfg), "--work-dir", str(tmp_path / "bad"), *args])
+
+
 def test_training_fine_tunes_the_text_encoder_into_a_delta(synthetic_root, tmp_path):
     """text_encoder.tune in a config: promptfusion-train trains low-rank adapters on the encoder with the
     grounding head (their own learning rate), the deploy checkpoint carries the fp16 delta and what it is,

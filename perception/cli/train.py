@@ -73,8 +73,11 @@ def main(argv=None) -> int:
     cfg = load_config(a.config)
     train_defaults = dict(max_iters=1000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=1000,
                           checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200,
-                          augment=None, class_balanced=False)
+                          augment=None, class_balanced=False, grounding="joint")
     tc = check_section("train", cfg.get("train", {}), train_defaults)
+    if tc["grounding"] not in GROUNDING_TRAINING:
+        raise SystemExit(f"{a.config}: train.grounding must be one of {', '.join(GROUNDING_TRAINING)}, "
+                         f"not {tc['grounding']!r}")
     dc = data_section(cfg, a.override_data)
     asm = {**cfg.get("assembly", {}), **parse_overrides(a.override_assembly)}  # checked by Assembly.from_section
     if a.batch_size:
@@ -90,7 +93,13 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)  # the initial weights: the network is built before the runner seeds itself
     net = build(cfg["model"])
     bank, train_prompts, tuner = None, None, None
-    if getattr(net, "grounding", None) is not None:
+    if getattr(net, "grounding", None) is not None and tc["grounding"] == "later":
+        # the detector is trained alone (its detections are those of the network without grounding); the head
+        # keeps its initial weights, frozen, until promptfusion-tune-text trains it on the frozen BEV maps
+        net.grounding.requires_grad_(False)
+        print("grounding: head left at its initial weights (train.grounding='later'); train it with "
+              "promptfusion-tune-text on this checkpoint")
+    elif getattr(net, "grounding", None) is not None:
         bank, train_prompts = prompt_bank(cfg, a.data_root, dc)
         train_set.prompts = train_prompts
         tune = (cfg.get("text_encoder") or {}).get("tune")
@@ -168,9 +177,15 @@ def main(argv=None) -> int:
             return 0
         print(f"{world} ranks finished with identical weights (sha1 {digest[:12]})")
     model.deploy_checkpoint(final, assembly=assembly.section(), config=str(a.config), iters=max_iters,
-                            data_root=str(a.data_root))
+                            data_root=str(a.data_root), grounding_training=tc["grounding"],
+                            train_seconds=round(time.time() - t, 1))
     print(f"training done in {time.time() - t:.0f} s; deploy checkpoint: {final}")
     return 0
+
+
+# train.grounding: "joint" = the grounding head trained with the detector (its loss reaches the BEV map);
+# "later" = the detector trained alone, the head only by promptfusion-tune-text on the frozen detector
+GROUNDING_TRAINING = ("joint", "later")
 
 
 def training_prompts(cfg: dict, data_root, dc: dict) -> tuple:
