@@ -158,3 +158,27 @@ def points_in_boxes(points, boxes, margin: float = 0.0) -> np.ndarray:
     ly = -d[..., 0] * s + d[..., 1] * c
     return ((np.abs(lx) <= b[:, 3:4] / 2 + margin) & (np.abs(ly) <= b[:, 4:5] / 2 + margin)
             & (np.abs(d[..., 2]) <= b[:, 5:6] / 2 + margin))
+
+
+def footprints(xy, yaw, l, w) -> np.ndarray:
+    """(K, 4, 2) corners of K rotated rectangles in the ground plane: centres ``xy`` (K, 2), headings ``yaw``,
+    lengths ``l`` along the heading and widths ``w`` (K,)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    dx = np.array([1, 1, -1, -1]) * 0.5
+    dy = np.array([1, -1, -1, 1]) * 0.5
+    px = xy[:, None, 0] + c[:, None] * dx * l[:, None] - s[:, None] * dy * w[:, None]
+    py = xy[:, None, 1] + s[:, None] * dx * l[:, None] + c[:, None] * dy * w[:, None]
+    return np.stack([px, py], axis=-1)
+
+
+def footprints_overlap(a, b) -> np.ndarray:
+    """(K,) bool: do footprints a (K, 4, 2) and b (K, 4, 2) overlap, pair by pair (separating axis test)?"""
+    hit = np.ones(len(a), bool)
+    for poly in (a, b):
+        for e in range(2):
+            axis = poly[:, e + 1] - poly[:, e]
+            axis = axis / np.maximum(np.linalg.norm(axis, axis=1, keepdims=True), 1e-9)
+            pa = (a * axis[:, None]).sum(-1)
+            pb = (b * axis[:, None]).sum(-1)
+            hit &= ~((pa.max(1) < pb.min(1)) | (pb.max(1) < pa.min(1)))
+    return hit

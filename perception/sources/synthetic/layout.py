@@ -11,6 +11,7 @@ from shapely.geometry import LineString, Point, Polygon
 from shapely.ops import unary_union
 from shapely.prepared import prep
 
+from perception.geometry import footprints, footprints_overlap
 from perception.sources.synthetic import shapes
 from perception.sources.synthetic.world import (
     CLASS_NAMES,
@@ -80,29 +81,6 @@ def _lane_change(rng, tgrid, delta: float) -> np.ndarray:
     return delta * (3 * u**2 - 2 * u**3)
 
 
-def _obb(xy, yaw, l, w):
-    """(K, 4, 2) footprint corners."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    dx = np.array([1, 1, -1, -1]) * 0.5
-    dy = np.array([1, -1, -1, 1]) * 0.5
-    px = xy[:, None, 0] + c[:, None] * dx * l[:, None] - s[:, None] * dy * w[:, None]
-    py = xy[:, None, 1] + s[:, None] * dx * l[:, None] + c[:, None] * dy * w[:, None]
-    return np.stack([px, py], axis=-1)
-
-
-def _sat(a, b):
-    """Do footprints a (K, 4, 2) and b (K, 4, 2) overlap (separating axis test)?"""
-    hit = np.ones(len(a), bool)
-    for poly in (a, b):
-        for e in range(2):
-            axis = poly[:, e + 1] - poly[:, e]
-            axis = axis / np.maximum(np.linalg.norm(axis, axis=1, keepdims=True), 1e-9)
-            pa = (a * axis[:, None]).sum(-1)
-            pb = (b * axis[:, None]).sum(-1)
-            hit &= ~((pa.max(1) < pb.min(1)) | (pb.max(1) < pa.min(1)))
-    return hit
-
-
 def _resolve_overlaps(objs: _Objects, ego: np.ndarray, static_foot: np.ndarray) -> list[int]:
     """Indices of the objects to keep: in priority order, an object is kept when its footprint overlaps
     neither the ego's, a static structure's nor a kept object's at any time."""
@@ -115,25 +93,25 @@ def _resolve_overlaps(objs: _Objects, ego: np.ndarray, static_foot: np.ndarray) 
     radius = 0.5 * np.hypot(lwh[:, 0], lwh[:, 1])
     for g in steps:
         xy, yaw = traj[:, g, :2], traj[:, g, 2]
-        foot = _obb(xy, yaw, lwh[:, 0], lwh[:, 1])
+        foot = footprints(xy, yaw, lwh[:, 0], lwh[:, 1])
         ex, ey, eyaw = ego[g]
         ec = np.array([ex + math.cos(eyaw) * EGO_FOOT[0], ey + math.sin(eyaw) * EGO_FOOT[0]])
-        efoot = _obb(ec[None], np.array([eyaw]), np.array([EGO_FOOT[2]]), np.array([EGO_FOOT[3]]))
+        efoot = footprints(ec[None], np.array([eyaw]), np.array([EGO_FOOT[2]]), np.array([EGO_FOOT[3]]))
         near = np.hypot(*(xy - ec).T) < radius + 2.7
         if near.any():
             idx = np.flatnonzero(near)
-            bad[idx[_sat(foot[idx], np.repeat(efoot, len(idx), 0))]] = True
+            bad[idx[footprints_overlap(foot[idx], np.repeat(efoot, len(idx), 0))]] = True
         if len(static_foot):
             sc = static_foot.mean(axis=1)
             sr = np.linalg.norm(static_foot - sc[:, None], axis=2).max(1)
             d = np.hypot(xy[:, None, 0] - sc[None, :, 0], xy[:, None, 1] - sc[None, :, 1])
             ii, jj = np.nonzero(d < radius[:, None] + sr[None, :])
             if len(ii):
-                bad[ii[_sat(foot[ii], static_foot[jj])]] = True
+                bad[ii[footprints_overlap(foot[ii], static_foot[jj])]] = True
         d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
         ii, jj = np.nonzero(np.triu(d < radius[:, None] + radius[None, :], 1))
         if len(ii):
-            hit = _sat(foot[ii], foot[jj])
+            hit = footprints_overlap(foot[ii], foot[jj])
             for i, j in zip(ii[hit], jj[hit]):
                 conflicts[i].add(j)
                 conflicts[j].add(i)
@@ -496,7 +474,7 @@ def build(seed: int, index: int, n_samples: int, name: str, place: str, night: b
         return max(20.0, st.path.length / 2 - 150.0), min(st.path.length - 20.0, st.path.length / 2 + 150.0)
 
     def foot_of(xy, yaw, L, W):
-        return _obb(np.asarray(xy, float)[None], np.array([yaw]), np.array([L]), np.array([W]))[0]
+        return footprints(np.asarray(xy, float)[None], np.array([yaw]), np.array([L]), np.array([W]))[0]
 
     for st_i, st in enumerate(streets):
         for side in (-1.0, 1.0):
