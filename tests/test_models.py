@@ -189,15 +189,18 @@ def test_training_with_one_seed_repeats_bit_for_bit(synthetic_root, tmp_path):
 
 
 def test_grounding_trained_later_leaves_the_head_to_tune_text(synthetic_root, tmp_path):
-    """train.grounding='later' (the shipped recipe): promptfusion-train trains the detector alone and leaves the
-    grounding head at its initial weights; promptfusion-tune-text then trains the head and keeps every detection.
+    """train.grounding='later': promptfusion-train trains the detector alone (here with objects pasted into the
+    points) and leaves the grounding head at its initial weights; promptfusion-tune-text then trains the head and
+    keeps every detection.
     A value that is neither 'joint' nor 'later' is refused, naming the key."""
     from perception.cli.train import main as train_main
     from perception.cli.tune_text import main as tune_main
 
     args = ["--data-root", str(synthetic_root), "--no-val", "--override-assembly", "lidar_sweeps=1", "--max-iters", "2"]
     later = tmp_path / "tiny_later.py"
-    later.write_text("from configs.tiny import *  # noqa: F403\ntrain = {**train, 'grounding': 'later'}\n")
+    # with ground-truth sampling too (perception.training.paste): the database built, objects pasted in training
+    later.write_text("from configs.ablation.tiny_grounding_later import *  # noqa: F403\ntrain = {**train, 'augment': "
+                     "{**train['augment'], 'paste': dict(classes={'car': 2, 'pedestrian': 2})}}\n")
     assert train_main([str(later), "--work-dir", str(tmp_path / "w"), *args]) == 0
     ckpt = torch.load(tmp_path / "w" / "final.pth", weights_only=True)
     assert ckpt["meta"]["grounding_training"] == "later"
@@ -209,7 +212,7 @@ def test_grounding_trained_later_leaves_the_head_to_tune_text(synthetic_root, tm
     assert any(not torch.equal(ckpt["state_dict"][k], init[k]) for k in trained)
     out = tmp_path / "tuned.pth"
     assert tune_main(["configs/tiny.py", str(tmp_path / "w" / "final.pth"), "--data-root", str(synthetic_root),
-                      "--out", str(out), "--mode", "none", "--steps", "2", "--max-samples", "2"]) == 0
+                      "--out", str(out), "--mode", "none", "--steps", "1", "--max-samples", "1"]) == 0
     tuned = torch.load(out, weights_only=True)["state_dict"]
     assert any(not torch.equal(tuned[k], init[k]) for k in head if init[k].is_floating_point())
     assert all(torch.equal(tuned[k], ckpt["state_dict"][k]) for k in tuned if not k.startswith("grounding."))
