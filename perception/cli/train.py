@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     from perception.training.data import FrameDataset, collate
     from perception.training.distributed import SeenSamplesHook, SyncBuffersHook, ranks_agree
     from perception.training.metric import NuScenesDetectionMetric
+    from perception.training.paste import build_paste
     from perception.training.wrapper import FusionDetector
 
     distributed = a.launcher != "none"
@@ -89,7 +90,10 @@ def main(argv=None) -> int:
     temporal = bool((cfg["model"] or {}).get("temporal"))  # keyframes come with the one before them
     train_set = FrameDataset(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre,
                              modality_dropout=tc["modality_dropout"], augment=build_augment(tc["augment"]),
-                             history=temporal, seed=a.seed)
+                             history=temporal, seed=a.seed, paste=build_paste((tc["augment"] or {}).get("paste")))
+    if train_set.paste is not None:  # ground-truth sampling: the object database of the training frames
+        counts = train_set.paste.build(train_set, progress=rank == 0)
+        print("object paste database: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     torch.manual_seed(a.seed)  # the initial weights: the network is built before the runner seeds itself
     net = build(cfg["model"])
     bank, train_prompts, tuner = None, None, None

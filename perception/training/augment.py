@@ -145,10 +145,11 @@ class ImageAugment:
 
 
 def build_augment(spec: dict | None) -> tuple[BevAugment | None, ImageAugment | None]:
-    """The train config's ``augment`` section: dict(bev=dict(...) or None, image=dict(...) or None)."""
+    """The train config's ``augment`` section: dict(bev=dict(...) or None, image=dict(...) or None, paste=...);
+    ``paste`` (ground-truth sampling) is built by perception.training.paste.build_paste."""
     from perception.config import check_section
 
-    spec = check_section("train.augment", dict(spec or {}), {"bev": None, "image": None})
+    spec = check_section("train.augment", dict(spec or {}), {"bev": None, "image": None, "paste": None})
     bev = None if spec["bev"] is None else BevAugment(**check_section(
         "train.augment.bev", spec["bev"], {"rot": 0.3925, "scale": (0.95, 1.05), "flip": 0.5, "prob": 1.0}))
     img = None if spec["image"] is None else ImageAugment(**check_section(

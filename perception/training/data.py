@@ -21,11 +21,13 @@ class FrameDataset(Dataset):
     ``history``: items also carry the keyframe before theirs in the same scene (for a temporal network):
     ``item["history"] = {"inputs", "T"}`` (T: this ego frame -> that one's), None for a scene's first
     keyframe; the earlier frame gets the same scene rotation/scale/flip and loses the same sensors.
+    ``paste``: a perception.training.paste.ObjectPaste whose database is built (ground-truth sampling, before
+    the scene augmentation); the item's ``data_samples["pasted"]`` marks the pasted boxes among ``gt``.
     """
 
     def __init__(self, source: NuScenesSource, preprocessor: Preprocessor, modality_dropout: dict | None = None,
                  cache: bool = True, modalities=None, prompts: dict | None = None, augment=(None, None),
-                 history: bool = False, seed: int | None = None):
+                 history: bool = False, seed: int | None = None, paste=None):
         self.source = source
         self.pre = preprocessor
         self.dropout = dict(modality_dropout or {})
@@ -40,6 +42,7 @@ class FrameDataset(Dataset):
         self.prompts = prompts or {}
         self.bev_aug, self.image_aug = augment
         self.history = history
+        self.paste = paste
 
     def __len__(self) -> int:
         return len(self.source)
@@ -69,10 +72,13 @@ class FrameDataset(Dataset):
 
     @property
     def augmenting(self) -> bool:
-        return self.bev_aug is not None or self.image_aug is not None
+        return self.bev_aug is not None or self.image_aug is not None or self.paste is not None
 
     def _augment(self, inputs: dict, meta: dict) -> tuple[dict, dict]:
         moved = False
+        if self.paste is not None:
+            inputs, gt, pasted = self.paste.apply(inputs, meta["gt"], self.rng, meta["token"])
+            meta = {**meta, "gt": gt, "pasted": pasted}
         if self.bev_aug is not None:
             A = self.bev_aug.sample(self.rng)
             if A is not None:
@@ -96,8 +102,15 @@ class FrameDataset(Dataset):
             if len(drop) == len(have) and have:
                 drop.remove(have[self.rng.integers(len(have))])
             inputs = _without(inputs, drop)
+        pasted = meta.get("pasted")
+        if pasted is not None and pasted.any() and not ({"lidar", "radar"} & {
+                m for m in MODALITIES if inputs["present"][MODALITIES.index(m)]}):
+            # neither lidar nor radar left: nothing the network sees shows a pasted object
+            meta = {**meta, "gt": meta["gt"][np.flatnonzero(~pasted)], "pasted": pasted[~pasted]}
+            pasted = meta["pasted"]
         if self.prompts:
-            meta = {**meta, "prompts": [] if meta.get("scene_moved") else self.prompts.get(meta["token"], [])}
+            moved = meta.get("scene_moved") or (pasted is not None and pasted.any())
+            meta = {**meta, "prompts": [] if moved else self.prompts.get(meta["token"], [])}
         item = {"inputs": inputs, "data_samples": meta}
         if self.history:
             item["history"] = self._earlier(i, drop, A)

@@ -57,7 +57,7 @@ class FusionDetector(BaseModel):
             if self.net.grounding is not None and self.prompt_bank is not None:
                 losses["loss_grounding"] = self.grounding_loss(out, data_samples, device)
             if "depth" in out:
-                losses["loss_depth"] = self.depth_loss(out["depth"], batch)
+                losses["loss_depth"] = self.depth_loss(out["depth"], batch, data_samples)
             if "semantic" in out:
                 losses["loss_semantic"] = self.semantic_loss(out["semantic"], batch, data_samples)
             return losses
@@ -89,12 +89,14 @@ class FusionDetector(BaseModel):
             valid[b] = True
         return {"bev": bev, "T": T, "valid": valid}
 
-    def depth_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+    def depth_loss(self, logits: torch.Tensor, batch: dict, data_samples=None) -> torch.Tensor:
         """Cross-entropy of the camera depth distribution where the reference lidar sweep's points land (the
-        points of the lidar voxels, so it also works when the network itself does not read the lidar)."""
+        points of the lidar voxels, so it also works when the network itself does not read the lidar), except
+        in the pixels of objects pasted into the points (perception.training.paste: the images do not show
+        them, so their points' depths are not what those pixels see)."""
         from torch.nn import functional as F
 
-        from perception.models.encoders.camera import depth_targets
+        from perception.models.encoders.camera import box_semantic_targets, depth_targets
 
         lidar, cam = batch.get("lidar"), batch.get("camera")
         if lidar is None or cam is None:
@@ -110,6 +112,12 @@ class FusionDetector(BaseModel):
         bins = self.net.encoders["camera"].depth_bins
         tgt = depth_targets(pts, bidx, cam["ego2img"], tuple(logits.shape[-2:]), tuple(cam["images"].shape[-2:]),
                             bins)
+        pasted = [d["gt"][np.flatnonzero(d["pasted"])] if d.get("pasted") is not None and d["pasted"].any()
+                  else None for d in (data_samples or [])]
+        if any(p is not None for p in pasted):  # pasted boxes carry visibility 1: painted -1 (ignored)
+            hidden = box_semantic_targets(pasted, cam["ego2img"], tuple(logits.shape[-2:]),
+                                          tuple(cam["images"].shape[-2:])) < 0
+            tgt = torch.where(hidden.to(tgt.device), torch.full_like(tgt, -1), tgt)
         if not (tgt >= 0).any():
             return logits.sum() * 0.0
         flat = logits.permute(0, 1, 3, 4, 2).reshape(-1, bins[2]).float()

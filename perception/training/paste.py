@@ -1,0 +1,171 @@
+"""Ground-truth sampling (SECOND's object database; CenterPoint's and mmdetection3d's ObjectSample): objects of the
+training split, with their lidar and radar points, pasted into other training frames, so that the rare classes
+(buses, trailers, bicycles) are met in many more frames than the few that hold one.
+
+- ``ObjectPaste.build(dataset)``: the database, from the dataset's gathered training frames (the pass fills the
+  dataset's cache, which the first epoch would fill anyway): per annotated box of a configured class with at least
+  ``min_points`` lidar points, the lidar and radar points that belong to it (a point of an earlier sweep belongs
+  where the box's velocity carries it into the box, so a moving object keeps its smear over the sweeps), in its
+  frame's ego coordinates, with the box.
+- ``ObjectPaste.apply(inputs, gt, rng, token)``: per class up to ``classes[name]`` objects drawn from the other
+  frames, put where they stood in theirs (their range and the angle the sensors saw them from stay real), each
+  dropped when its footprint overlaps an annotated box or one pasted before it; the frame's points inside a
+  pasted box are removed and the object's points added; its box joins the ground truth, marked in ``pasted``.
+
+What the cameras cannot show: the images are not changed, so a pasted box carries visibility 1 (the perspective
+semantic head ignores its pixels) and the camera depth loss ignores the pixels it covers; when modality dropout
+leaves neither lidar nor radar, the pasted boxes leave the ground truth (nothing the network sees shows them).
+The keyframe before (temporal training) is left as it was: a pasted object appears in the current frame only.
+A frame with pasted objects carries no prompts (they would not refer to the pasted objects).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from perception.geometry import footprints, footprints_overlap, points_in_boxes
+from perception.types import Boxes3D
+from perception.types.labels import DETECTION_CLASSES
+
+MARGIN = 0.2  # metres about a box within which a point belongs to it (and is removed where an object is pasted)
+PASTED_VISIBILITY = 1  # the nuScenes level "0-40 % visible": the images do not show a pasted object
+
+
+class ObjectPaste:
+    """``classes``: {class name: objects pasted per frame}; ``min_points``: the fewest lidar points an object needs
+    to enter the database; ``prob``: the probability that a frame gets pasted objects at all."""
+
+    def __init__(self, classes: dict, min_points: int = 5, prob: float = 1.0):
+        bad = sorted(set(classes) - set(DETECTION_CLASSES))
+        if bad:
+            raise ValueError(f"train.augment.paste.classes: unknown classes {bad}; valid: {list(DETECTION_CLASSES)}")
+        if any(int(n) < 0 for n in classes.values()):
+            raise ValueError(f"train.augment.paste.classes: counts must be >= 0, got {dict(classes)}")
+        if not 0.0 <= float(prob) <= 1.0 or int(min_points) < 1:
+            raise ValueError(f"train.augment.paste: prob in [0, 1] and min_points >= 1, got {prob}, {min_points}")
+        self.classes = {DETECTION_CLASSES.index(c): int(n) for c, n in classes.items() if int(n) > 0}
+        self.min_points, self.prob = int(min_points), float(prob)
+        self.db: dict[int, list[dict]] = {c: [] for c in self.classes}
+        self.columns: dict[str, list[str]] = {}
+
+    def build(self, dataset, progress: bool = True) -> dict[str, int]:
+        """Fill the database from every frame of ``dataset`` (a FrameDataset that keeps gathered inputs);
+        returns the number of objects per class name."""
+        from tqdm import tqdm
+
+        if not dataset.augmenting:
+            raise ValueError("object paste needs the gathered (not yet voxelized) frames: an augmenting dataset")
+        self.columns = {m: list(dataset.pre.spec[m]["columns"]) for m in ("lidar", "radar")}
+        self.pc_range = np.asarray(dataset.pre.spec["lidar"]["pc_range"], np.float64)
+        for i in tqdm(range(len(dataset)), desc="object database", unit="frame", file=sys.stdout, mininterval=5,
+                      disable=not progress):
+            inputs, meta = dataset._load(i)
+            self.add_frame(inputs, meta["gt"], meta["token"])
+        return {DETECTION_CLASSES[c]: len(v) for c, v in self.db.items()}
+
+    def add_frame(self, inputs: dict, gt: Boxes3D | None, token: str) -> None:
+        if gt is None or not len(gt) or "lidar" not in inputs:
+            return
+        pick = np.flatnonzero(np.isin(gt.labels, list(self.classes)) & np.isfinite(gt.data[:, :7]).all(1))
+        r = self.pc_range
+        pick = pick[(gt.data[pick, 0] > r[0]) & (gt.data[pick, 0] < r[3]) & (gt.data[pick, 1] > r[1])
+                    & (gt.data[pick, 1] < r[4])]
+        if not len(pick):
+            return
+        inside = {m: self._inside(inputs[m]["points"], gt.data[pick], m) for m in ("lidar", "radar") if m in inputs}
+        attrs = gt.attribute_ids
+        for j, k in enumerate(pick):
+            lidar = inputs["lidar"]["points"][inside["lidar"][j]]
+            if len(lidar) < self.min_points:
+                continue
+            radar = inputs["radar"]["points"][inside["radar"][j]] if "radar" in inside else None
+            self.db[int(gt.labels[k])].append({"box": gt.data[k].copy(), "label": int(gt.labels[k]),
+                                               "attribute": int(attrs[k]), "lidar": lidar.copy(),
+                                               "radar": None if radar is None else radar.copy(), "token": token})
+
+    def _inside(self, points: np.ndarray, boxes: np.ndarray, modality: str) -> np.ndarray:
+        """(M, N) which points belong to each box: an earlier sweep's point moved on by the box's velocity times
+        its time lag (the sweeps are in the current ego frame; the object moved since)."""
+        cols = self.columns[modality]
+        xyz = points[:, [cols.index("x"), cols.index("y"), cols.index("z")]].astype(np.float64)
+        if "time_lag" not in cols or not len(points):
+            return points_in_boxes(xyz, boxes, MARGIN)
+        lag = points[:, cols.index("time_lag")].astype(np.float64)
+        out = np.zeros((len(boxes), len(points)), bool)
+        for j, b in enumerate(boxes):
+            v = np.nan_to_num(b[7:9])
+            moved = xyz.copy()
+            moved[:, :2] += lag[:, None] * v[None]
+            out[j] = points_in_boxes(moved, b[None], MARGIN)[0]
+        return out
+
+    def apply(self, inputs: dict, gt: Boxes3D | None, rng: np.random.Generator, token: str
+              ) -> tuple[dict, Boxes3D | None, np.ndarray]:
+        """(inputs, ground truth, pasted: (N,) bool over the ground truth's rows); the inputs are not modified."""
+        gt = gt if gt is not None else Boxes3D.empty()
+        none = np.zeros(len(gt), bool)
+        if "lidar" not in inputs or not self.classes or rng.random() >= self.prob:
+            return inputs, gt, none
+        taken = [gt.data[np.isfinite(gt.data[:, :7]).all(1)]]
+        chosen: list[dict] = []
+        for c, n in self.classes.items():
+            pool = [e for e in self.db[c] if e["token"] != token]
+            for i in rng.permutation(len(pool))[:n]:
+                e = pool[i]
+                have = np.concatenate(taken)
+                if len(have) and _overlaps(e["box"], have):
+                    continue
+                chosen.append(e)
+                taken.append(e["box"][None])
+        if not chosen:
+            return inputs, gt, none
+        boxes = np.stack([e["box"] for e in chosen])
+        out = dict(inputs)
+        for m in ("lidar", "radar"):
+            if m not in inputs:
+                continue
+            cols = self.columns[m]
+            pts = inputs[m]["points"]
+            xyz = pts[:, [cols.index("x"), cols.index("y"), cols.index("z")]]
+            keep = ~points_in_boxes(xyz, boxes, MARGIN).any(0)
+            added = [e[m] for e in chosen if e.get(m) is not None and len(e[m])]
+            out[m] = {**inputs[m], "points": np.concatenate([pts[keep], *added]).astype(pts.dtype)}
+        fields = {}
+        for name, values in gt.fields.items():
+            if name == "attributes":
+                new = np.array([e["attribute"] for e in chosen], np.int64)
+            elif name == "num_lidar_pts":
+                new = np.array([len(e["lidar"]) for e in chosen], np.int64)
+            elif name == "num_radar_pts":
+                new = np.array([0 if e["radar"] is None else len(e["radar"]) for e in chosen], np.int64)
+            elif name == "visibility":
+                new = np.full(len(chosen), PASTED_VISIBILITY, np.int64)
+            else:  # annotation and instance tokens
+                new = np.array([f"pasted:{e['token']}" for e in chosen], dtype=object)
+            fields[name] = np.concatenate([values, new])
+        if "visibility" not in fields:  # the frame's own boxes: unknown (0, painted as annotated)
+            fields["visibility"] = np.concatenate([np.zeros(len(gt), np.int64),
+                                                   np.full(len(chosen), PASTED_VISIBILITY, np.int64)])
+        merged = Boxes3D(np.concatenate([gt.data, boxes]), np.concatenate([gt.labels, [e["label"] for e in chosen]]),
+                         **fields)
+        return out, merged, np.concatenate([none, np.ones(len(chosen), bool)])
+
+
+def _overlaps(box: np.ndarray, others: np.ndarray) -> bool:
+    """Does ``box``'s footprint (grown by the point margin) overlap any of ``others``'?"""
+    grow = 2 * MARGIN
+    a = footprints(box[None, :2], box[None, 6], box[None, 3] + grow, box[None, 4] + grow)
+    b = footprints(others[:, :2], others[:, 6], others[:, 3] + grow, others[:, 4] + grow)
+    return bool(footprints_overlap(np.repeat(a, len(b), 0), b).any())
+
+
+def build_paste(spec: dict | None) -> ObjectPaste | None:
+    """The train config's ``augment.paste`` section: dict(classes={name: n}, min_points=5, prob=1.0) or None."""
+    from perception.config import check_section
+
+    if spec is None:
+        return None
+    spec = check_section("train.augment.paste", dict(spec), {"classes": {}, "min_points": 5, "prob": 1.0})
+    return ObjectPaste(**spec)
