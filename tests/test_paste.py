@@ -136,3 +136,5 @@ def test_paste_config_is_checked():
         build_paste({"classes": {"bus": 2}, "min_pts": 3})
     with pytest.raises(ValueError, match="prob"):
         build_paste({"classes": {"bus": 2}, "prob": 2.0})
+    with pytest.raises(ValueError, match="fade"):
+        build_paste({"classes": {"bus": 2}, "fade": 0.0})

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from perception.training.data import FrameDataset, collate
     from perception.training.distributed import SeenSamplesHook, SyncBuffersHook, ranks_agree
     from perception.training.metric import NuScenesDetectionMetric
-    from perception.training.paste import build_paste
+    from perception.training.paste import PasteFade, build_paste
     from perception.training.wrapper import FusionDetector
 
     distributed = a.launcher != "none"
@@ -149,6 +149,9 @@ def main(argv=None) -> int:
                  clip_grad=dict(max_norm=10.0))
     if tuner is not None:  # the encoder learns slower than the heads trained from scratch
         optim["paramwise_cfg"] = dict(custom_keys={"text_tuner": dict(lr_mult=tuner.lr_mult)})
+    hooks = [dict(type=SyncBuffersHook), dict(type=SeenSamplesHook)] if distributed else []
+    if train_set.paste is not None:  # an instance: the hook switches this dataset's pasting off
+        hooks.append(PasteFade(train_set.paste, max_iters))
     runner = Runner(
         model=model, work_dir=a.work_dir, train_dataloader=train_loader,
         train_cfg=dict(by_epoch=False, max_iters=max_iters,
@@ -166,7 +169,7 @@ def main(argv=None) -> int:
         # CPU processes (gloo) take no device_ids; modality dropout leaves branches without gradients
         cfg=dict(model_wrapper_cfg=dict(type="MMDistributedDataParallel", broadcast_buffers=False, device_ids=None,
                                         find_unused_parameters=True)) if distributed else None,
-        custom_hooks=[dict(type=SyncBuffersHook), dict(type=SeenSamplesHook)] if distributed else None,
+        custom_hooks=hooks or None,
     )
     t = time.time()
     # mmengine's training state (optimizer, message hub) holds objects that torch.load(weights_only=True)
@@ -182,7 +185,8 @@ def main(argv=None) -> int:
         print(f"{world} ranks finished with identical weights (sha1 {digest[:12]})")
     model.deploy_checkpoint(final, assembly=assembly.section(), config=str(a.config), iters=max_iters,
                             data_root=str(a.data_root), grounding_training=tc["grounding"],
-                            train_seconds=round(time.time() - t, 1))
+                            train_seconds=round(time.time() - t, 1),
+                            **({"paste": train_set.paste.record()} if train_set.paste is not None else {}))
     print(f"training done in {time.time() - t:.0f} s; deploy checkpoint: {final}")
     return 0
 

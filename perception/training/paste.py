@@ -24,6 +24,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from mmengine.hooks import Hook
 
 from perception.geometry import footprints, footprints_overlap, points_in_boxes
 from perception.types import Boxes3D
@@ -35,9 +36,11 @@ PASTED_VISIBILITY = 1  # the nuScenes level "0-40 % visible": the images do not 
 
 class ObjectPaste:
     """``classes``: {class name: objects pasted per frame}; ``min_points``: the fewest lidar points an object needs
-    to enter the database; ``prob``: the probability that a frame gets pasted objects at all."""
+    to enter the database; ``prob``: the probability that a frame gets pasted objects at all; ``fade``: the share
+    of the training iterations with pasting (PointAugmenting's and TransFusion's fade: the last ones train on the
+    frames as they are, which removes false positives the pasting teaches; ``PasteFade`` stops it)."""
 
-    def __init__(self, classes: dict, min_points: int = 5, prob: float = 1.0):
+    def __init__(self, classes: dict, min_points: int = 5, prob: float = 1.0, fade: float = 1.0):
         bad = sorted(set(classes) - set(DETECTION_CLASSES))
         if bad:
             raise ValueError(f"train.augment.paste.classes: unknown classes {bad}; valid: {list(DETECTION_CLASSES)}")
@@ -46,7 +49,11 @@ class ObjectPaste:
         if not 0.0 <= float(prob) <= 1.0 or int(min_points) < 1:
             raise ValueError(f"train.augment.paste: prob in [0, 1] and min_points >= 1, got {prob}, {min_points}")
         self.classes = {DETECTION_CLASSES.index(c): int(n) for c, n in classes.items() if int(n) > 0}
-        self.min_points, self.prob = int(min_points), float(prob)
+        if not 0.0 < float(fade) <= 1.0:
+            raise ValueError(f"train.augment.paste.fade: the share of training with pasting, in (0, 1], got {fade}")
+        self.min_points, self.prob, self.fade = int(min_points), float(prob), float(fade)
+        self.active = True  # PasteFade turns it off for the training's last iterations
+        self.frames = self.objects = 0  # pasted so far (in this process)
         self.db: dict[int, list[dict]] = {c: [] for c in self.classes}
         self.columns: dict[str, list[str]] = {}
 
@@ -106,7 +113,7 @@ class ObjectPaste:
         """(inputs, ground truth, pasted: (N,) bool over the ground truth's rows); the inputs are not modified."""
         gt = gt if gt is not None else Boxes3D.empty()
         none = np.zeros(len(gt), bool)
-        if "lidar" not in inputs or not self.classes or rng.random() >= self.prob:
+        if not self.active or "lidar" not in inputs or not self.classes or rng.random() >= self.prob:
             return inputs, gt, none
         taken = [gt.data[np.isfinite(gt.data[:, :7]).all(1)]]
         chosen: list[dict] = []
@@ -148,9 +155,34 @@ class ObjectPaste:
         if "visibility" not in fields:  # the frame's own boxes: unknown (0, painted as annotated)
             fields["visibility"] = np.concatenate([np.zeros(len(gt), np.int64),
                                                    np.full(len(chosen), PASTED_VISIBILITY, np.int64)])
+        self.frames, self.objects = self.frames + 1, self.objects + len(chosen)
         merged = Boxes3D(np.concatenate([gt.data, boxes]), np.concatenate([gt.labels, [e["label"] for e in chosen]]),
                          **fields)
         return out, merged, np.concatenate([none, np.ones(len(chosen), bool)])
+
+
+    def record(self) -> dict:
+        """What the training's checkpoint records of the pasting."""
+        return {"classes": {DETECTION_CLASSES[c]: n for c, n in self.classes.items()}, "min_points": self.min_points,
+                "prob": self.prob, "fade": self.fade, "database": {DETECTION_CLASSES[c]: len(v)
+                                                                   for c, v in self.db.items()},
+                "frames_pasted": self.frames, "objects_pasted": self.objects}
+
+
+class PasteFade(Hook):
+    """Stops the pasting after the first ``fade`` x max_iters iterations: switched off after the last of them,
+    before the next batch is drawn. The dataset of the main process is switched (``num_workers=0``, both
+    configs); with DataLoader workers the switch reaches them when they are made again (the next pass, without
+    persistent workers)."""
+
+    def __init__(self, paste: ObjectPaste, max_iters: int):
+        self.paste, self.stop = paste, int(round(paste.fade * max_iters))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self.paste.active and runner.iter + 1 >= self.stop:
+            self.paste.active = False
+            runner.logger.info(f"object paste off from iteration {runner.iter + 1} (fade {self.paste.fade}): "
+                               f"{self.paste.frames} frames had {self.paste.objects} objects pasted")
 
 
 def _overlaps(box: np.ndarray, others: np.ndarray) -> bool:
@@ -167,5 +199,6 @@ def build_paste(spec: dict | None) -> ObjectPaste | None:
 
     if spec is None:
         return None
-    spec = check_section("train.augment.paste", dict(spec), {"classes": {}, "min_points": 5, "prob": 1.0})
+    spec = check_section("train.augment.paste", dict(spec), {"classes": {}, "min_points": 5, "prob": 1.0,
+                                                             "fade": 1.0})
     return ObjectPaste(**spec)
