@@ -61,7 +61,10 @@ def test_pasted_objects_bring_their_points_and_overlap_nothing(sets, seed):
     np.testing.assert_array_equal(gt.data[:n_own], meta["gt"].data)
     new = gt[np.flatnonzero(pasted)]
     assert (new.visibility == PASTED_VISIBILITY).all()
-    assert all(t.startswith("pasted:") and t != "pasted:" + meta["token"] for t in new.instance_tokens)
+    assert all(t.startswith("pasted:") and t != "pasted:" + meta["token"] for t in new.tokens)
+    # no object pasted beside itself: another keyframe's copy of an object this frame holds
+    assert not {t[len("pasted:"):] for t in new.instance_tokens} & set(meta["gt"].instance_tokens)
+    assert len(set(new.instance_tokens)) == len(new)
     assert all(np.bincount(new.labels, minlength=len(DETECTION_CLASSES)) <= 3)
     # no two footprints overlap: the frame's own boxes and the pasted ones
     foot = footprints(gt.data[:, :2], gt.data[:, 6], gt.data[:, 3], gt.data[:, 4])
@@ -82,22 +85,57 @@ def test_pasted_objects_bring_their_points_and_overlap_nothing(sets, seed):
     np.testing.assert_array_equal(again[0]["lidar"]["points"], out["lidar"]["points"])
 
 
-def test_camera_only_samples_lose_the_pasted_boxes_and_prompts_are_dropped(sets):
+def test_without_lidar_a_pasted_box_stays_only_where_the_radar_has_points_of_it(sets):
     pre, _, val, _ = sets
     from perception.training.data import FrameDataset
 
     token = val.source[0].sample_token
-    ds = FrameDataset(val.source, pre, paste=val.paste, seed=0, prompts={token: [(0, ["x"])]},
-                      modality_dropout={"lidar": 1.0, "radar": 1.0})
     own = len(val.source[0].gt)
-    item = ds[0]
+    kw = dict(paste=val.paste, seed=0, prompts={token: [(0, ["x"])]})
+    full = FrameDataset(val.source, pre, **kw)[0]["data_samples"]
+    assert full["pasted"].any() and len(full["gt"]) > own and full["prompts"] == [(0, ["x"])]
+    radar_pts = full["gt"].num_radar_pts[full["pasted"]]
+    # the same draws (the paste comes before the dropout), the lidar dropped: pasted boxes the radar has points of
+    item = FrameDataset(val.source, pre, modality_dropout={"lidar": 1.0}, **kw)[0]
+    present = dict(zip(MODALITIES, item["inputs"]["present"]))
+    assert not present["lidar"] and present["radar"]
+    meta = item["data_samples"]
+    assert meta["pasted"].sum() == (radar_pts > 0).sum() and len(meta["gt"]) == own + (radar_pts > 0).sum()
+    assert (meta["gt"].num_radar_pts[meta["pasted"]] > 0).all()
+    item = FrameDataset(val.source, pre, modality_dropout={"lidar": 1.0, "radar": 1.0}, **kw)[0]
     present = dict(zip(MODALITIES, item["inputs"]["present"]))
     assert present["camera"] and not present["lidar"] and not present["radar"]
-    meta = item["data_samples"]
-    assert len(meta["gt"]) == own and not meta["pasted"].any()
-    with_points = FrameDataset(val.source, pre, paste=val.paste, seed=0, prompts={token: [(0, ["x"])]})
-    meta = with_points[0]["data_samples"]
-    assert meta["pasted"].any() and len(meta["gt"]) > own and meta["prompts"] == []
+    meta = item["data_samples"]  # cameras only: no pasted box is shown
+    assert len(meta["gt"]) == own and not meta["pasted"].any() and meta["prompts"] == [(0, ["x"])]
+
+
+def test_grounding_loss_leaves_pasted_boxes_out_of_its_objects(sets):
+    """The loss with pasted rows marked equals the loss over the frame's own boxes alone (same draws)."""
+    from perception.config import build, load_config
+    from perception.language.text_encoder import PromptBank, TextEncoder
+    from perception.models.heads.grounding import N_GEOM
+    from perception.training.wrapper import FusionDetector
+
+    pre, _, val, _ = sets
+    inputs, meta = val._load(0)
+    _, gt, pasted = val.paste.apply(inputs, meta["gt"], np.random.default_rng(0), meta["token"])
+    assert pasted.any()
+    net = build(load_config("configs/tiny.py")["model"])
+    bank = PromptBank(["cars ahead", "pedestrians on the left"], TextEncoder.from_config(None))
+    cars = frozenset(t for t, c in zip(gt.instance_tokens, gt.labels) if c == 0)
+    channels = net.grounding.obj[0].in_features - N_GEOM  # the fused BEV map's, which the head samples
+    bev = torch.randn(1, channels, 128, 128, generator=torch.Generator().manual_seed(0))
+
+    def loss(boxes, mask):
+        torch.manual_seed(0)  # the jitter of the ground-truth boxes
+        model = FusionDetector(net, pre.to_dict(), prompt_bank=bank, seed=0)
+        sample = {"gt": boxes, "prompts": [(0, cars), (1, frozenset())], "pasted": mask}
+        return model.grounding_loss({"bev": bev}, [sample], "cpu")
+
+    marked = loss(gt, pasted)
+    alone = loss(gt[np.flatnonzero(~pasted)], None)
+    unmarked = loss(gt, np.zeros_like(pasted))
+    assert torch.allclose(marked, alone) and not torch.allclose(marked, unmarked)
 
 
 def test_camera_depth_loss_ignores_the_pixels_of_pasted_objects(sets):
@@ -138,3 +176,36 @@ def test_paste_config_is_checked():
         build_paste({"classes": {"bus": 2}, "prob": 2.0})
     with pytest.raises(ValueError, match="fade"):
         build_paste({"classes": {"bus": 2}, "fade": 0.0})
+
+
+def test_a_moving_objects_trail_counts_for_overlaps_and_for_the_points_removed():
+    """A car at 10 m/s with a sweep 0.3 s old: its older points lie 3 m behind its box. A parked car on that
+    trail (clear of the box itself) keeps it from being pasted; on a free road the frame's points along the
+    trail are removed and the car's own points of both sweeps added."""
+    from perception.types import Boxes3D
+
+    paste = ObjectPaste({"car": 1}, min_points=5)
+    paste.columns = {"lidar": ["x", "y", "z", "intensity", "time_lag"]}
+    paste.pc_range = np.array([-50.0, -50.0, -5.0, 50.0, 50.0, 3.0])
+    box = np.array([10.0, 0.0, 0.8, 4.0, 1.8, 1.5, 0.0, 10.0, 0.0])
+    rng = np.random.default_rng(0)
+    now = np.c_[rng.uniform(8.2, 11.8, 40), rng.uniform(-0.8, 0.8, 40), rng.uniform(0.2, 1.4, 40), np.ones(40),
+                np.zeros(40)]
+    before = now + np.array([-3.0, 0, 0, 0, 0.3])  # the same surface 0.3 s earlier
+    far = np.array([[30.0, 10.0, 0.5, 1.0, 0.0]])  # a point of something else, outside the trail
+    paste.add_frame({"lidar": {"points": np.r_[now, before, far].astype(np.float32)}},
+                    Boxes3D(box[None], [0], instance_tokens=["a"]), "src")
+    assert len(paste.db[0]) == 1 and len(paste.db[0][0]["lidar"]) == 80  # both sweeps, not the far point
+    parked = Boxes3D(np.array([[5.5, 0.0, 0.8, 2.0, 1.8, 1.5, 0.0, 0.0, 0.0]]), [0], instance_tokens=["b"])
+    ground = np.c_[rng.uniform(0.0, 14.0, 200), rng.uniform(-0.8, 0.8, 200), np.full(200, 0.3), np.ones(200),
+                   np.zeros(200)].astype(np.float32)
+    frame = {"lidar": {"points": ground}}
+    _, gt, pasted = paste.apply(frame, parked, np.random.default_rng(1), "dst")
+    assert not pasted.any()  # the box alone (8-12 m) would clear the parked car (4.5-6.5 m); its trail does not
+    empty = Boxes3D(np.zeros((0, 9)), np.zeros(0, np.int64), instance_tokens=[])
+    out, gt, pasted = paste.apply(frame, empty, np.random.default_rng(1), "dst")
+    assert pasted.all() and len(gt) == 1
+    kept = out["lidar"]["points"][:-80]
+    # the frame's points from the trail's rear end (5 m less the margin) to the box's front (12 m plus it) are gone
+    span = (ground[:, 0] >= 4.8 - 1e-4) & (ground[:, 0] <= 12.2 + 1e-4)
+    np.testing.assert_array_equal(kept, ground[~span])

@@ -92,10 +92,16 @@ def main(argv=None) -> int:
                              modality_dropout=tc["modality_dropout"], augment=build_augment(tc["augment"]),
                              history=temporal, seed=a.seed, paste=build_paste((tc["augment"] or {}).get("paste")))
     if train_set.paste is not None:  # ground-truth sampling: the object database of the training frames
+        if train_set.paste.fade < 1.0 and tc["num_workers"] > 0:
+            raise SystemExit(f"{a.config}: train.augment.paste.fade < 1 needs train.num_workers=0 (the fade switches "
+                             "the main process's dataset; DataLoader workers hold their own copies)")
         counts = train_set.paste.build(train_set, progress=rank == 0)
         print("object paste database: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     torch.manual_seed(a.seed)  # the initial weights: the network is built before the runner seeds itself
     net = build(cfg["model"])
+    if train_set.paste is not None and not {"lidar", "radar"} & set(getattr(net, "encoders", {})):
+        raise SystemExit(f"{a.config}: train.augment.paste pastes points, and this network reads neither lidar nor "
+                         "radar")
     bank, train_prompts, tuner = None, None, None
     if getattr(net, "grounding", None) is not None and tc["grounding"] == "later":
         # the detector is trained alone (its detections are those of the network without grounding); the head

@@ -22,7 +22,8 @@ class FrameDataset(Dataset):
     ``item["history"] = {"inputs", "T"}`` (T: this ego frame -> that one's), None for a scene's first
     keyframe; the earlier frame gets the same scene rotation/scale/flip and loses the same sensors.
     ``paste``: a perception.training.paste.ObjectPaste whose database is built (ground-truth sampling, before
-    the scene augmentation); the item's ``data_samples["pasted"]`` marks the pasted boxes among ``gt``.
+    the scene augmentation); the item's ``data_samples["pasted"]`` marks the pasted boxes among ``gt``; a
+    sample that modality dropout leaves without the lidar keeps a pasted box only where its radar has points.
     """
 
     def __init__(self, source: NuScenesSource, preprocessor: Preprocessor, modality_dropout: dict | None = None,
@@ -103,14 +104,15 @@ class FrameDataset(Dataset):
                 drop.remove(have[self.rng.integers(len(have))])
             inputs = _without(inputs, drop)
         pasted = meta.get("pasted")
-        if pasted is not None and pasted.any() and not ({"lidar", "radar"} & {
-                m for m in MODALITIES if inputs["present"][MODALITIES.index(m)]}):
-            # neither lidar nor radar left: nothing the network sees shows a pasted object
-            meta = {**meta, "gt": meta["gt"][np.flatnonzero(~pasted)], "pasted": pasted[~pasted]}
-            pasted = meta["pasted"]
-        if self.prompts:
-            moved = meta.get("scene_moved") or (pasted is not None and pasted.any())
-            meta = {**meta, "prompts": [] if moved else self.prompts.get(meta["token"], [])}
+        if pasted is not None and pasted.any() and not inputs["present"][MODALITIES.index("lidar")]:
+            # without the lidar a pasted object shows only where the radar kept has points of it
+            radar = inputs["present"][MODALITIES.index("radar")]
+            n_radar = meta["gt"].fields.get("num_radar_pts")
+            shown = radar & (n_radar > 0) if n_radar is not None else np.zeros(len(pasted), bool)
+            seen = ~pasted | shown
+            meta = {**meta, "gt": meta["gt"][np.flatnonzero(seen)], "pasted": pasted[seen]}
+        if self.prompts:  # (the grounding loss leaves pasted boxes out of its objects)
+            meta = {**meta, "prompts": [] if meta.get("scene_moved") else self.prompts.get(meta["token"], [])}
         item = {"inputs": inputs, "data_samples": meta}
         if self.history:
             item["history"] = self._earlier(i, drop, A)

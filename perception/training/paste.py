@@ -12,11 +12,16 @@ training split, with their lidar and radar points, pasted into other training fr
   dropped when its footprint overlaps an annotated box or one pasted before it; the frame's points inside a
   pasted box are removed and the object's points added; its box joins the ground truth, marked in ``pasted``.
 
-What the cameras cannot show: the images are not changed, so a pasted box carries visibility 1 (the perspective
-semantic head ignores its pixels) and the camera depth loss ignores the pixels it covers; when modality dropout
-leaves neither lidar nor radar, the pasted boxes leave the ground truth (nothing the network sees shows them).
-The keyframe before (temporal training) is left as it was: a pasted object appears in the current frame only.
-A frame with pasted objects carries no prompts (they would not refer to the pasted objects).
+A moving object's earlier sweeps trail behind its box: the overlap test and the removal of the frame's points
+cover the box along that trail (back to the oldest of its points). An object is not pasted beside itself (the
+same instance from another keyframe of its scene).
+
+What the sensors that remain cannot show: the images are not changed, so a pasted box carries visibility 1 (the
+perspective semantic head ignores its pixels) and the camera depth loss ignores the pixels it covers; when
+modality dropout removes the lidar, a pasted box stays only where the radar kept has points of it
+(``FrameDataset``). The grounding loss leaves pasted boxes out of its objects (the frame's prompts were written
+for its own objects). The keyframe before (temporal training) is left as it was: a pasted object appears in the
+current frame only.
 """
 
 from __future__ import annotations
@@ -88,9 +93,13 @@ class ObjectPaste:
             if len(lidar) < self.min_points:
                 continue
             radar = inputs["radar"]["points"][inside["radar"][j]] if "radar" in inside else None
-            self.db[int(gt.labels[k])].append({"box": gt.data[k].copy(), "label": int(gt.labels[k]),
-                                               "attribute": int(attrs[k]), "lidar": lidar.copy(),
-                                               "radar": None if radar is None else radar.copy(), "token": token})
+            lag = [p[:, self.columns[m].index("time_lag")].max() for m, p in (("lidar", lidar), ("radar", radar))
+                   if p is not None and len(p) and "time_lag" in self.columns[m]]
+            self.db[int(gt.labels[k])].append({
+                "box": gt.data[k].copy(), "label": int(gt.labels[k]), "attribute": int(attrs[k]),
+                "lidar": lidar.copy(), "radar": None if radar is None else radar.copy(), "token": token,
+                "instance": None if gt.instance_tokens is None else gt.instance_tokens[k],
+                "trail": _trail(gt.data[k], max(lag, default=0.0))})
 
     def _inside(self, points: np.ndarray, boxes: np.ndarray, modality: str) -> np.ndarray:
         """(M, N) which points belong to each box: an earlier sweep's point moved on by the box's velocity times
@@ -115,20 +124,28 @@ class ObjectPaste:
         none = np.zeros(len(gt), bool)
         if not self.active or "lidar" not in inputs or not self.classes or rng.random() >= self.prob:
             return inputs, gt, none
-        taken = [gt.data[np.isfinite(gt.data[:, :7]).all(1)]]
+        own = gt.data[np.isfinite(gt.data[:, :7]).all(1)]
+        # the frame's boxes along their own sweeps' trails are not known here: their boxes at this stamp
+        taken = [own]
+        present = set() if gt.instance_tokens is None else set(gt.instance_tokens)
         chosen: list[dict] = []
         for c, n in self.classes.items():
-            pool = [e for e in self.db[c] if e["token"] != token]
+            pool = [e for e in self.db[c] if e["token"] != token and (e["instance"] is None
+                                                                      or e["instance"] not in present)]
             for i in rng.permutation(len(pool))[:n]:
                 e = pool[i]
                 have = np.concatenate(taken)
-                if len(have) and _overlaps(e["box"], have):
+                if (e["instance"] is not None and e["instance"] in present) or (
+                        len(have) and _overlaps(e["trail"], have)):
                     continue
                 chosen.append(e)
-                taken.append(e["box"][None])
+                taken.append(e["trail"])
+                if e["instance"] is not None:
+                    present.add(e["instance"])
         if not chosen:
             return inputs, gt, none
         boxes = np.stack([e["box"] for e in chosen])
+        trails = np.concatenate([e["trail"] for e in chosen])
         out = dict(inputs)
         for m in ("lidar", "radar"):
             if m not in inputs:
@@ -136,7 +153,7 @@ class ObjectPaste:
             cols = self.columns[m]
             pts = inputs[m]["points"]
             xyz = pts[:, [cols.index("x"), cols.index("y"), cols.index("z")]]
-            keep = ~points_in_boxes(xyz, boxes, MARGIN).any(0)
+            keep = ~_in_any(xyz, trails)
             added = [e[m] for e in chosen if e.get(m) is not None and len(e[m])]
             out[m] = {**inputs[m], "points": np.concatenate([pts[keep], *added]).astype(pts.dtype)}
         fields = {}
@@ -149,7 +166,9 @@ class ObjectPaste:
                 new = np.array([0 if e["radar"] is None else len(e["radar"]) for e in chosen], np.int64)
             elif name == "visibility":
                 new = np.full(len(chosen), PASTED_VISIBILITY, np.int64)
-            else:  # annotation and instance tokens
+            elif name == "instance_tokens":  # the pasted object's own identity, marked
+                new = np.array([f"pasted:{e['instance']}" for e in chosen], dtype=object)
+            else:  # annotation tokens: the frame it came from
                 new = np.array([f"pasted:{e['token']}" for e in chosen], dtype=object)
             fields[name] = np.concatenate([values, new])
         if "visibility" not in fields:  # the frame's own boxes: unknown (0, painted as annotated)
@@ -171,12 +190,14 @@ class ObjectPaste:
 
 class PasteFade(Hook):
     """Stops the pasting after the first ``fade`` x max_iters iterations: switched off after the last of them,
-    before the next batch is drawn. The dataset of the main process is switched (``num_workers=0``, both
-    configs); with DataLoader workers the switch reaches them when they are made again (the next pass, without
-    persistent workers)."""
+    before the next batch is drawn (and at the start of a run resumed past them). It switches the dataset of the
+    main process: a fade with DataLoader workers is refused by promptfusion-train."""
 
     def __init__(self, paste: ObjectPaste, max_iters: int):
         self.paste, self.stop = paste, int(round(paste.fade * max_iters))
+
+    def before_train(self, runner):  # a resumed run past the stop draws no pasted frame, skipped ones included
+        self.paste.active = runner.iter < self.stop
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self.paste.active and runner.iter + 1 >= self.stop:
@@ -185,12 +206,35 @@ class PasteFade(Hook):
                                f"{self.paste.frames} frames had {self.paste.objects} objects pasted")
 
 
-def _overlaps(box: np.ndarray, others: np.ndarray) -> bool:
-    """Does ``box``'s footprint (grown by the point margin) overlap any of ``others``'?"""
+def _trail(box: np.ndarray, lag: float) -> np.ndarray:
+    """(K, 9) the box where it stood over the last ``lag`` seconds (its velocity back in time), spaced at most
+    half its length apart: what its earlier sweeps' points lie in. K = 1 for a still object."""
+    v = np.nan_to_num(box[7:9])
+    span = float(np.hypot(*v)) * max(float(lag), 0.0)
+    k = 1 + int(np.ceil(span / max(box[3] / 2, 0.25)))
+    out = np.repeat(box[None], k, 0)
+    out[:, :2] -= np.linspace(0.0, max(float(lag), 0.0), k)[:, None] * v[None]
+    return out
+
+
+def _in_any(xyz: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(N,) which points lie in any of the boxes (grown by the margin); only the points near a box are tested."""
+    inside = np.zeros(len(xyz), bool)
+    reach = 0.5 * np.hypot(boxes[:, 3], boxes[:, 4]) + MARGIN
+    for b, r in zip(boxes, reach):
+        near = np.flatnonzero((np.abs(xyz[:, 0] - b[0]) <= r) & (np.abs(xyz[:, 1] - b[1]) <= r))
+        if len(near):
+            inside[near[points_in_boxes(xyz[near], b[None], MARGIN)[0]]] = True
+    return inside
+
+
+def _overlaps(trail: np.ndarray, others: np.ndarray) -> bool:
+    """Does any of ``trail``'s footprints (grown by the point margin) overlap any of ``others``'?"""
     grow = 2 * MARGIN
-    a = footprints(box[None, :2], box[None, 6], box[None, 3] + grow, box[None, 4] + grow)
+    a = footprints(trail[:, :2], trail[:, 6], trail[:, 3] + grow, trail[:, 4] + grow)
     b = footprints(others[:, :2], others[:, 6], others[:, 3] + grow, others[:, 4] + grow)
-    return bool(footprints_overlap(np.repeat(a, len(b), 0), b).any())
+    ia, ib = np.meshgrid(np.arange(len(a)), np.arange(len(b)), indexing="ij")
+    return bool(footprints_overlap(a[ia.ravel()], b[ib.ravel()]).any())
 
 
 def build_paste(spec: dict | None) -> ObjectPaste | None:

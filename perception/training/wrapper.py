@@ -158,7 +158,10 @@ class FusionDetector(BaseModel):
                 continue
             dets = d.get("dets")
             dets = dets if dets is not None and len(dets["scores"]) else None
-            valid = gt[np.flatnonzero(facts(gt).valid)] if d.get("gt_objects", True) is not False else gt[[]]
+            valid = facts(gt).valid
+            if d.get("pasted") is not None:  # pasted objects: not among what the frame's prompts were written for
+                valid = valid & ~d["pasted"]
+            valid = gt[np.flatnonzero(valid)] if d.get("gt_objects", True) is not False else gt[[]]
             if dets is None and not len(valid):
                 continue
             sel = self.rng.choice(len(prompts), min(g.prompts_per_sample, len(prompts)), replace=False)
