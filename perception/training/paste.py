@@ -110,11 +110,13 @@ class ObjectPaste:
             return points_in_boxes(xyz, boxes, MARGIN)
         lag = points[:, cols.index("time_lag")].astype(np.float64)
         out = np.zeros((len(boxes), len(points)), bool)
-        for j, b in enumerate(boxes):
+        for j, b in enumerate(boxes):  # only the points that can reach the box are moved and tested
             v = np.nan_to_num(b[7:9])
-            moved = xyz.copy()
-            moved[:, :2] += lag[:, None] * v[None]
-            out[j] = points_in_boxes(moved, b[None], MARGIN)[0]
+            reach = 0.5 * np.hypot(b[3], b[4]) + MARGIN + np.hypot(*v) * lag.max()
+            near = np.flatnonzero((np.abs(xyz[:, 0] - b[0]) <= reach) & (np.abs(xyz[:, 1] - b[1]) <= reach))
+            moved = xyz[near]
+            moved[:, :2] += lag[near, None] * v[None]
+            out[j, near] = points_in_boxes(moved, b[None], MARGIN)[0]
         return out
 
     def apply(self, inputs: dict, gt: Boxes3D | None, rng: np.random.Generator, token: str
@@ -178,7 +180,6 @@ class ObjectPaste:
         merged = Boxes3D(np.concatenate([gt.data, boxes]), np.concatenate([gt.labels, [e["label"] for e in chosen]]),
                          **fields)
         return out, merged, np.concatenate([none, np.ones(len(chosen), bool)])
-
 
     def record(self) -> dict:
         """What the training's checkpoint records of the pasting."""
