@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     if a.pipeline:
         return _profile_pipeline(pipe, src, a.iters, a.top)
     batch = pipe.pre.collate([pipe.pre.prepare(src[min(5, len(src) - 1)])], pipe.device)
-    model = pipe.model
+    model = pipe.net  # what the Pipeline runs (BatchNorm folded unless runtime.fold_batchnorm is off)
 
     def sync():
         if pipe.device.type == "cuda":

@@ -240,11 +240,15 @@ def bench_onnx(pipe, src, repeat):
         except ImportError:
             return
         b = batches[-1]
+        net = pipe.net  # what the Pipeline runs: BatchNorm folded into the convolutions (runtime.fold_batchnorm)
         with torch.no_grad():
-            ours = timeit(lambda: pipe.model(b), repeat)
+            ours = timeit(lambda: net(b), repeat)
+            plain = timeit(lambda: pipe.model(b), repeat)
         peer = timeit(lambda: ort_model(b), repeat)
     row("network only (tiny, cpu): torch eager (ours) vs the same graph in onnxruntime", ours, peer,
         "onnxruntime (exported)", goal="runtime.backend auto picks the faster: torch")
+    row("network only (tiny, cpu): BatchNorm folded (ours) vs the network as trained", ours, plain,
+        "torch, BatchNorm kept", goal="runtime.fold_batchnorm: same outputs, faster")
 
 
 def bench_tracking(repeat):

@@ -61,8 +61,10 @@ def spread_order(n: int) -> np.ndarray:
 # graph cannot, and is 1.4x faster than the exported graph on a 2-core CPU (benchmarks/run.py).
 # threads: intra-op threads of torch (process-wide) and of the ONNX Runtime session; 0 = the libraries' defaults
 # (a fleet worker given one CPU uses 1, so its outputs do not depend on how many cores the machine has).
+# fold_batchnorm: the torch backend runs a copy of the network with every BatchNorm folded into the
+# convolution before it (perception.models.fold; ``Pipeline.net``); ``Pipeline.model`` stays as trained.
 RUNTIME_DEFAULTS = {"precision": "fp32", "voxelize_on_device": False, "pin_memory": False, "backend": "torch",
-                    "threads": 0}
+                    "threads": 0, "fold_batchnorm": True}
 _DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -311,8 +313,37 @@ class Pipeline:
 
             self.history = History(lag=self.model.temporal.lag)
         self.last_timing: dict[str, float] = {}
+        self._folded: tuple | None = None  # (model, its tensors, their versions, the folded copy, how many folded)
         self._text_encoder = None
         self.text_cfg = check_section("text_encoder", cfg.get("text_encoder", {}), TEXT_ENCODER_DEFAULTS)
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """The network the torch backend runs: ``self.model`` itself (in training mode, or with
+        ``runtime.fold_batchnorm`` off), else a copy of it with its BatchNorms folded into the convolutions
+        (perception.models.fold: the same outputs to float rounding, one pass over each feature map fewer).
+        The copy is made at the first frame and again whenever one of the model's parameters or buffers has
+        been changed in place since (an optimizer step, ``load_state_dict``, an edit under ``torch.no_grad``)
+        or ``self.model`` is another module, so ``self.model`` remains the one to train, save or edit (a
+        submodule replaced by another after the first frame is not seen: build a new Pipeline then)."""
+        if not self.runtime["fold_batchnorm"] or self.model.training:
+            return self.model
+        f = self._folded
+        if f is None or f[0] is not self.model or [t._version for t in f[1]] != f[2]:
+            from perception.export import example_batch
+            from perception.models.fold import fold_batchnorm
+
+            def on_device(x):
+                return {k: on_device(v) for k, v in x.items()} if isinstance(x, dict) else x.to(self.device)
+
+            trace = on_device(example_batch(self.pre.spec))  # every branch (each modality) runs on it
+            check = on_device(example_batch(self.pre.spec))
+            gen = torch.Generator().manual_seed(0)
+            check["camera"]["images"] = torch.randn(check["camera"]["images"].shape, generator=gen).to(self.device)
+            net, n = fold_batchnorm(self.model, trace, check)
+            tensors = [*self.model.parameters(), *self.model.buffers()]
+            f = self._folded = (self.model, tensors, [t._version for t in tensors], net, n)
+        return f[3]
 
     @property
     def grounding(self) -> bool:
@@ -353,6 +384,7 @@ class Pipeline:
         prompts = self._prompt_texts(prompts)
         if prompts and not self.grounding:
             raise ValueError("this model has no grounding head: prompts need a checkpoint trained with grounding")
+        net = self.net  # folded at the first frame (and after the model changed): not this frame's latency
         t0 = time.perf_counter()
         text = self.text_encoder.batch(prompts) if prompts else None
         t_text = time.perf_counter() - t0
@@ -368,13 +400,13 @@ class Pipeline:
         if self.history is not None or (self._onnx is not None and all(it["present"].all() for it in items)):
             batches = [self.pre.collate([it], self.device) for it in items]
             t1 = time.perf_counter()
-            parts = [self._forward(f, it, b) for f, it, b in zip(frames, items, batches)]
+            parts = [self._forward(f, it, b, net) for f, it, b in zip(frames, items, batches)]
             out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         else:
             batch = self.pre.collate(items, self.device)
             t1 = time.perf_counter()
             with self._autocast():
-                out = self.model(batch)
+                out = net(batch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
@@ -400,7 +432,7 @@ class Pipeline:
                             "text": t_text}
         return dets
 
-    def _forward(self, frame: SensorFrame, item: dict, batch: dict) -> dict:
+    def _forward(self, frame: SensorFrame, item: dict, batch: dict, net: torch.nn.Module) -> dict:
         """One frame through the exported graph (when it runs this frame) or the torch model; a temporal
         network's frame reads its stream's history and leaves its own state there."""
         seen = self.history is not None and bool(item["present"].any())
@@ -412,7 +444,7 @@ class Pipeline:
             out = self._onnx(batch)
         else:
             with self._autocast():
-                out = self.model(batch)
+                out = net(batch)
         if seen:
             self.history.push(frame.stamp_ns, frame.T_global_ego, frame.scene, out["state"][0])
         return out
