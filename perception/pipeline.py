@@ -6,6 +6,7 @@ the ROS node all call it, so deployment runs exactly the training transforms.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -50,6 +51,8 @@ def spread_order(n: int) -> np.ndarray:
     while math.gcd(step, n) != 1:
         step += 1
     return (np.arange(n, dtype=np.int64) * step) % n
+
+log = logging.getLogger(__name__)
 
 # How the Pipeline runs (config section ``runtime``; not saved with the checkpoint, a deployment choice):
 # precision "fp32" | "fp16" | "bf16" | "auto" (autocast around the network; "auto" = fp16 on CUDA, fp32 elsewhere:
@@ -314,6 +317,7 @@ class Pipeline:
             self.history = History(lag=self.model.temporal.lag)
         self.last_timing: dict[str, float] = {}
         self._folded: tuple | None = None  # (model, its tensors, their versions, the folded copy, how many folded)
+        self.fold_stats: dict = {"folds": 0, "batchnorms": 0, "seconds": 0.0}  # how often, how many, how long
         self._text_encoder = None
         self.text_cfg = check_section("text_encoder", cfg.get("text_encoder", {}), TEXT_ENCODER_DEFAULTS)
 
@@ -322,28 +326,49 @@ class Pipeline:
         """The network the torch backend runs: ``self.model`` itself (in training mode, or with
         ``runtime.fold_batchnorm`` off), else a copy of it with its BatchNorms folded into the convolutions
         (perception.models.fold: the same outputs to float rounding, one pass over each feature map fewer).
-        The copy is made at the first frame and again whenever one of the model's parameters or buffers has
-        been changed in place since (an optimizer step, ``load_state_dict``, an edit under ``torch.no_grad``)
-        or ``self.model`` is another module, so ``self.model`` remains the one to train, save or edit (a
-        submodule replaced by another after the first frame is not seen: build a new Pipeline then)."""
+        The copy is made at the first frame and again when ``self.model`` is another module or one of its
+        parameters or buffers was changed in place (an optimizer step, ``load_state_dict``, an in-place edit
+        of the tensor itself) or given new memory (``.data = ...``, ``.half()``); an edit through ``.data``
+        in place, a submodule or tensor replaced by another, or a flag read in forward is not seen: call
+        :meth:`refresh_net` after those. Should folding fail, the model runs as it is (logged once)."""
         if not self.runtime["fold_batchnorm"] or self.model.training:
             return self.model
         f = self._folded
-        if f is None or f[0] is not self.model or [t._version for t in f[1]] != f[2]:
-            from perception.export import example_batch
-            from perception.models.fold import fold_batchnorm
-
-            def on_device(x):
-                return {k: on_device(v) for k, v in x.items()} if isinstance(x, dict) else x.to(self.device)
-
-            trace = on_device(example_batch(self.pre.spec))  # every branch (each modality) runs on it
-            check = on_device(example_batch(self.pre.spec))
-            gen = torch.Generator().manual_seed(0)
-            check["camera"]["images"] = torch.randn(check["camera"]["images"].shape, generator=gen).to(self.device)
-            net, n = fold_batchnorm(self.model, trace, check)
+        if f is None or f[0] is not self.model or [(t._version, t.data_ptr()) for t in f[1]] != f[2]:
+            t = time.perf_counter()
+            net, n = self._fold()
             tensors = [*self.model.parameters(), *self.model.buffers()]
-            f = self._folded = (self.model, tensors, [t._version for t in tensors], net, n)
+            f = self._folded = (self.model, tensors, [(x._version, x.data_ptr()) for x in tensors], net, n)
+            self.fold_stats["folds"] += 1
+            self.fold_stats["batchnorms"] = n
+            self.fold_stats["seconds"] += time.perf_counter() - t
         return f[3]
+
+    def refresh_net(self) -> None:
+        """Fold the network again at the next frame (after an edit :attr:`net` cannot see)."""
+        self._folded = None
+
+    def _fold(self) -> tuple[torch.nn.Module, int]:
+        from perception.export import example_batch
+        from perception.models.fold import fold_batchnorm
+
+        def on_device(x):
+            return {k: on_device(v) for k, v in x.items()} if isinstance(x, dict) else x.to(self.device)
+
+        try:
+            trace = on_device(example_batch(self.pre.spec))  # every branch (each modality) runs on it
+            check = example_batch(self.pre.spec)
+            gen = torch.Generator().manual_seed(0)
+            check["camera"]["images"] = torch.randn(check["camera"]["images"].shape, generator=gen)
+            for m in ("lidar", "radar"):  # every column of each voxel's point random
+                v = check[m]["voxels"]
+                v[:, 0] += torch.randn(v[:, 0].shape, generator=gen)
+            return fold_batchnorm(self.model, trace, on_device(check))
+        except Exception as e:  # a network the example batch cannot run, out of memory, ...: run it as it is
+            if not self.fold_stats.get("error"):
+                log.warning("BatchNorm folding failed (%s: %s): the network runs unfolded", type(e).__name__, e)
+            self.fold_stats["error"] = f"{type(e).__name__}: {e}"
+            return self.model, 0
 
     @property
     def grounding(self) -> bool:
@@ -372,7 +397,8 @@ class Pipeline:
 
     @torch.no_grad()
     def run_batch(self, frames: list[SensorFrame], prompts=(), motion=None) -> list[Detections]:
-        """Detections per frame; per-stage seconds of this call in ``self.last_timing``.
+        """Detections per frame; per-stage seconds of this call in ``self.last_timing`` ("fold": folding the
+        network, at the first frame and after the model changed; see :attr:`net`).
 
         ``prompts``: zero, one or several referring expressions (str or Prompt); every frame's Detections
         then carry ``grounding_scores`` (objects x prompts, in [0, 1]). A checkpoint without a grounding head
@@ -384,14 +410,16 @@ class Pipeline:
         prompts = self._prompt_texts(prompts)
         if prompts and not self.grounding:
             raise ValueError("this model has no grounding head: prompts need a checkpoint trained with grounding")
-        net = self.net  # folded at the first frame (and after the model changed): not this frame's latency
+        s0 = self.fold_stats["seconds"]
+        net = self.net  # folded at the first frame and after the model changed: last_timing["fold"]
+        t_fold = self.fold_stats["seconds"] - s0
         t0 = time.perf_counter()
         text = self.text_encoder.batch(prompts) if prompts else None
         t_text = time.perf_counter() - t0
         items = [self.pre.prepare(f, self.modalities) for f in frames]
         if not any(it["present"].any() for it in items):
             self.last_timing = {"preprocess": time.perf_counter() - t0 - t_text, "inference": 0.0,
-                                "postprocess": 0.0, "text": t_text}
+                                "postprocess": 0.0, "text": t_text, "fold": t_fold}
             return [Detections.empty(prompts) for _ in frames]
         # the exported graph has batch size 1 and always computes every modality's branch, so it runs frames
         # with every modality; a frame without one (e.g. a lidar sweep between camera frames) is cheaper in
@@ -429,7 +457,7 @@ class Pipeline:
             dets.append(det)
         t3 = time.perf_counter()
         self.last_timing = {"preprocess": t1 - t0 - t_text, "inference": t2 - t1, "postprocess": t3 - t2,
-                            "text": t_text}
+                            "text": t_text, "fold": t_fold}
         return dets
 
     def _forward(self, frame: SensorFrame, item: dict, batch: dict, net: torch.nn.Module) -> dict:

@@ -102,6 +102,43 @@ def test_a_layer_output_read_elsewhere_is_not_folded(caplog):
     assert n == 0 and net is shared
 
 
+class Unpairable(nn.Module):
+    """Pairs the hooks must refuse: a convolution also called without its BatchNorm, an output changed in
+    place between the layer and its BatchNorm, and a weight two layers share."""
+
+    def __init__(self):
+        super().__init__()
+        self.twice, self.bn1 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+        self.edited, self.bn2 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+        self.a, self.b = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+        self.b.weight = self.a.weight
+        self.bn3 = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        y = self.bn1(self.twice(x)) + self.twice(x)
+        y = self.bn2(self.edited(y).relu_())
+        return self.bn3(self.a(y)) + self.b(y)
+
+
+def test_the_hooks_refuse_what_folding_would_change():
+    x = torch.randn(1, 4, 8, 8)
+    model = Unpairable().eval()
+    _randomize_stats(model)
+    assert conv_bn_pairs(model, x) == []
+    net, n = fold_batchnorm(model, x)
+    assert n == 0 and net is model
+
+
+def test_a_nan_only_one_side_has_is_a_difference():
+    from perception.models.fold import _agree
+
+    a = torch.tensor([1.0, float("nan"), 2.0])
+    assert _agree({"x": a}, {"x": a.clone()}, 1e-4)[0]  # NaN in the same place: the same output
+    assert not _agree({"x": a}, {"x": torch.tensor([1.0, 5.0, 2.0])}, 1e-4)[0]
+    assert not _agree({"x": torch.tensor([1.0, 5.0])}, {"x": torch.tensor([1.0, float("nan")])}, 1e-4)[0]
+    assert not _agree({"x": torch.tensor([1.0, 5.0])}, {"x": torch.tensor([1.0, float("inf")])}, 1e-4)[0]
+
+
 @pytest.fixture(scope="module")
 def frames(synthetic_root):
     from perception.sources.nuscenes import NuScenesSource
@@ -117,6 +154,7 @@ def test_pipeline_runs_the_folded_network_with_the_same_detections(frames):
     assert plain.net is plain.model
     for i in (0, len(frames) - 1):
         a, b = folded(frames[i]), plain(frames[i])
+        assert (folded.last_timing["fold"] > 0) == (i == 0)  # folded once, at the first frame
         assert len(a.scores) == len(b.scores) > 0
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
         np.testing.assert_allclose(a.boxes.data, b.boxes.data, atol=1e-3)
@@ -135,6 +173,20 @@ def test_pipeline_runs_the_folded_network_with_the_same_detections(frames):
             w.mul_(-1.0)
     assert folded.net is not net
     a, b = folded(frames[1]), plain(frames[1])
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    # new memory for a weight is seen too; an edit through .data in place needs refresh_net()
+    net = folded.net
+    for p in (folded, plain):
+        bias = p.model.head.heatmap[-1].bias  # the class heatmap's last convolution
+        bias.data = bias.data + 0.5
+    assert folded.net is not net
+    net = folded.net
+    for p in (folded, plain):
+        p.model.head.heatmap[-1].bias.data.add_(0.5)
+    assert folded.net is net
+    folded.refresh_net()
+    a, b = folded(frames[1]), plain(frames[1])
+    assert folded.fold_stats["folds"] == 4
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
     # training mode: the model itself (a folded copy cannot learn)
     folded.model.train()

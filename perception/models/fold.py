@@ -15,6 +15,7 @@ and not used (the original is returned) unless every output agrees.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import weakref
@@ -30,26 +31,30 @@ _FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspo
 
 def conv_bn_pairs(model: nn.Module, batch) -> list[tuple[str, str]]:
     """(layer name, BatchNorm name) for every BatchNorm that, in one eval-mode forward of ``model`` on
-    ``batch``, read exactly the tensor a convolution / linear layer returned (a linear layer only where its
-    output is (N, C), the layout BatchNorm1d normalizes on the same axis). Branches the batch does not run
-    are not seen."""
+    ``batch``, read exactly the tensor a convolution / linear layer returned, unchanged since (a linear layer
+    only where its output is (N, C), the layout BatchNorm1d normalizes on the same axis), where every call
+    of the BatchNorm read that layer's output and every call of the layer fed that BatchNorm, and the
+    layer's weight belongs to no other module. Branches the batch does not run are not seen."""
     names = {m: n for n, m in model.named_modules()}
-    last: dict[int, tuple[nn.Module, weakref.ref]] = {}
-    pairs: dict[str, str] = {}
+    last: dict[int, tuple[str, weakref.ref, int]] = {}
+    calls: dict[str, int] = {}
+    matched: dict[tuple[str, str], int] = {}
 
     def layer_hook(m, inputs, out):
+        calls[names[m]] = calls.get(names[m], 0) + 1
         if torch.is_tensor(out) and not (isinstance(m, nn.Linear) and out.dim() != 2):
-            last[id(out)] = (m, weakref.ref(out))
+            last[id(out)] = (names[m], weakref.ref(out), out._version)
 
     def bn_hook(m, inputs, out):
+        calls[names[m]] = calls.get(names[m], 0) + 1
         x = inputs[0] if inputs else None
         hit = last.get(id(x)) if torch.is_tensor(x) else None
-        if hit is not None and hit[1]() is x:
-            pairs.setdefault(names[m], names[hit[0]])
+        if hit is not None and hit[1]() is x and x._version == hit[2]:  # the layer's output, not edited since
+            matched[(hit[0], names[m])] = matched.get((hit[0], names[m]), 0) + 1
 
     hooks = [m.register_forward_hook(layer_hook if isinstance(m, _FOLDABLE) else bn_hook)
              for m in model.modules() if isinstance(m, (*_FOLDABLE, *_BN))]
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
         with torch.no_grad():
@@ -57,8 +62,14 @@ def conv_bn_pairs(model: nn.Module, batch) -> list[tuple[str, str]]:
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
-    return [(layer, bn) for bn, layer in pairs.items()]
+        for m, mode in modes:
+            m.training = mode
+    owners: dict[int, int] = {}
+    for m in model.modules():
+        for p in m.parameters(recurse=False):
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    return [(layer, bn) for (layer, bn), n in matched.items()
+            if n == calls[layer] == calls[bn] and owners.get(id(model.get_submodule(layer).weight)) == 1]
 
 
 def _fold_pair(layer: nn.Module, bn: nn.Module) -> bool:
@@ -66,18 +77,18 @@ def _fold_pair(layer: nn.Module, bn: nn.Module) -> bool:
         return False  # a BatchNorm without running statistics normalizes by the batch: not a fixed map
     if isinstance(layer, nn.modules.conv._ConvTransposeNd) and layer.groups != 1:
         return False
-    with torch.no_grad():
+    with torch.no_grad():  # in float64, rounded once to the layer's dtype
         w = layer.weight
-        s = torch.rsqrt(bn.running_var.float() + bn.eps)
+        s = torch.rsqrt(bn.running_var.double() + bn.eps)
         if bn.weight is not None:
-            s = s * bn.weight.float()
-        t = -bn.running_mean.float() * s + (bn.bias.float() if bn.bias is not None else 0.0)
+            s = s * bn.weight.double()
+        t = -bn.running_mean.double() * s + (bn.bias.double() if bn.bias is not None else 0.0)
         axis = 1 if isinstance(layer, nn.modules.conv._ConvTransposeNd) else 0  # the output channels' axis
         shape = [1] * w.dim()
         shape[axis] = -1
-        w.mul_(s.reshape(shape).to(w.dtype))
-        b0 = layer.bias.float() if layer.bias is not None else torch.zeros_like(s)
-        layer.bias = nn.Parameter((b0 * s + t).to(w.dtype))
+        w.copy_((w.double() * s.reshape(shape)).to(w.dtype))
+        b0 = layer.bias.double() if layer.bias is not None else torch.zeros_like(s)
+        layer.bias = nn.Parameter((b0 * s + t).to(w.dtype), requires_grad=False)
     return True
 
 
@@ -103,23 +114,43 @@ def _agree(a, b, rtol: float) -> tuple[bool, float]:
             if not torch.equal(x, y):
                 return False, float("inf")
             continue
-        x, y = x.float(), y.float()
-        scale = max(1.0, float(x.abs().max())) if x.numel() else 1.0
-        err = float((x - y).abs().max()) / scale if x.numel() else 0.0
+        x, y = x.double(), y.double()
+        if not torch.equal(torch.isnan(x), torch.isnan(y)):
+            return False, float("nan")
+        x, y = torch.nan_to_num(x, nan=0.0), torch.nan_to_num(y, nan=0.0)
+        if not x.numel():
+            continue
+        scale = max(1.0, float(x.abs().max()))
+        err = float((x - y).abs().max()) / scale
+        if err != err or err > rtol:  # an infinity on one side only: nan or inf
+            return False, err
         worst = max(worst, err)
     return worst <= rtol, worst
 
 
+@contextlib.contextmanager
+def _exact_float32():
+    """CUDA's TF32 matmuls and convolutions off (they round the two networks differently)."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
 def fold_batchnorm(model: nn.Module, batch, check_batch=None, rtol: float = 1e-4) -> tuple[nn.Module, int]:
-    """An eval-mode deep copy of ``model`` with every BatchNorm :func:`conv_bn_pairs` finds on ``batch``
-    folded into its layer (replaced by ``nn.Identity``), and how many were folded. The copy's outputs on
-    ``check_batch`` (default ``batch``) must equal the original's to ``rtol`` of each output's largest
-    magnitude; otherwise the original model is returned with 0 (and a warning): some layer's output was
-    read by something besides its BatchNorm."""
+    """An eval-mode deep copy of ``model`` (no gradients) with every BatchNorm :func:`conv_bn_pairs` finds
+    on ``batch`` folded into its layer (replaced by ``nn.Identity``), and how many were folded. The copy's
+    outputs on ``check_batch`` (default ``batch``; fp32, TF32 off) must equal the original's to ``rtol`` of
+    each output's largest magnitude, with NaNs in the same places; otherwise the original model is returned
+    with 0 (and a warning): some layer's output was read by something besides its BatchNorm."""
     pairs = conv_bn_pairs(model, batch)
     layers = [layer for layer, _ in pairs]
     pairs = [(layer, bn) for layer, bn in pairs if layers.count(layer) == 1]  # one output, two BatchNorms: keep
-    net = copy.deepcopy(model).eval()
+    net = copy.deepcopy(model).eval().requires_grad_(False)
+    for p in net.parameters():
+        p.grad = None
     n = 0
     for layer_name, bn_name in pairs:
         if _fold_pair(net.get_submodule(layer_name), net.get_submodule(bn_name)):
@@ -129,13 +160,14 @@ def fold_batchnorm(model: nn.Module, batch, check_batch=None, rtol: float = 1e-4
     if not n:
         return model, 0
     check = batch if check_batch is None else check_batch
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _exact_float32():
             ok, err = _agree(model(check), net(check), rtol)
     finally:
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
     if not ok:
         log.warning("BatchNorm folding changed the network's outputs (relative error %.2g): running it unfolded",
                     err)
