@@ -81,6 +81,9 @@ class FusionNode(Node):
                                      tracker={} if p["tracking"] else None, queue_frames=p["queue_frames"])
         except ValueError as e:
             raise SystemExit(f"fusion_node: {e}") from None
+        # before any subscription exists: the first inference (and the network's BatchNorm folding) can take
+        # seconds on a busy CPU, and sensor messages arriving meanwhile would overflow the QoS queues
+        self.log("info", f"warm-up inference {1000 * self.runner.warm_up():.0f} ms")
         topics = {"pose": p["ego_pose_topic"], "extrinsics": p["extrinsics_topic"]}
         for inp in self.feeder.inputs(tf=use_tf(p["pose_source"])):
             self.create_subscription(self.types[inp.msgtype], topics.get(inp.kind, inp.topic),
@@ -101,7 +104,6 @@ class FusionNode(Node):
                                                        "/perception/detections_3d", 10)
         self.create_timer(0.02, self.runner.tick)
         self.create_timer(1.0, self.publish_diagnostics)
-        self.log("info", f"warm-up inference {1000 * self.runner.warm_up():.0f} ms")
         self.runner.start()
         self.log("info", f"fusion node up: config {p['config']}, {p['checkpoint']} ({assembly.lidar_sweeps} lidar "
                          f"sweeps), prompts {list(self.runner.prompts)}, poses from "
