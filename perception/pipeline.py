@@ -316,7 +316,7 @@ class Pipeline:
 
             self.history = History(lag=self.model.temporal.lag)
         self.last_timing: dict[str, float] = {}
-        self._folded: tuple | None = None  # (model, its tensors, their versions, the folded copy, how many folded)
+        self._folded: tuple | None = None  # (model, its tensors, their versions, the folded copy)
         self.fold_stats: dict = {"folds": 0, "batchnorms": 0, "seconds": 0.0}  # how often, how many, how long
         self._text_encoder = None
         self.text_cfg = check_section("text_encoder", cfg.get("text_encoder", {}), TEXT_ENCODER_DEFAULTS)
@@ -338,7 +338,7 @@ class Pipeline:
             t = time.perf_counter()
             net, n = self._fold()
             tensors = [*self.model.parameters(), *self.model.buffers()]
-            f = self._folded = (self.model, tensors, [(x._version, x.data_ptr()) for x in tensors], net, n)
+            f = self._folded = (self.model, tensors, [(x._version, x.data_ptr()) for x in tensors], net)
             self.fold_stats["folds"] += 1
             self.fold_stats["batchnorms"] = n
             self.fold_stats["seconds"] += time.perf_counter() - t

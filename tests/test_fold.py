@@ -161,7 +161,7 @@ def test_pipeline_runs_the_folded_network_with_the_same_detections(frames):
     net = folded.net
     n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.model.modules())
     left = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-    assert net is not folded.model and folded._folded[4] == n_bn - left > 0.9 * n_bn
+    assert net is not folded.model and folded.fold_stats["batchnorms"] == n_bn - left > 0.9 * n_bn
     assert folded.net is net  # made once, not per frame
     # the model as trained stays as it was: its state dict still loads into a fresh network
     assert set(folded.model.state_dict()) == set(plain.model.state_dict())

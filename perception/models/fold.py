@@ -29,6 +29,18 @@ _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 
 
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """``model`` in eval mode for the block, every submodule's own mode restored after it."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 def conv_bn_pairs(model: nn.Module, batch) -> list[tuple[str, str]]:
     """(layer name, BatchNorm name) for every BatchNorm that, in one eval-mode forward of ``model`` on
     ``batch``, read exactly the tensor a convolution / linear layer returned, unchanged since (a linear layer
@@ -54,16 +66,12 @@ def conv_bn_pairs(model: nn.Module, batch) -> list[tuple[str, str]]:
 
     hooks = [m.register_forward_hook(layer_hook if isinstance(m, _FOLDABLE) else bn_hook)
              for m in model.modules() if isinstance(m, (*_FOLDABLE, *_BN))]
-    modes = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
-        with torch.no_grad():
+        with _eval_mode(model), torch.no_grad():
             model(batch)
     finally:
         for h in hooks:
             h.remove()
-        for m, mode in modes:
-            m.training = mode
     owners: dict[int, int] = {}
     for m in model.modules():
         for p in m.parameters(recurse=False):
@@ -125,7 +133,7 @@ def _agree(a, b, rtol: float) -> tuple[bool, float]:
         if err != err or err > rtol:  # an infinity on one side only: nan or inf
             return False, err
         worst = max(worst, err)
-    return worst <= rtol, worst
+    return True, worst
 
 
 @contextlib.contextmanager
@@ -160,14 +168,8 @@ def fold_batchnorm(model: nn.Module, batch, check_batch=None, rtol: float = 1e-4
     if not n:
         return model, 0
     check = batch if check_batch is None else check_batch
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad(), _exact_float32():
-            ok, err = _agree(model(check), net(check), rtol)
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with _eval_mode(model), torch.no_grad(), _exact_float32():
+        ok, err = _agree(model(check), net(check), rtol)
     if not ok:
         log.warning("BatchNorm folding changed the network's outputs (relative error %.2g): running it unfolded",
                     err)
