@@ -127,6 +127,11 @@ def test_node_matches_replay_and_survives_bad_input(synthetic_root, tmp_path, ro
         while time.monotonic() < deadline and player.poll() is None:
             spin(0.2)
         spin(1.5)
+        # on a busy CPU the node is still working through its frame queue when the log ends: wait for it (a frame
+        # it never publishes fails the comparison below after this wait)
+        settle = time.monotonic() + 120
+        while time.monotonic() < settle and len(objects) < len(replay):
+            spin(0.2)
         n_after = len(objects)
         # the lidar stops while a camera goes on: reported as silent
         import cv2
