@@ -14,7 +14,8 @@ CAMERA = dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True,
 # nothing from the time lag of its sweeps, and no velocity of oncoming traffic; README, Tracking)
 model = fusion_model(pc_range, voxel_size, dim=128, lidar_channels=(64, 128), radar_channels=(32, 64),
                      camera_widths=(64, 128, 256), layers=3, head_channels=64,
-                     grounding=dict(dim=128, layers=2), camera_backbone=CAMERA, point_norm=True)
+                     grounding=dict(dim=128, layers=2), camera_backbone=CAMERA, point_norm=True,
+                     head=dict(nms=0.4))  # circle NMS at decoding, as configs/tiny.py
 preprocess = preprocess_spec(pc_range, voxel_size, image_size=(256, 704), lidar_points=(32, 40000),
                              radar_points=(8, 6000), keep="spread")  # every sweep sampled in a full pillar
 

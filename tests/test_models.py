@@ -472,6 +472,34 @@ def test_velocity_loss_window_and_balance():
     assert loss(head(vel_window=1, vel_balance=True), block) == 0.0
 
 
+def test_decode_circle_nms_drops_a_second_peak_of_the_same_object_only():
+    """Two peaks 2.4 m apart on one 11 m bus, a truck peak on the same bus, and two pedestrians 1.6 m apart:
+    with nms=0.4 the bus's weaker peak goes (within 0.4 x 11 m of the stronger), the truck reading (another
+    class) and both pedestrians (1.6 m is more than 0.4 x 0.7 m) stay; without it all five are decoded."""
+    from perception.models.heads import CenterHead
+    from perception.types import DETECTION_CLASSES
+
+    bus, truck, ped = (DETECTION_CLASSES.index(c) for c in ("bus", "truck", "pedestrian"))
+    logit = torch.full((1, 10, 20, 20), -9.0)
+    for c, cell, score in ((bus, (10, 5), 0.8), (bus, (10, 8), 0.5), (truck, (10, 6), 0.4), (ped, (3, 3), 0.7),
+                           (ped, (3, 5), 0.6)):
+        logit[0, c, cell[0], cell[1]] = float(np.log(score / (1 - score)))
+    size = torch.zeros(1, 3, 20, 20)
+    size[0, :, 10] = torch.tensor([11.0, 2.9, 3.4]).log().view(3, 1)
+    size[0, :, 3] = torch.tensor([0.7, 0.7, 1.7]).log().view(3, 1)
+    out = {"heatmap": logit, "size": size, "rot": torch.zeros(1, 2, 20, 20), "attr": torch.zeros(1, 8, 20, 20),
+           **{k: torch.zeros(1, n, 20, 20) for k, n in (("offset", 2), ("z", 1), ("vel", 2))}}
+
+    def decoded(**kw):
+        d = CenterHead(32, (-8.0, -8.0, 8.0, 8.0), (20, 20), **kw).decode(out)[0]
+        return sorted((int(c), round(float(s), 2)) for c, s in zip(d["labels"], d["scores"]))
+
+    assert decoded() == sorted([(bus, 0.8), (bus, 0.5), (truck, 0.4), (ped, 0.7), (ped, 0.6)])
+    assert decoded(nms=0.4) == sorted([(bus, 0.8), (truck, 0.4), (ped, 0.7), (ped, 0.6)])
+    with pytest.raises(ValueError, match="nms"):
+        CenterHead(32, (-8.0, -8.0, 8.0, 8.0), (20, 20), nms=-1)
+
+
 def test_branch_norm_head_layout():
     from perception.models.heads import CenterHead
 

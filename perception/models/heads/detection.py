@@ -32,7 +32,7 @@ def gaussian_radius(h: float, w: float, min_overlap: float = 0.1) -> float:
 class CenterHead(nn.Module):
     def __init__(self, in_channels: int, xy_range, out_hw: tuple[int, int], head_channels: int = 32,
                  max_dets: int = 300, score_threshold: float = 0.05, min_radius: int = 2, branch_norm: bool = False,
-                 vel_window: int = 0, vel_balance: bool = False):
+                 vel_window: int = 0, vel_balance: bool = False, nms: float = 0.0):
         """``branch_norm``: each output branch is conv - BatchNorm - ReLU - conv (CenterPoint's separate heads)
         instead of conv - ReLU - conv. Without it the velocity branch, supervised at a few centre cells whose
         target is mostly 0 (still objects), lets its ReLUs die early in training: the shipped network kept 13 of
@@ -41,8 +41,14 @@ class CenterHead(nn.Module):
         ``vel_window``: the velocity is also supervised on the cells within this many cells of the centre (the
         same target), not only on the centre cell; ``vel_balance``: the still objects (under 0.5 m/s) and the
         moving ones each weigh half of the velocity loss of a batch (most objects stand still, and an L1 loss
-        left to the plain mean predicts their 0 for every object it cannot yet tell apart)."""
+        left to the plain mean predicts their 0 for every object it cannot yet tell apart).
+        ``nms``: at decoding, a peak whose centre lies within this fraction of a higher-scored box's longer side,
+        of the same class, is the same object read twice (a long vehicle gives two peaks a few cells apart) and
+        is dropped: CenterPoint's circle NMS with the radius scaled to each box (0: off)."""
         super().__init__()
+        if not float(nms) >= 0:
+            raise ValueError(f"CenterHead.nms: {nms} must be >= 0")
+        self.nms = float(nms)
         self.vel_window, self.vel_balance = int(vel_window), bool(vel_balance)
         self.xy_range = tuple(xy_range)
         self.out_hw = tuple(out_hw)
@@ -193,9 +199,32 @@ class CenterHead(nn.Module):
                 x0 + (ix.float() + off[:, 0]) * cx, y0 + (iy.float() + off[:, 1]) * cy, z[:, 0],
                 *size.clamp(max=5).exp().T, torch.atan2(rot[:, 0], rot[:, 1]), vel[:, 0], vel[:, 1]], 1)
             attr = torch.where(self.attr_allowed[cls].any(1), attr_logits.argmax(1), torch.full_like(cls, -1))
-            res.append({"boxes": boxes.cpu().numpy().astype(np.float64), "scores": scores.cpu().numpy(),
-                        "labels": cls.cpu().numpy(), "attributes": attr.cpu().numpy()})
+            d = {"boxes": boxes.cpu().numpy().astype(np.float64), "scores": scores.cpu().numpy(),
+                 "labels": cls.cpu().numpy(), "attributes": attr.cpu().numpy()}
+            if self.nms > 0:
+                keep = circle_nms(d["boxes"], d["labels"], self.nms)
+                d = {k: v[keep] for k, v in d.items()}
+            res.append(d)
         return res
+
+
+def circle_nms(boxes: np.ndarray, labels: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices kept of boxes sorted by score (high first): each kept box drops the later ones of its class whose
+    centre lies within ``fraction`` of its longer side (boxes: rows of x y z l w h ...)."""
+    keep = np.ones(len(boxes), bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)  # in score order
+        if len(idx) < 2:
+            continue
+        x, y = boxes[idx, 0], boxes[idx, 1]
+        d = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
+        near = np.triu(d <= fraction * boxes[idx, 3:5].max(1)[:, None], 1)
+        k = np.ones(len(idx), bool)
+        for i in np.flatnonzero(near.any(1)):  # only a box with a later one near it can drop anything
+            if k[i]:
+                k &= ~near[i]
+        keep[idx] = k
+    return np.flatnonzero(keep)
 
 
 def _draw_gaussian(heat: np.ndarray, x: int, y: int, r: int) -> None:
