@@ -311,9 +311,9 @@ def test_furniture_false_alarms_find_detections_on_street_furniture(synthetic_ro
 
 
 def test_class_confusion_tells_missed_from_misnamed(nusc, synthetic_root, tmp_path):
-    """The devkit's eval on a submission made of the ground truth with every car called a truck and every
-    pedestrian left out: the confusion says cars were found as trucks and pedestrians missed; the rest as
-    themselves."""
+    """The devkit's eval on a submission made of the ground truth with every car called a truck, every
+    pedestrian left out and every trailer moved 3 m along x: the confusion says cars were found as trucks,
+    pedestrians missed, trailers found off centre; the rest as themselves."""
     import json
 
     from nuscenes.eval.detection.utils import category_to_detection_name
@@ -328,7 +328,9 @@ def test_class_confusion_tells_missed_from_misnamed(nusc, synthetic_root, tmp_pa
             name = category_to_detection_name(a["category_name"])
             if name is None or name == "pedestrian":
                 continue
-            rows.append({"sample_token": tok, "translation": a["translation"], "size": a["size"],
+            shift = 3.0 if name == "trailer" else 0.0
+            rows.append({"sample_token": tok, "translation": [a["translation"][0] + shift, *a["translation"][1:]],
+                         "size": a["size"],
                          "rotation": a["rotation"], "velocity": [0.0, 0.0], "attribute_name": "",
                          "detection_name": "truck" if name == "car" else name, "detection_score": 0.9})
         results[tok] = rows
@@ -345,11 +347,13 @@ def test_class_confusion_tells_missed_from_misnamed(nusc, synthetic_root, tmp_pa
     conf = summary["confusion"]
     assert conf["car"] and set(conf["car"]) == {"truck"}
     assert conf["pedestrian"] and set(conf["pedestrian"]) == {"missed"}
+    trailers = conf["trailer"]
+    assert trailers and trailers.get("off-centre", 0) >= 0.8 * sum(trailers.values()), trailers
     for c in ("barrier", "traffic_cone"):
         assert not conf[c] or set(conf[c]) == {c}
     assert summary["mean_dist_aps"]["car"] == 0.0
     table = format_confusion(conf)
-    assert table.splitlines()[0].split()[-1] == "missed" and "car" in table
+    assert table.splitlines()[0].split()[-3:] == ["2-4", "m", "missed"] and "car" in table
 
 
 def test_velocity_by_heading_tells_measured_motion_from_a_guess(nusc, synthetic_root, tmp_path):
@@ -377,7 +381,9 @@ def test_velocity_by_heading_tells_measured_motion_from_a_guess(nusc, synthetic_
                 continue
             v = np.nan_to_num(nusc.box_velocity(ann_tok)[:2])
             with_ego = v[0] * c + v[1] * s > np.sqrt(0.5) * np.linalg.norm(v)
-            rows.append({"sample_token": tok, "translation": a["translation"], "size": a["size"],
+            shift = 3.0 if name == "trailer" else 0.0
+            rows.append({"sample_token": tok, "translation": [a["translation"][0] + shift, *a["translation"][1:]],
+                         "size": a["size"],
                          "rotation": a["rotation"], "velocity": (v if with_ego else 0 * v).tolist(),
                          "attribute_name": "", "detection_name": name, "detection_score": 0.9})
         results[tok] = rows
