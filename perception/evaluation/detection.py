@@ -226,12 +226,12 @@ def format_confusion(confusion: dict) -> str:
              for c in DETECTION_CLASSES}
     lines = [f"{'annotated as':22s} {'n':>5s} " + " ".join(f"{short[c]:>6s}" for c in DETECTION_CLASSES)
              + f" {'2-4 m':>6s} {'missed':>6s}"]
+    cols = [*DETECTION_CLASSES, OFF_CENTRE, "missed"]
     for c in DETECTION_CLASSES:
         row = confusion.get(c, {})
         n = sum(row.values())
         if not n:
             continue
-        cols = [*DETECTION_CLASSES, OFF_CENTRE, "missed"]
         lines.append(f"{c:22s} {n:5d} " + " ".join(f"{row.get(k, 0) / n:6.2f}" for k in cols))
     return "\n".join(lines)
 
