@@ -129,6 +129,32 @@ def box_edges_in_front(corners, near: float) -> np.ndarray:
     return np.where(((za < near) & (zb < near))[..., None], np.nan, ends)
 
 
+def box_image_rects(corners, ego2img, near: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 8, 3) box corners in the ego frame and (N, 4, 4) ego -> pixel matrices (rows u z, v z, z) -> the image
+    rectangle each box covers in each camera, (N, K, 4) u_min, v_min, u_max, v_max in pixel coordinates (unclipped;
+    NaN where the box lies wholly behind the plane ``near`` metres in front of the camera), and (N, K) the depth of
+    its nearest covered point (inf: behind). The rectangle bounds the corners in front of that plane and the points
+    where the box's edges cross it (a car beside the ego, half behind a side camera, covers the image to its edge)."""
+    c = np.asarray(corners, dtype=np.float64)
+    P = np.asarray(ego2img, dtype=np.float64)
+    N, K = len(P), len(c)
+    hom = np.concatenate([c, np.ones((K, 8, 1))], -1)
+    cam = np.einsum("nij,kcj->nkci", P, hom)[..., :3]  # N, K, 8, 3: (u z, v z, z)
+    pts = box_edges_in_front(cam, near).reshape(N, K, 24, 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = pts[..., 0] / pts[..., 2]
+        v = pts[..., 1] / pts[..., 2]
+    seen = np.isfinite(u)
+    depth = np.where(seen, pts[..., 2], np.inf).min(2)
+    rects = np.full((N, K, 4), np.nan)
+    any_seen = seen.any(2)
+    if any_seen.any():
+        big = np.where(seen, u, np.inf), np.where(seen, v, np.inf)
+        small = np.where(seen, u, -np.inf), np.where(seen, v, -np.inf)
+        rects[any_seen] = np.stack([big[0].min(2), big[1].min(2), small[0].max(2), small[1].max(2)], -1)[any_seen]
+    return rects, depth
+
+
 def box_corners(boxes) -> np.ndarray:
     """(N, >=7) boxes x y z l w h yaw -> (N, 8, 3) corners.
 

@@ -198,14 +198,16 @@ def test_grounding_trained_later_leaves_the_head_to_tune_text(synthetic_root, tm
 
     args = ["--data-root", str(synthetic_root), "--no-val", "--override-assembly", "lidar_sweeps=1", "--max-iters", "2"]
     later = tmp_path / "tiny_later.py"
-    # with ground-truth sampling too (perception.training.paste): the database built, objects pasted in training
+    # with ground-truth sampling too (perception.training.paste, the image patches as well): the database built,
+    # objects pasted in training
     later.write_text("from configs.ablation.tiny_grounding_later import *  # noqa: F403\ntrain = {**train, 'augment': "
-                     "{**train['augment'], 'paste': dict(classes={'car': 2, 'pedestrian': 2}, fade=0.5)}}\n")
+                     "{**train['augment'], 'paste': dict(classes={'car': 2, 'pedestrian': 2}, fade=0.5, "
+                     "images=True)}}\n")
     assert train_main([str(later), "--work-dir", str(tmp_path / "w"), *args]) == 0
     ckpt = torch.load(tmp_path / "w" / "final.pth", weights_only=True)
     assert ckpt["meta"]["grounding_training"] == "later"
     paste = ckpt["meta"]["paste"]  # pasted in the first iteration's batch of two frames only (fade 0.5)
-    assert paste["database"]["car"] > 0 and 1 <= paste["frames_pasted"] <= 2
+    assert paste["database"]["car"] > 0 and 1 <= paste["frames_pasted"] <= 2 and paste["images"] is True
     assert paste["objects_pasted"] >= paste["frames_pasted"]
     assert "object paste off from iteration 1" in "".join(f.read_text() for f in (tmp_path / "w").glob("*/*.log"))
     torch.manual_seed(0)  # the initial weights promptfusion-train builds with --seed 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from perception.geometry import footprints, footprints_overlap, points_in_boxes
+from perception.geometry import box_corners, footprints, footprints_overlap, points_in_boxes
 from perception.pipeline import Preprocessor
 from perception.training.paste import MARGIN, PASTED_VISIBILITY, ObjectPaste, build_paste
 from perception.types import MODALITIES
@@ -54,8 +54,9 @@ def test_pasted_objects_bring_their_points_and_overlap_nothing(sets, seed):
     paste = val.paste
     inputs, meta = val._load(0)
     before = {m: inputs[m]["points"].copy() for m in ("lidar", "radar")}
-    out, gt, pasted = paste.apply(inputs, meta["gt"], np.random.default_rng(seed), meta["token"])
+    out, gt, pasted, imaged = paste.apply(inputs, meta["gt"], np.random.default_rng(seed), meta["token"])
     assert all(np.array_equal(inputs[m]["points"], before[m]) for m in before)  # the cached inputs untouched
+    assert not imaged.any() and out["camera"] is inputs["camera"]  # points only: the images as they were
     n_own = len(meta["gt"])
     assert len(gt) == len(pasted) and not pasted[:n_own].any() and pasted[n_own:].all() and pasted.any()
     np.testing.assert_array_equal(gt.data[:n_own], meta["gt"].data)
@@ -118,7 +119,7 @@ def test_grounding_loss_leaves_pasted_boxes_out_of_its_objects(sets):
 
     pre, _, val, _ = sets
     inputs, meta = val._load(0)
-    _, gt, pasted = val.paste.apply(inputs, meta["gt"], np.random.default_rng(0), meta["token"])
+    _, gt, pasted, _ = val.paste.apply(inputs, meta["gt"], np.random.default_rng(0), meta["token"])
     assert pasted.any()
     net = build(load_config("configs/tiny.py")["model"])
     bank = PromptBank(["cars ahead", "pedestrians on the left"], TextEncoder.from_config(None))
@@ -200,12 +201,118 @@ def test_a_moving_objects_trail_counts_for_overlaps_and_for_the_points_removed()
     ground = np.c_[rng.uniform(0.0, 14.0, 200), rng.uniform(-0.8, 0.8, 200), np.full(200, 0.3), np.ones(200),
                    np.zeros(200)].astype(np.float32)
     frame = {"lidar": {"points": ground}}
-    _, gt, pasted = paste.apply(frame, parked, np.random.default_rng(1), "dst")
+    _, gt, pasted, _ = paste.apply(frame, parked, np.random.default_rng(1), "dst")
     assert not pasted.any()  # the box alone (8-12 m) would clear the parked car (4.5-6.5 m); its trail does not
     empty = Boxes3D(np.zeros((0, 9)), np.zeros(0, np.int64), instance_tokens=[])
-    out, gt, pasted = paste.apply(frame, empty, np.random.default_rng(1), "dst")
+    out, gt, pasted, _ = paste.apply(frame, empty, np.random.default_rng(1), "dst")
     assert pasted.all() and len(gt) == 1
     kept = out["lidar"]["points"][:-80]
     # the frame's points from the trail's rear end (5 m less the margin) to the box's front (12 m plus it) are gone
     span = (ground[:, 0] >= 4.8 - 1e-4) & (ground[:, 0] <= 12.2 + 1e-4)
     np.testing.assert_array_equal(kept, ground[~span])
+
+
+@pytest.fixture(scope="module")
+def imaged(sets):
+    """The same frames with multi-modal pasting: the objects' image patches pasted too."""
+    from perception.training.data import FrameDataset
+
+    pre, ds, val, _ = sets
+    paste = ObjectPaste(ALL, min_points=5, images=True)
+    paste.build(FrameDataset(ds.source, pre, paste=paste, seed=0), progress=False)
+    return pre, FrameDataset(val.source, pre, paste=paste, seed=0)
+
+
+def _owner(rects: np.ndarray, depth: np.ndarray, hw) -> np.ndarray:
+    """(H, W) which box each pixel shows, painting the boxes' rectangles far to near (-1: none)."""
+    out = np.full(hw, -1)
+    seen = np.flatnonzero(np.isfinite(depth))
+    for k in seen[np.argsort(-depth[seen], kind="stable")]:
+        u0, v0 = max(int(np.floor(rects[k, 0])), 0), max(int(np.floor(rects[k, 1])), 0)
+        out[v0:max(int(np.ceil(rects[k, 3])), 0), u0:max(int(np.ceil(rects[k, 2])), 0)] = k
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_image_patches_land_where_the_pasted_boxes_project_behind_nearer_own_objects(imaged, seed):
+    """Every pixel shows what the nearest box covering it brought: a pasted object's own pixels from the frame
+    it came from (this rig's calibration is the same in every frame, so they land exactly), the frame's own
+    pixels where an own object stands nearer or nothing was pasted."""
+    from perception.geometry import box_image_rects
+
+    pre, val = imaged
+    paste = val.paste
+    inputs, meta = val._load(1)
+    images = inputs["camera"]["images"].copy()
+    out, gt, pasted, shown = paste.apply(inputs, meta["gt"], np.random.default_rng(seed), meta["token"])
+    np.testing.assert_array_equal(inputs["camera"]["images"], images)  # the cached frame untouched
+    assert pasted.any() and shown.any() and not shown[~pasted].any()
+    new = np.flatnonzero(pasted)
+    entry = {(e["instance"], e["token"]): e for entries in paste.db.values() for e in entries}
+    chosen = [entry[i[len("pasted:"):], t[len("pasted:"):]] for i, t in zip(gt.instance_tokens[new], gt.tokens[new])]
+    # a patch shown carries the visibility annotated where it came from; one no camera shows, none
+    assert [int(v) for v in gt.visibility[new]] == [e["visibility"] if s else PASTED_VISIBILITY
+                                                     for e, s in zip(chosen, shown[new])]
+    P = inputs["camera"]["ego2img"]
+    rects, depth = box_image_rects(gt.corners(), P)
+    painted = 0
+    for n in range(len(P)):
+        owner = _owner(rects[n], depth[n], images.shape[1:3])
+        frame_px = (owner < 0) | ~np.isin(owner, new)
+        np.testing.assert_array_equal(out["camera"]["images"][n][frame_px], images[n][frame_px])
+        for k in np.intersect1d(np.unique(owner), new):
+            view = chosen[int(np.flatnonzero(new == k)[0])]["views"].get(n)
+            v, u = np.nonzero(owner == k)
+            if view is None:  # no patch from this camera: the frame's pixels stay
+                np.testing.assert_array_equal(out["camera"]["images"][n][v, u], images[n][v, u])
+                continue
+            # the ego pose at each camera's own stamp moves the rig a little from frame to frame: the patch is
+            # stretched from the rectangle it was cut from onto this frame's (pixel centres, nearest pixel)
+            r, src = rects[n, k], view["rect"]
+            pu = np.floor((u + 0.5 - r[0]) / (r[2] - r[0]) * (src[2] - src[0]) + src[0]).astype(int) - view["origin"][0]
+            pv = np.floor((v + 0.5 - r[1]) / (r[3] - r[1]) * (src[3] - src[1]) + src[1]).astype(int) - view["origin"][1]
+            inside = (pv >= 0) & (pv < view["patch"].shape[0]) & (pu >= 0) & (pu < view["patch"].shape[1])
+            np.testing.assert_array_equal(out["camera"]["images"][n][v[inside], u[inside]],
+                                          view["patch"][pv[inside], pu[inside]])
+            np.testing.assert_array_equal(out["camera"]["images"][n][v[~inside], u[~inside]],
+                                          images[n][v[~inside], u[~inside]])
+            painted += int(inside.sum())
+    assert painted > 0
+
+
+def test_a_patch_is_stretched_onto_another_rigs_rectangle():
+    """A camera with twice the focal length sees the pasted box's rectangle twice as large about the image
+    centre: the patch (one colour) covers that rectangle and nothing else."""
+    from perception.geometry import box_image_rects
+    from perception.training.paste import _paint, _patches
+
+    def rig(f):  # one camera looking along the ego's +x, principal point at the centre of a 64 x 96 image
+        K = np.array([[f, 0, 48, 0], [0, f, 32, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+        return (K @ np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]]))[None]
+
+    box = np.array([[20.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0]])
+    source = {"images": np.full((1, 64, 96, 3), 200, np.uint8), "ego2img": rig(40.0)}
+    views = _patches(source, box_image_rects(box_corners(box), source["ego2img"])[0][:, 0])
+    assert list(views) == [0]
+    target = {"images": np.zeros((1, 64, 96, 3), np.uint8), "ego2img": rig(80.0)}
+    canvas, shown = _paint(target, np.zeros((0, 9)), box, [views])
+    r = box_image_rects(box_corners(box), target["ego2img"])[0][0, 0]
+    assert shown.all() and (r[2] - r[0]) == pytest.approx(2 * (views[0]["rect"][2] - views[0]["rect"][0]))
+    lit = np.argwhere(canvas[0, :, :, 0] == 200)
+    assert lit[:, 1].min() == int(np.floor(r[0])) and lit[:, 1].max() == int(np.ceil(r[2])) - 1
+    assert lit[:, 0].min() == int(np.floor(r[1])) and lit[:, 0].max() == int(np.ceil(r[3])) - 1
+    assert len(lit) == (np.ptp(lit[:, 0]) + 1) * (np.ptp(lit[:, 1]) + 1)  # the whole rectangle, nothing beside it
+
+
+def test_with_image_patches_a_camera_only_sample_keeps_the_pasted_objects_it_shows(imaged):
+    pre, val = imaged
+    from perception.training.data import FrameDataset
+
+    kw = dict(paste=val.paste, seed=0)
+    full = FrameDataset(val.source, pre, **kw)[1]["data_samples"]
+    assert full["pasted_imaged"].any() and not full["pasted_imaged"][~full["pasted"]].any()
+    item = FrameDataset(val.source, pre, modality_dropout={"lidar": 1.0, "radar": 1.0}, **kw)[1]
+    meta = item["data_samples"]
+    assert meta["pasted"].sum() == full["pasted_imaged"].sum() and meta["pasted_imaged"][meta["pasted"]].all()
+    # the semantic head is taught the patches: the shown pasted boxes carry a visibility it paints
+    assert (meta["gt"].visibility[meta["pasted"]] != PASTED_VISIBILITY).any()

@@ -22,8 +22,9 @@ class FrameDataset(Dataset):
     ``item["history"] = {"inputs", "T"}`` (T: this ego frame -> that one's), None for a scene's first
     keyframe; the earlier frame gets the same scene rotation/scale/flip and loses the same sensors.
     ``paste``: a perception.training.paste.ObjectPaste whose database is built (ground-truth sampling, before
-    the scene augmentation); the item's ``data_samples["pasted"]`` marks the pasted boxes among ``gt``; a
-    sample that modality dropout leaves without the lidar keeps a pasted box only where its radar has points.
+    the scene augmentation); the item's ``data_samples["pasted"]`` marks the pasted boxes among ``gt`` (and
+    ``"pasted_imaged"`` those whose image patch was pasted into a camera's view); a sample that modality dropout
+    leaves without the lidar keeps a pasted box only where its radar has points or a camera shows its patch.
     """
 
     def __init__(self, source: NuScenesSource, preprocessor: Preprocessor, modality_dropout: dict | None = None,
@@ -78,8 +79,8 @@ class FrameDataset(Dataset):
     def _augment(self, inputs: dict, meta: dict) -> tuple[dict, dict]:
         moved = False
         if self.paste is not None:
-            inputs, gt, pasted = self.paste.apply(inputs, meta["gt"], self.rng, meta["token"])
-            meta = {**meta, "gt": gt, "pasted": pasted}
+            inputs, gt, pasted, imaged = self.paste.apply(inputs, meta["gt"], self.rng, meta["token"])
+            meta = {**meta, "gt": gt, "pasted": pasted, "pasted_imaged": imaged}
         if self.bev_aug is not None:
             A = self.bev_aug.sample(self.rng)
             if A is not None:
@@ -105,12 +106,16 @@ class FrameDataset(Dataset):
             inputs = _without(inputs, drop)
         pasted = meta.get("pasted")
         if pasted is not None and pasted.any() and not inputs["present"][MODALITIES.index("lidar")]:
-            # without the lidar a pasted object shows only where the radar kept has points of it
+            # without the lidar a pasted object shows only where the radar kept has points of it, or a camera
+            # kept its image patch
             radar = inputs["present"][MODALITIES.index("radar")]
             n_radar = meta["gt"].fields.get("num_radar_pts")
             shown = radar & (n_radar > 0) if n_radar is not None else np.zeros(len(pasted), bool)
+            if inputs["present"][MODALITIES.index("camera")]:
+                shown = shown | meta["pasted_imaged"]
             seen = ~pasted | shown
-            meta = {**meta, "gt": meta["gt"][np.flatnonzero(seen)], "pasted": pasted[seen]}
+            meta = {**meta, "gt": meta["gt"][np.flatnonzero(seen)], "pasted": pasted[seen],
+                    "pasted_imaged": meta["pasted_imaged"][seen]}
         if self.prompts:  # (the grounding loss leaves pasted boxes out of its objects)
             meta = {**meta, "prompts": [] if meta.get("scene_moved") else self.prompts.get(meta["token"], [])}
         item = {"inputs": inputs, "data_samples": meta}

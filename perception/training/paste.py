@@ -11,17 +11,24 @@ training split, with their lidar and radar points, pasted into other training fr
   frames, put where they stood in theirs (their range and the angle the sensors saw them from stay real), each
   dropped when its footprint overlaps an annotated box or one pasted before it; the frame's points inside a
   pasted box are removed and the object's points added; its box joins the ground truth, marked in ``pasted``.
+- ``images=True`` (multi-modal pasting, as UVTR's and MoCa's ground-truth sampling): the database also keeps
+  each object's image patch in every camera that saw it (the rectangle its box covers), and ``apply`` pastes the
+  patches into the frame's images where its box projects there, far to near, the frame's own objects repainted
+  with their own pixels when they stand nearer (an object behind a parked car stays behind it). A rig of another
+  calibration gets the patch stretched onto the rectangle its cameras give the box.
 
 A moving object's earlier sweeps trail behind its box: the overlap test and the removal of the frame's points
 cover the box along that trail (back to the oldest of its points). An object is not pasted beside itself (the
 same instance from another keyframe of its scene).
 
-What the sensors that remain cannot show: the images are not changed, so a pasted box carries visibility 1 (the
-perspective semantic head ignores its pixels) and the camera depth loss ignores the pixels it covers; when
-modality dropout removes the lidar, a pasted box stays only where the radar kept has points of it
-(``FrameDataset``). The grounding loss leaves pasted boxes out of its objects (the frame's prompts were written
-for its own objects). The keyframe before (temporal training) is left as it was: a pasted object appears in the
-current frame only.
+What the sensors that remain cannot show: without ``images`` the images are not changed, so a pasted box carries
+visibility 1 (the perspective semantic head ignores its pixels); with them it carries the visibility annotated
+where it came from (the semantic head learns its patch). The camera depth loss ignores the pixels a pasted box
+covers either way (a patch shows its own frame's background about the object, at depths the frame's lidar does
+not measure). When modality dropout removes the lidar, a pasted box stays only where the radar kept has points
+of it or, with ``images``, where a camera kept shows its patch (``FrameDataset``). The grounding loss leaves
+pasted boxes out of its objects (the frame's prompts were written for its own objects). The keyframe before
+(temporal training) is left as it was: a pasted object appears in the current frame only.
 """
 
 from __future__ import annotations
@@ -31,21 +38,24 @@ import sys
 import numpy as np
 from mmengine.hooks import Hook
 
-from perception.geometry import footprints, footprints_overlap, points_in_boxes
+from perception.geometry import box_corners, box_image_rects, footprints, footprints_overlap, points_in_boxes
 from perception.types import Boxes3D
 from perception.types.labels import DETECTION_CLASSES
 
 MARGIN = 0.2  # metres about a box within which a point belongs to it (and is removed where an object is pasted)
 PASTED_VISIBILITY = 1  # the nuScenes level "0-40 % visible": the images do not show a pasted object
+NEAR = 0.3  # metres in front of a camera where a box's image rectangle is cut (as the semantic head's targets)
 
 
 class ObjectPaste:
     """``classes``: {class name: objects pasted per frame}; ``min_points``: the fewest lidar points an object needs
     to enter the database; ``prob``: the probability that a frame gets pasted objects at all; ``fade``: the share
     of the training iterations with pasting (PointAugmenting's and TransFusion's fade: the last ones train on the
-    frames as they are, which removes false positives the pasting teaches; ``PasteFade`` stops it)."""
+    frames as they are, which removes false positives the pasting teaches; ``PasteFade`` stops it); ``images``:
+    paste the objects' image patches too (see the module's docstring)."""
 
-    def __init__(self, classes: dict, min_points: int = 5, prob: float = 1.0, fade: float = 1.0):
+    def __init__(self, classes: dict, min_points: int = 5, prob: float = 1.0, fade: float = 1.0,
+                 images: bool = False):
         bad = sorted(set(classes) - set(DETECTION_CLASSES))
         if bad:
             raise ValueError(f"train.augment.paste.classes: unknown classes {bad}; valid: {list(DETECTION_CLASSES)}")
@@ -56,7 +66,7 @@ class ObjectPaste:
         self.classes = {DETECTION_CLASSES.index(c): int(n) for c, n in classes.items() if int(n) > 0}
         if not 0.0 < float(fade) <= 1.0:
             raise ValueError(f"train.augment.paste.fade: the share of training with pasting, in (0, 1], got {fade}")
-        self.min_points, self.prob, self.fade = int(min_points), float(prob), float(fade)
+        self.min_points, self.prob, self.fade, self.images = int(min_points), float(prob), float(fade), bool(images)
         self.active = True  # PasteFade turns it off for the training's last iterations
         self.frames = self.objects = 0  # pasted so far (in this process)
         self.db: dict[int, list[dict]] = {c: [] for c in self.classes}
@@ -88,6 +98,10 @@ class ObjectPaste:
             return
         inside = {m: self._inside(inputs[m]["points"], gt.data[pick], m) for m in ("lidar", "radar") if m in inputs}
         attrs = gt.attribute_ids
+        vis = gt.visibility if gt.visibility is not None else np.zeros(len(gt), np.int64)
+        cam = inputs.get("camera") if self.images else None
+        if cam is not None:
+            rects = box_image_rects(box_corners(gt.data[pick]), cam["ego2img"], NEAR)[0]  # N, K, 4
         for j, k in enumerate(pick):
             lidar = inputs["lidar"]["points"][inside["lidar"][j]]
             if len(lidar) < self.min_points:
@@ -99,7 +113,8 @@ class ObjectPaste:
                 "box": gt.data[k].copy(), "label": int(gt.labels[k]), "attribute": int(attrs[k]),
                 "lidar": lidar.copy(), "radar": None if radar is None else radar.copy(), "token": token,
                 "instance": None if gt.instance_tokens is None else gt.instance_tokens[k],
-                "trail": _trail(gt.data[k], max(lag, default=0.0))})
+                "trail": _trail(gt.data[k], max(lag, default=0.0)), "visibility": int(vis[k]),
+                "views": {} if cam is None else _patches(cam, rects[:, j])})
 
     def _inside(self, points: np.ndarray, boxes: np.ndarray, modality: str) -> np.ndarray:
         """(M, N) which points belong to each box: an earlier sweep's point moved on by the box's velocity times
@@ -120,12 +135,13 @@ class ObjectPaste:
         return out
 
     def apply(self, inputs: dict, gt: Boxes3D | None, rng: np.random.Generator, token: str
-              ) -> tuple[dict, Boxes3D | None, np.ndarray]:
-        """(inputs, ground truth, pasted: (N,) bool over the ground truth's rows); the inputs are not modified."""
+              ) -> tuple[dict, Boxes3D | None, np.ndarray, np.ndarray]:
+        """(inputs, ground truth, pasted, imaged: (N,) bool over the ground truth's rows, the pasted ones and those
+        of them whose image patch landed in a camera's view); the inputs are not modified."""
         gt = gt if gt is not None else Boxes3D.empty()
         none = np.zeros(len(gt), bool)
         if not self.active or "lidar" not in inputs or not self.classes or rng.random() >= self.prob:
-            return inputs, gt, none
+            return inputs, gt, none, none
         own = gt.data[np.isfinite(gt.data[:, :7]).all(1)]
         # the frame's boxes along their own sweeps' trails are not known here: their boxes at this stamp
         taken = [own]
@@ -145,7 +161,7 @@ class ObjectPaste:
                 if e["instance"] is not None:
                     present.add(e["instance"])
         if not chosen:
-            return inputs, gt, none
+            return inputs, gt, none, none
         boxes = np.stack([e["box"] for e in chosen])
         trails = np.concatenate([e["trail"] for e in chosen])
         out = dict(inputs)
@@ -158,6 +174,10 @@ class ObjectPaste:
             keep = ~_in_any(xyz, trails)
             added = [e[m] for e in chosen if e.get(m) is not None and len(e[m])]
             out[m] = {**inputs[m], "points": np.concatenate([pts[keep], *added]).astype(pts.dtype)}
+        imaged = np.zeros(len(chosen), bool)
+        if self.images and "camera" in inputs:
+            images, imaged = _paint(inputs["camera"], own, boxes, [e["views"] for e in chosen])
+            out["camera"] = {**inputs["camera"], "images": images}
         fields = {}
         for name, values in gt.fields.items():
             if name == "attributes":
@@ -166,25 +186,25 @@ class ObjectPaste:
                 new = np.array([len(e["lidar"]) for e in chosen], np.int64)
             elif name == "num_radar_pts":
                 new = np.array([0 if e["radar"] is None else len(e["radar"]) for e in chosen], np.int64)
-            elif name == "visibility":
-                new = np.full(len(chosen), PASTED_VISIBILITY, np.int64)
+            elif name == "visibility":  # what the frame's images show of it: its own annotation, or nothing
+                new = np.where(imaged, [e["visibility"] for e in chosen], PASTED_VISIBILITY).astype(np.int64)
             elif name == "instance_tokens":  # the pasted object's own identity, marked
                 new = np.array([f"pasted:{e['instance']}" for e in chosen], dtype=object)
             else:  # annotation tokens: the frame it came from
                 new = np.array([f"pasted:{e['token']}" for e in chosen], dtype=object)
             fields[name] = np.concatenate([values, new])
         if "visibility" not in fields:  # the frame's own boxes: unknown (0, painted as annotated)
-            fields["visibility"] = np.concatenate([np.zeros(len(gt), np.int64),
-                                                   np.full(len(chosen), PASTED_VISIBILITY, np.int64)])
+            fields["visibility"] = np.concatenate([np.zeros(len(gt), np.int64), np.where(
+                imaged, [e["visibility"] for e in chosen], PASTED_VISIBILITY).astype(np.int64)])
         self.frames, self.objects = self.frames + 1, self.objects + len(chosen)
         merged = Boxes3D(np.concatenate([gt.data, boxes]), np.concatenate([gt.labels, [e["label"] for e in chosen]]),
                          **fields)
-        return out, merged, np.concatenate([none, np.ones(len(chosen), bool)])
+        return out, merged, np.concatenate([none, np.ones(len(chosen), bool)]), np.concatenate([none, imaged])
 
     def record(self) -> dict:
         """What the training's checkpoint records of the pasting."""
         return {"classes": {DETECTION_CLASSES[c]: n for c, n in self.classes.items()}, "min_points": self.min_points,
-                "prob": self.prob, "fade": self.fade, "database": {DETECTION_CLASSES[c]: len(v)
+                "prob": self.prob, "fade": self.fade, "images": self.images, "database": {DETECTION_CLASSES[c]: len(v)
                                                                    for c, v in self.db.items()},
                 "frames_pasted": self.frames, "objects_pasted": self.objects}
 
@@ -218,6 +238,66 @@ def _trail(box: np.ndarray, lag: float) -> np.ndarray:
     return out
 
 
+def _patches(cam: dict, rects: np.ndarray) -> dict[int, dict]:
+    """{camera index: {"rect": the box's unclipped image rectangle (u_min, v_min, u_max, v_max), "origin": (u, v)
+    of the patch's first pixel, "patch": (h, w, 3) the image's pixels inside the rectangle}} for every camera with
+    a view that shows some of ``rects`` ((N, 4) one box's rectangles, NaN where behind the camera)."""
+    images, P = cam["images"], cam["ego2img"]
+    H, W = images.shape[1:3]
+    out = {}
+    for n, r in enumerate(rects):
+        if not np.any(P[n]) or not np.isfinite(r).all():
+            continue
+        u0, v0 = max(int(np.floor(r[0])), 0), max(int(np.floor(r[1])), 0)
+        u1, v1 = min(int(np.ceil(r[2])), W), min(int(np.ceil(r[3])), H)
+        if u1 > u0 and v1 > v0:
+            out[n] = {"rect": r.copy(), "origin": (u0, v0), "patch": images[n, v0:v1, u0:u1].copy()}
+    return out
+
+
+def _paint(cam: dict, own: np.ndarray, boxes: np.ndarray, views: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The frame's images with the pasted objects' patches (``views``: per pasted box its ``_patches``) painted
+    where ``boxes`` project in each camera, far to near; a frame's own box (``own``) nearer than a pasted one gets
+    its own pixels back over its rectangle. Returns (images, (len(boxes),) whether each patch landed in a view)."""
+    images, P = cam["images"], cam["ego2img"]
+    H, W = images.shape[1:3]
+    canvas = images.copy()
+    everything = np.concatenate([own[:, :9], boxes[:, :9]])
+    rects, depth = box_image_rects(box_corners(everything), P, NEAR)
+    n_own, shown = len(own), np.zeros(len(boxes), bool)
+    for n in range(len(P)):
+        if not np.any(P[n]):
+            continue
+        seen = np.flatnonzero(np.isfinite(depth[n]))
+        if not any(k >= n_own and n in views[k - n_own] for k in seen):
+            continue
+        for k in seen[np.argsort(-depth[n, seen], kind="stable")]:
+            r = rects[n, k]
+            u0, v0 = max(int(np.floor(r[0])), 0), max(int(np.floor(r[1])), 0)
+            u1, v1 = min(int(np.ceil(r[2])), W), min(int(np.ceil(r[3])), H)
+            if u1 <= u0 or v1 <= v0:
+                continue
+            if k < n_own:  # the frame's own object, in front of what was pasted so far
+                canvas[n, v0:v1, u0:u1] = images[n, v0:v1, u0:u1]
+                continue
+            view = views[k - n_own].get(n)
+            if view is None:
+                continue
+            # each target pixel's centre, mapped from this rectangle onto the one the patch was cut from
+            s = view["rect"]
+            cols = (np.arange(u0, u1) + 0.5 - r[0]) / max(r[2] - r[0], 1e-6) * (s[2] - s[0]) + s[0]
+            rows = (np.arange(v0, v1) + 0.5 - r[1]) / max(r[3] - r[1], 1e-6) * (s[3] - s[1]) + s[1]
+            cu = np.floor(cols).astype(np.int64) - view["origin"][0]
+            rv = np.floor(rows).astype(np.int64) - view["origin"][1]
+            patch = view["patch"]
+            okc, okr = (cu >= 0) & (cu < patch.shape[1]), (rv >= 0) & (rv < patch.shape[0])
+            if okc.any() and okr.any():
+                canvas[n][np.ix_(v0 + np.flatnonzero(okr), u0 + np.flatnonzero(okc))] = patch[np.ix_(rv[okr],
+                                                                                                       cu[okc])]
+                shown[k - n_own] = True
+    return canvas, shown
+
+
 def _in_any(xyz: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(N,) which points lie in any of the boxes (grown by the margin); only the points near a box are tested."""
     inside = np.zeros(len(xyz), bool)
@@ -239,11 +319,12 @@ def _overlaps(trail: np.ndarray, others: np.ndarray) -> bool:
 
 
 def build_paste(spec: dict | None) -> ObjectPaste | None:
-    """The train config's ``augment.paste`` section: dict(classes={name: n}, min_points=5, prob=1.0) or None."""
+    """The train config's ``augment.paste`` section: dict(classes={name: n}, min_points=5, prob=1.0, fade=1.0,
+    images=False) or None."""
     from perception.config import check_section
 
     if spec is None:
         return None
     spec = check_section("train.augment.paste", dict(spec), {"classes": {}, "min_points": 5, "prob": 1.0,
-                                                             "fade": 1.0})
+                                                             "fade": 1.0, "images": False})
     return ObjectPaste(**spec)

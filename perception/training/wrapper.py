@@ -93,10 +93,13 @@ class FusionDetector(BaseModel):
         """Cross-entropy of the camera depth distribution where the reference lidar sweep's points land (the
         points of the lidar voxels, so it also works when the network itself does not read the lidar), except
         in the pixels of objects pasted into the points (perception.training.paste: the images do not show
-        them, so their points' depths are not what those pixels see)."""
+        them, or show a patch cut with its own frame's background, so the depths there are not what the frame's
+        lidar measures)."""
         from torch.nn import functional as F
 
         from perception.models.encoders.camera import box_semantic_targets, depth_targets
+        from perception.training.paste import PASTED_VISIBILITY
+        from perception.types import Boxes3D
 
         lidar, cam = batch.get("lidar"), batch.get("camera")
         if lidar is None or cam is None:
@@ -114,7 +117,9 @@ class FusionDetector(BaseModel):
                             bins)
         pasted = [d["gt"][np.flatnonzero(d["pasted"])] if d.get("pasted") is not None and d["pasted"].any()
                   else None for d in (data_samples or [])]
-        if any(p is not None for p in pasted):  # pasted boxes carry visibility 1: painted -1 (ignored)
+        pasted = [None if p is None else Boxes3D(p.data, p.labels, visibility=np.full(len(p), PASTED_VISIBILITY))
+                  for p in pasted]
+        if any(p is not None for p in pasted):  # marked visibility 1: painted -1 (ignored)
             hidden = box_semantic_targets(pasted, cam["ego2img"], tuple(logits.shape[-2:]),
                                           tuple(cam["images"].shape[-2:])) < 0
             tgt = torch.where(hidden.to(tgt.device), torch.full_like(tgt, -1), tgt)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from perception.geometry import box_edges_in_front
+from perception.geometry import box_image_rects
 
 
 class _Block(nn.Module):
@@ -232,22 +232,12 @@ def box_semantic_targets(gts, ego2img: torch.Tensor, feat_hw, img_hw, min_visibi
         if vis is not None:
             vis = np.asarray(vis)[keep]
             paint = np.where((vis == 0) | (vis >= min_visibility), paint, -1)
-        corners = gt.corners()[keep]  # K, 8, 3
-        K = len(corners)
-        # the ends of the box edges cut at the near plane (NaN: an edge wholly behind it), per camera
-        hom = np.concatenate([corners, np.ones((K, 8, 1))], -1)
-        cam = np.einsum("nij,kcj->nkci", P[b], hom)[..., :3]  # N, K, 8, 3: (u z, v z, z)
-        pts = box_edges_in_front(cam, _NEAR).reshape(N, K, 24, 3)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            u = pts[..., 0] / pts[..., 2] * sx
-            v = pts[..., 1] / pts[..., 2] * sy
-        near = np.where(np.isfinite(u), pts[..., 2], np.inf).min(2)  # N, K (inf: all behind the near plane)
+        rects, near = box_image_rects(gt.corners()[keep], P[b], _NEAR)  # N, K, 4 in pixels; N, K
         for n in views:
             seen = np.flatnonzero(np.isfinite(near[n]))
             for k in seen[np.argsort(-near[n, seen])]:  # far first: the nearer box paints last
-                uu, vv = u[n, k][np.isfinite(u[n, k])], v[n, k][np.isfinite(v[n, k])]
-                u0, u1 = _span(uu.min(), uu.max(), w)
-                v0, v1 = _span(vv.min(), vv.max(), h)
+                u0, u1 = _span(rects[n, k, 0] * sx, rects[n, k, 2] * sx, w)
+                v0, v1 = _span(rects[n, k, 1] * sy, rects[n, k, 3] * sy, h)
                 if u1 > u0 and v1 > v0:
                     out[b, n, v0:v1, u0:u1] = int(paint[k])
     return out.to(ego2img.device)
