@@ -310,6 +310,8 @@ def test_training_resumes_to_the_same_final_iteration(synthetic_root, tmp_path):
     assert train_main([*args, "--max-iters", "4", "--resume"]) == 0
     logs = "".join(f.read_text() for f in tmp_path.glob("*/*.log"))
     assert "resumed epoch: 0, iter: 2" in logs
+    # the two trained iterations' frames were passed over as placeholders (one reaching training is an error)
+    assert "the 4 frames of the 2 trained iterations are passed over without loading them" in logs
     assert (tmp_path / "iter_4.pth").exists() and (tmp_path / "last_checkpoint").read_text().strip().endswith(
         "iter_4.pth")
     assert torch.load(tmp_path / "final.pth", weights_only=True)["meta"]["iters"] == 4
@@ -512,3 +514,16 @@ def test_branch_norm_head_layout():
         assert float(h.heatmap[-1].bias.detach().mean()) == pytest.approx(-2.19)
     with pytest.raises(RuntimeError, match="Missing key|Unexpected key|size mismatch"):
         normed.load_state_dict(plain.state_dict())  # a plain checkpoint does not load into a normed head
+
+
+def test_a_resumed_runs_passed_over_frames_are_placeholders_and_then_real_again(synthetic_root):
+    from perception.sources.nuscenes import NuScenesSource
+    from perception.training.data import FrameDataset, collate
+
+    pre = Preprocessor({"camera": {"size": (32, 56)}})
+    ds = FrameDataset(NuScenesSource(synthetic_root, "v1.0-mini", "mini_train", lidar_sweeps=1), pre, cache=False)
+    ds.skipping = 3
+    items = [ds[i % len(ds)] for i in range(5)]
+    assert [it.get("skipped") for it in items[:3]] == [0, 1, 2] and ds.skipping == 0
+    assert all("inputs" in it for it in items[3:])
+    assert collate(items[:2]) == {"skipped": [0, 1]} and "inputs" in collate(items[3:])
