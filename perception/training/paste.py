@@ -12,7 +12,8 @@ training split, with their lidar and radar points, pasted into other training fr
   dropped when its footprint overlaps an annotated box or one pasted before it; the frame's points inside a
   pasted box are removed and the object's points added; its box joins the ground truth, marked in ``pasted``.
 - ``images=True`` (multi-modal pasting, as UVTR's and MoCa's ground-truth sampling): the database also keeps
-  each object's image patch in every camera that saw it (the rectangle its box covers), and ``apply`` pastes the
+  each object's image patch in every camera that saw it (the rectangle its box covers; for objects annotated
+  well visible whose patches stay small, see PATCH_MIN_VISIBILITY), and ``apply`` pastes the
   patches into the frame's images where its box projects there, far to near, the frame's own objects repainted
   with their own pixels when they stand nearer (an object behind a parked car stays behind it). A rig of another
   calibration gets the patch stretched onto the rectangle its cameras give the box.
@@ -45,6 +46,12 @@ from perception.types.labels import DETECTION_CLASSES
 MARGIN = 0.2  # metres about a box within which a point belongs to it (and is removed where an object is pasted)
 PASTED_VISIBILITY = 1  # the nuScenes level "0-40 % visible": the images do not show a pasted object
 NEAR = 0.3  # metres in front of a camera where a box's image rectangle is cut (as the semantic head's targets)
+# image patches are kept only of objects annotated at least 60-80 % visible (the nuScenes level 3; 0 = unknown
+# passes), whose patch shows the object rather than what hid it, and only where no camera's patch covers more
+# than this share of the image (a car beside the ego fills a side camera: its patch would carry the rest of its
+# frame, other objects included, into the new one unannotated); the others are pasted with their points only
+PATCH_MIN_VISIBILITY = 3
+PATCH_MAX_AREA = 0.3
 
 
 class ObjectPaste:
@@ -114,7 +121,7 @@ class ObjectPaste:
                 "lidar": lidar.copy(), "radar": None if radar is None else radar.copy(), "token": token,
                 "instance": None if gt.instance_tokens is None else gt.instance_tokens[k],
                 "trail": _trail(gt.data[k], max(lag, default=0.0)), "visibility": int(vis[k]),
-                "views": {} if cam is None else _patches(cam, rects[:, j])})
+                "views": {} if cam is None or 0 < vis[k] < PATCH_MIN_VISIBILITY else _patches(cam, rects[:, j])})
 
     def _inside(self, points: np.ndarray, boxes: np.ndarray, modality: str) -> np.ndarray:
         """(M, N) which points belong to each box: an earlier sweep's point moved on by the box's velocity times
@@ -241,7 +248,8 @@ def _trail(box: np.ndarray, lag: float) -> np.ndarray:
 def _patches(cam: dict, rects: np.ndarray) -> dict[int, dict]:
     """{camera index: {"rect": the box's unclipped image rectangle (u_min, v_min, u_max, v_max), "origin": (u, v)
     of the patch's first pixel, "patch": (h, w, 3) the image's pixels inside the rectangle}} for every camera with
-    a view that shows some of ``rects`` ((N, 4) one box's rectangles, NaN where behind the camera)."""
+    a view that shows some of ``rects`` ((N, 4) one box's rectangles, NaN where behind the camera); {} when a
+    patch would cover more than PATCH_MAX_AREA of its image."""
     images, P = cam["images"], cam["ego2img"]
     H, W = images.shape[1:3]
     out = {}
@@ -250,6 +258,8 @@ def _patches(cam: dict, rects: np.ndarray) -> dict[int, dict]:
             continue
         u0, v0 = max(int(np.floor(r[0])), 0), max(int(np.floor(r[1])), 0)
         u1, v1 = min(int(np.ceil(r[2])), W), min(int(np.ceil(r[3])), H)
+        if (u1 - u0) * (v1 - v0) > PATCH_MAX_AREA * H * W:
+            return {}
         if u1 > u0 and v1 > v0:
             out[n] = {"rect": r.copy(), "origin": (u0, v0), "patch": images[n, v0:v1, u0:u1].copy()}
     return out
@@ -258,7 +268,8 @@ def _patches(cam: dict, rects: np.ndarray) -> dict[int, dict]:
 def _paint(cam: dict, own: np.ndarray, boxes: np.ndarray, views: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """The frame's images with the pasted objects' patches (``views``: per pasted box its ``_patches``) painted
     where ``boxes`` project in each camera, far to near; a frame's own box (``own``) nearer than a pasted one gets
-    its own pixels back over its rectangle. Returns (images, (len(boxes),) whether each patch landed in a view)."""
+    its own pixels back over its rectangle; a pasted box without a patch from a camera is not drawn in it (what
+    lies behind shows through). Returns (images, (len(boxes),) whether each patch landed in a view)."""
     images, P = cam["images"], cam["ego2img"]
     H, W = images.shape[1:3]
     canvas = images.copy()
