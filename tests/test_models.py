@@ -301,10 +301,15 @@ def test_checkpoint_mismatch_lists_keys(tmp_path):
 
 
 def test_training_resumes_to_the_same_final_iteration(synthetic_root, tmp_path):
+    """A run resumed at iteration 2 of 4 ends where the run it continues would have: the data's random draws
+    restored from the checkpoint (the same objects pasted, counted over the whole run), the two trained
+    iterations' frames passed over without loading them."""
     from perception.cli.train import main as train_main
 
+    whole = tmp_path / "whole"
     args = ["configs/tiny.py", "--data-root", str(synthetic_root), "--work-dir", str(tmp_path), "--no-val",
             "--override-assembly", "lidar_sweeps=1"]
+    assert train_main([*args[:4], str(whole), *args[5:], "--max-iters", "4"]) == 0
     assert train_main([*args, "--max-iters", "2"]) == 0
     assert (tmp_path / "iter_2.pth").exists()
     assert train_main([*args, "--max-iters", "4", "--resume"]) == 0
@@ -314,7 +319,15 @@ def test_training_resumes_to_the_same_final_iteration(synthetic_root, tmp_path):
     assert "the 4 frames of the 2 trained iterations are passed over without loading them" in logs
     assert (tmp_path / "iter_4.pth").exists() and (tmp_path / "last_checkpoint").read_text().strip().endswith(
         "iter_4.pth")
-    assert torch.load(tmp_path / "final.pth", weights_only=True)["meta"]["iters"] == 4
+    meta = torch.load(tmp_path / "final.pth", weights_only=True)["meta"]
+    assert meta["iters"] == 4
+    # the data's generator ends where the uninterrupted run's does (mmengine's own checkpoints, written here)
+    ends = [torch.load(d / "iter_4.pth", weights_only=False)["frame_dataset"] for d in (tmp_path, whole)]
+    assert ends[0]["rng"] == ends[1]["rng"] and ends[0]["pasted"] == ends[1]["pasted"]
+    # configs/tiny.py pastes in the first 80% of the iterations (3 of 4), counted over the whole run
+    reference = torch.load(whole / "final.pth", weights_only=True)["meta"]["paste"]
+    assert meta["paste"]["objects_pasted"] == reference["objects_pasted"] > 0
+    assert meta["paste"]["frames_pasted"] == reference["frames_pasted"]
 
 
 def test_runtime_precision_and_device_voxelization_keep_the_detections(frames, same_detections):

@@ -219,20 +219,41 @@ def imaged(sets):
 
     pre, ds, val, _ = sets
     paste = ObjectPaste(ALL, min_points=5, images=True)
-    paste.build(FrameDataset(ds.source, pre, paste=paste, seed=0), progress=False)
-    return pre, FrameDataset(val.source, pre, paste=paste, seed=0)
+    train = FrameDataset(ds.source, pre, paste=paste, seed=0)
+    paste.build(train, progress=False)
+    return pre, FrameDataset(val.source, pre, paste=paste, seed=0), train
 
 
 def test_image_patches_are_kept_of_well_visible_objects_and_stay_small(imaged):
     from perception.training.paste import PATCH_MAX_AREA, PATCH_MIN_VISIBILITY
 
-    pre, val = imaged
+    pre, val, train = imaged
     H, W = pre.spec["camera"]["size"]
     entries = [e for c in val.paste.db.values() for e in c]
     with_views = [e for e in entries if e["views"]]
     assert with_views and len(with_views) < len(entries)
     assert all(e["visibility"] == 0 or e["visibility"] >= PATCH_MIN_VISIBILITY for e in with_views)
     assert all(v["patch"].size <= PATCH_MAX_AREA * H * W * 3 for e in with_views for v in e["views"].values())
+    # each patch is its frame's pixels at its origin
+    frames = {train._load(i)[1]["token"]: train._load(i)[0]["camera"]["images"] for i in range(len(train))}
+    for e in with_views:
+        for n, v in e["views"].items():
+            (u, w), (h, pw) = v["origin"], v["patch"].shape[:2]
+            np.testing.assert_array_equal(v["patch"], frames[e["token"]][n, w:w + h, u:u + pw])
+
+
+def test_patch_bounds_count_only_the_cameras_that_see_the_object():
+    """A rectangle in front of a camera but beside and below its image (a cone a side camera does not see)
+    neither becomes a patch nor counts against the area cap; a rectangle over most of an image keeps the object
+    out of image pasting."""
+    from perception.training.paste import _patches
+
+    images = np.arange(2 * 128 * 224 * 3, dtype=np.uint32).astype(np.uint8).reshape(2, 128, 224, 3)
+    cam = {"images": images, "ego2img": np.stack([np.eye(4)] * 2)}
+    views = _patches(cam, np.array([[10.0, 20.0, 30.0, 50.0], [598.0, 151.0, 852.0, 290.0]]))
+    assert list(views) == [0] and views[0]["patch"].shape == (30, 20, 3) and views[0]["origin"] == (10, 20)
+    assert _patches(cam, np.array([[10.0, 20.0, 30.0, 50.0], [0.0, 0.0, 200.0, 120.0]])) == {}
+    assert list(_patches(cam, np.array([[10.0, 20.0, 30.0, 50.0], [np.nan] * 4]))) == [0]
 
 
 def _owner(rects: np.ndarray, depth: np.ndarray, hw) -> np.ndarray:
@@ -248,11 +269,12 @@ def _owner(rects: np.ndarray, depth: np.ndarray, hw) -> np.ndarray:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_image_patches_land_where_the_pasted_boxes_project_behind_nearer_own_objects(imaged, seed):
     """Every pixel shows what the nearest box covering it brought: a pasted object's own pixels from the frame
-    it came from (this rig's calibration is the same in every frame, so they land exactly), the frame's own
-    pixels where an own object stands nearer or nothing was pasted."""
+    it came from (stretched from its rectangle there onto its rectangle here: the ego pose at each camera's
+    stamp moves the rig a little), the frame's own pixels where an own object stands nearer or nothing was
+    pasted."""
     from perception.geometry import box_image_rects
 
-    pre, val = imaged
+    pre, val, _ = imaged
     paste = val.paste
     inputs, meta = val._load(1)
     images = inputs["camera"]["images"].copy()
@@ -293,32 +315,68 @@ def test_image_patches_land_where_the_pasted_boxes_project_behind_nearer_own_obj
     assert painted > 0
 
 
+def _rig(f, yaw=0.0):
+    """One camera looking along the ego's heading turned by ``yaw``, principal point at the centre of a
+    64 x 96 image: (1, 4, 4) ego -> pixel."""
+    K = np.array([[f, 0, 48, 0], [0, f, 32, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    c, s = np.cos(yaw), np.sin(yaw)
+    R = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])  # camera yaw in the ego frame
+    return (K @ np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]]) @ R.T)[None]
+
+
 def test_a_patch_is_stretched_onto_another_rigs_rectangle():
     """A camera with twice the focal length sees the pasted box's rectangle twice as large about the image
-    centre: the patch (one colour) covers that rectangle and nothing else."""
+    centre: the patch (each pixel's column and row written in its colour) covers that rectangle and nothing else,
+    in order, its first and last columns and rows at the rectangle's edges."""
     from perception.geometry import box_image_rects
     from perception.training.paste import _paint, _patches
 
-    def rig(f):  # one camera looking along the ego's +x, principal point at the centre of a 64 x 96 image
-        K = np.array([[f, 0, 48, 0], [0, f, 32, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
-        return (K @ np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]]))[None]
-
     box = np.array([[20.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0]])
-    source = {"images": np.full((1, 64, 96, 3), 200, np.uint8), "ego2img": rig(40.0)}
+    v, u = np.mgrid[0:64, 0:96]
+    coded = np.stack([u + 1, v + 1, np.full_like(u, 255)], -1).astype(np.uint8)[None]  # 0 nowhere
+    source = {"images": coded, "ego2img": _rig(40.0)}
     views = _patches(source, box_image_rects(box_corners(box), source["ego2img"])[0][:, 0])
     assert list(views) == [0]
-    target = {"images": np.zeros((1, 64, 96, 3), np.uint8), "ego2img": rig(80.0)}
+    target = {"images": np.zeros((1, 64, 96, 3), np.uint8), "ego2img": _rig(80.0)}
     canvas, shown = _paint(target, np.zeros((0, 9)), box, [views])
     r = box_image_rects(box_corners(box), target["ego2img"])[0][0, 0]
     assert shown.all() and (r[2] - r[0]) == pytest.approx(2 * (views[0]["rect"][2] - views[0]["rect"][0]))
-    lit = np.argwhere(canvas[0, :, :, 0] == 200)
+    lit = np.argwhere(canvas[0, :, :, 2] == 255)
     assert lit[:, 1].min() == int(np.floor(r[0])) and lit[:, 1].max() == int(np.ceil(r[2])) - 1
     assert lit[:, 0].min() == int(np.floor(r[1])) and lit[:, 0].max() == int(np.ceil(r[3])) - 1
     assert len(lit) == (np.ptp(lit[:, 0]) + 1) * (np.ptp(lit[:, 1]) + 1)  # the whole rectangle, nothing beside it
+    rows, cols = slice(lit[:, 0].min(), lit[:, 0].max() + 1), slice(lit[:, 1].min(), lit[:, 1].max() + 1)
+    got_u, got_v = canvas[0, rows, cols, 0].astype(int) - 1, canvas[0, rows, cols, 1].astype(int) - 1
+    (u0, v0), (ph, pw) = views[0]["origin"], views[0]["patch"].shape[:2]
+    # every source column and row of the patch appears, in order, each twice or so (nearest pixel)
+    assert (np.diff(got_u, axis=1) >= 0).all() and (np.diff(got_v, axis=0) >= 0).all()
+    assert (got_u[:, 0] == u0).all() and (got_u[:, -1] == u0 + pw - 1).all()
+    assert (got_v[0] == v0).all() and (got_v[-1] == v0 + ph - 1).all()
+    assert set(np.unique(got_u)) == set(range(u0, u0 + pw)) and set(np.unique(got_v)) == set(range(v0, v0 + ph))
+
+
+def test_a_patch_hidden_by_a_nearer_own_object_or_missing_from_a_camera_is_not_imaged():
+    from perception.training.paste import _paint
+
+    far = np.array([[30.0, 0.0, 0.0, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0]])
+    truck = np.array([[10.0, 0.0, 0.0, 6.0, 2.5, 3.0, 0.0, 0.0, 0.0]])  # between the camera and the car
+    images = np.zeros((1, 64, 96, 3), np.uint8)
+    view = {0: {"rect": np.array([40.0, 28.0, 56.0, 36.0]), "origin": (40, 28), "patch": np.full((8, 16, 3), 9,
+                                                                                                 np.uint8)}}
+    cam = {"images": images, "ego2img": _rig(40.0)}
+    canvas, shown = _paint(cam, truck, far, [view])
+    assert not shown.any() and np.array_equal(canvas, images)  # painted, then covered by the truck's own pixels
+    canvas, shown = _paint(cam, np.zeros((0, 9)), far, [view])
+    assert shown.all() and (canvas == 9).any()
+    # a second camera (turned a little) whose image the car reaches too, with no patch from it: not imaged,
+    # though the first camera shows it (the semantic head would paint it in both)
+    two = {"images": np.zeros((2, 64, 96, 3), np.uint8), "ego2img": np.concatenate([_rig(40.0), _rig(40.0, 0.3)])}
+    canvas, shown = _paint(two, np.zeros((0, 9)), far, [view])
+    assert not shown.any() and (canvas[0] == 9).any()
 
 
 def test_with_image_patches_a_camera_only_sample_keeps_the_pasted_objects_it_shows(imaged):
-    pre, val = imaged
+    pre, val, _ = imaged
     from perception.training.data import FrameDataset
 
     kw = dict(paste=val.paste, seed=0)

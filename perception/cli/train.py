@@ -158,10 +158,10 @@ def main(argv=None) -> int:
     hooks = [dict(type=SyncBuffersHook), dict(type=SeenSamplesHook)] if distributed else []
     if train_set.paste is not None:  # an instance: the hook switches this dataset's pasting off
         hooks.append(PasteFade(train_set.paste, max_iters))
-    if a.resume and not distributed and tc["num_workers"] == 0:  # the trained batches passed without loading
-        from perception.training.data import SkipTrainedBatches
+    if not distributed and tc["num_workers"] == 0:  # the data's draws saved with each checkpoint; a resume goes on
+        from perception.training.data import ResumableData  # with them and passes the trained batches unloaded
 
-        hooks.append(SkipTrainedBatches(train_set, tc["batch_size"]))
+        hooks.append(ResumableData(train_set, tc["batch_size"]))
     runner = Runner(
         model=model, work_dir=a.work_dir, train_dataloader=train_loader,
         train_cfg=dict(by_epoch=False, max_iters=max_iters,

@@ -46,7 +46,7 @@ class FrameDataset(Dataset):
         self.bev_aug, self.image_aug = augment
         self.history = history
         self.paste = paste
-        self.skipping = 0  # SkipTrainedBatches: the items a resumed run passes over without loading them
+        self.skipping = 0  # ResumableData: the items a resumed run passes over without loading them
 
     def __len__(self) -> int:
         return len(self.source)
@@ -157,7 +157,7 @@ def _without(inputs: dict, drop: list[str]) -> dict:
 
 
 def collate(batch: list[dict]) -> dict:
-    if any("skipped" in b for b in batch):  # a batch a resumed run had trained (SkipTrainedBatches)
+    if any("skipped" in b for b in batch):  # a batch a resumed run had trained (ResumableData)
         return {"skipped": [b.get("skipped") for b in batch]}
     out = {"inputs": [b["inputs"] for b in batch], "data_samples": [b["data_samples"] for b in batch]}
     if any("history" in b for b in batch):
@@ -210,16 +210,29 @@ class ClassBalanced(Dataset):
         return self.presence.mean(0), self.presence[self.indices].mean(0)
 
 
-class SkipTrainedBatches(Hook):
-    """A resumed run draws the batches its checkpoint had trained again before the next one (mmengine's
-    iteration loop advances the data loader that many steps, so the sampler's order goes on where it stopped);
-    this hook has ``dataset`` hand out placeholders for exactly those items instead of loading and augmenting
-    each frame (500 iterations took 10 minutes of a 2-core CPU). The sampler's indices advance as before; the
-    augmentation's random draws start afresh either way. For a DataLoader without workers (their own copies of
-    the dataset would load as before)."""
+class ResumableData(Hook):
+    """What a resumed run needs of ``dataset`` (a FrameDataset read without DataLoader workers) to go on as the
+    run it continues would have: its random generator (dropout, augmentation and pasting draws) and the paste
+    counters saved in every checkpoint and restored with it; and the batches the checkpoint had trained, which
+    mmengine's iteration loop draws again before the next one (advancing the sampler's order to where it
+    stopped), handed out as placeholders instead of loaded and augmented frames (at iteration 500 that loading
+    took 5-10 minutes of a 2-core CPU)."""
 
     def __init__(self, dataset: FrameDataset, batch_size: int):
         self.dataset, self.batch_size = dataset, int(batch_size)
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        paste = self.dataset.paste
+        checkpoint["frame_dataset"] = {"rng": self.dataset._rng.bit_generator.state,
+                                       "pasted": None if paste is None else [paste.frames, paste.objects]}
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        state = checkpoint.get("frame_dataset")
+        if state is None:  # a checkpoint from before this hook: the draws start afresh
+            return
+        self.dataset._rng.bit_generator.state = state["rng"]
+        if self.dataset.paste is not None and state["pasted"] is not None:
+            self.dataset.paste.frames, self.dataset.paste.objects = state["pasted"]
 
     def before_train(self, runner):
         self.dataset.skipping = runner.iter * self.batch_size

@@ -235,7 +235,7 @@ def box_semantic_targets(gts, ego2img: torch.Tensor, feat_hw, img_hw, min_visibi
         rects, near = box_image_rects(gt.corners()[keep], P[b], _NEAR)  # N, K, 4 in pixels; N, K
         for n in views:
             seen = np.flatnonzero(np.isfinite(near[n]))
-            for k in seen[np.argsort(-near[n, seen])]:  # far first: the nearer box paints last
+            for k in seen[np.argsort(-near[n, seen], kind="stable")]:  # far first (ties: in order)
                 u0, u1 = _span(rects[n, k, 0] * sx, rects[n, k, 2] * sx, w)
                 v0, v1 = _span(rects[n, k, 1] * sy, rects[n, k, 3] * sy, h)
                 if u1 > u0 and v1 > v0:
