@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perception.geometry import box_edges_in_front, invert_transform, transform_points
+from perception.geometry import box_edges_in_front, invert_transform
 from perception.types import CAMERAS, DETECTION_CLASSES, Boxes3D, SensorFrame
 
 # One colour per detection class (RGB), shared by every picture.
@@ -119,12 +119,22 @@ def _legend(img, boxes) -> None:
 def draw_boxes_on_camera(image: np.ndarray, K: np.ndarray, T_ego_cam: np.ndarray, boxes: Boxes3D,
                          thickness: int = 2, near: float = 0.2) -> np.ndarray:
     """Project 3D box edges (ego frame) into one RGB image; edges are clipped at the near plane."""
+    if boxes is None or not len(boxes):
+        return image.copy()
+    T_cam_ego = invert_transform(T_ego_cam)
+    return draw_boxes_projected(image, np.asarray(K, np.float64) @ T_cam_ego[:3], boxes, thickness, near)
+
+
+def draw_boxes_projected(image: np.ndarray, ego2img: np.ndarray, boxes: Boxes3D, thickness: int = 2,
+                         near: float = 0.2) -> np.ndarray:
+    """``draw_boxes_on_camera`` with a (3 or 4, 4) ego -> pixel matrix (rows u z, v z, z: a calibration after an
+    image augmentation, as training sees it)."""
     out = image.copy()
     if boxes is None or not len(boxes):
         return out
-    T_cam_ego = invert_transform(T_ego_cam)
-    corners = transform_points(T_cam_ego, boxes.corners().reshape(-1, 3)).reshape(-1, 8, 3)
-    ends = box_edges_in_front(corners, near) @ np.asarray(K, np.float64).T  # (K, 12, 2, 3); NaN: behind
+    P = np.asarray(ego2img, np.float64)[:3]
+    corners = boxes.corners().reshape(-1, 3) @ P[:, :3].T + P[:, 3]
+    ends = box_edges_in_front(corners.reshape(-1, 8, 3), near)  # (K, 12, 2, 3) in (u z, v z, z); NaN: behind
     with np.errstate(invalid="ignore", divide="ignore"):
         uv = ends[..., :2] / ends[..., 2:]
     for k in range(len(boxes)):

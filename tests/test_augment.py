@@ -203,3 +203,29 @@ def test_each_dataloader_worker_draws_its_own_augmentations(synthetic_root):
 
     draws = [float(x) for x in DataLoader(Draws(), batch_size=1, num_workers=2)]
     assert draws[0] != draws[1]  # the first draw of worker 0 and of worker 1
+
+
+def test_browse_draws_training_samples_as_pictures(synthetic_root, tmp_path, capsys):
+    """promptfusion-browse: frames drawn as training draws them (the candidate recipe with image patches), one
+    picture each: the cameras at the network's resolution over the bird's-eye view, pasted boxes counted."""
+    import cv2
+
+    from perception.cli.browse import main
+
+    out = tmp_path / "browse"
+    assert main(["configs/ablation/tiny_paste_images.py", "--data-root", str(synthetic_root), "--samples", "3",
+                 "--override-assembly", "lidar_sweeps=1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    pictures = sorted(out.glob("sample_*.jpg"))
+    assert len(pictures) == 3 and "object paste database:" in printed
+    assert sum(" pasted, " in line for line in printed.splitlines()) == 3
+    lines = {line.split(":")[0]: line for line in printed.splitlines() if line.startswith(str(out))}
+    for path in pictures:
+        img = cv2.imread(str(path))
+        assert img.shape[1] == 1500 and img.shape[0] > 1500  # a 2 x 3 mosaic over a square bird's-eye view
+        dropped = lines[str(path)].split("dropped ")[-1] if "dropped" in lines[str(path)] else ""
+        # the cameras drawn unless modality dropout took them (then grey tiles), the points unless it took both
+        assert (img[:300].std() > 10) == ("camera" not in dropped)
+        assert img[-1000:].std() > 5 or ("lidar" in dropped and "radar" in dropped)
+    with pytest.raises(SystemExit):
+        main(["configs/tiny.py", "--data-root", str(synthetic_root), "--samples", "0", "--out", str(out)])

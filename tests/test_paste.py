@@ -177,6 +177,9 @@ def test_paste_config_is_checked():
         build_paste({"classes": {"bus": 2}, "prob": 2.0})
     with pytest.raises(ValueError, match="fade"):
         build_paste({"classes": {"bus": 2}, "fade": 0.0})
+    with pytest.raises(ValueError, match="attempts"):
+        build_paste({"classes": {"bus": 2}, "attempts": 0})
+    assert build_paste({"classes": {"bus": 2}, "occlusion": True, "attempts": 3}).record()["attempts"] == 3
 
 
 def test_a_moving_objects_trail_counts_for_overlaps_and_for_the_points_removed():
@@ -387,3 +390,56 @@ def test_with_image_patches_a_camera_only_sample_keeps_the_pasted_objects_it_sho
     assert meta["pasted"].sum() == full["pasted_imaged"].sum() and meta["pasted_imaged"][meta["pasted"]].all()
     # the semantic head is taught the patches: the shown pasted boxes carry a visibility it paints
     assert (meta["gt"].visibility[meta["pasted"]] != PASTED_VISIBILITY).any()
+
+
+def test_an_object_behind_a_wall_the_lidar_sees_is_not_pasted():
+    """occlusion=True: a car 20 m ahead (60 lidar points where it came from) is pasted on an open road; a wall
+    at 12 m across its azimuths (its points fill the cells in front of the car, above the road) keeps it out; the
+    road's own points at ground level in front of it do not, nor the same wall off to the side."""
+    from perception.types import Boxes3D
+
+    def paste_over(frame_points):
+        paste = ObjectPaste({"car": 1}, min_points=5, occlusion=True)
+        paste.columns = {"lidar": ["x", "y", "z", "intensity"]}
+        paste.pc_range = np.array([-50.0, -50.0, -5.0, 50.0, 50.0, 3.0])
+        rng = np.random.default_rng(0)
+        car = np.c_[rng.uniform(18.2, 21.8, 60), rng.uniform(-0.8, 0.8, 60), rng.uniform(0.2, 1.4, 60), np.ones(60)]
+        paste.add_frame({"lidar": {"points": car.astype(np.float32)}},
+                        Boxes3D(np.array([[20.0, 0.0, 0.8, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0]]), [0],
+                                instance_tokens=["a"]), "src")
+        empty = Boxes3D(np.zeros((0, 9)), np.zeros(0, np.int64), instance_tokens=[])
+        return paste.apply({"lidar": {"points": frame_points.astype(np.float32)}}, empty, rng, "dst")[2]
+
+    rng = np.random.default_rng(1)
+    road = np.c_[rng.uniform(2.0, 17.0, 400), rng.uniform(-3.0, 3.0, 400), np.full(400, 0.02), np.ones(400)]
+    wall = np.c_[np.full(800, 12.0), rng.uniform(-4.0, 4.0, 800), rng.uniform(0.0, 2.5, 800), np.ones(800)]
+    aside = wall + [0.0, 30.0, 0.0, 0.0]  # the same wall off to the left: not in front of the car
+    assert paste_over(road).all()
+    assert not paste_over(np.r_[road, wall]).any()
+    assert paste_over(np.r_[road, aside]).all()
+
+
+def test_attempts_replace_a_hidden_candidate():
+    """Two cars in the database, one behind a wall of the frame, one clear of it: one car wanted. With one
+    attempt per car the draw that picks the hidden one pastes nothing; with two, every draw pastes the other."""
+    from perception.types import Boxes3D
+
+    rng = np.random.default_rng(0)
+    wall = np.c_[np.full(800, 12.0), rng.uniform(-4.0, 4.0, 800), rng.uniform(0.0, 2.5, 800), np.ones(800)]
+    frame = {"lidar": {"points": wall.astype(np.float32)}}
+    empty = Boxes3D(np.zeros((0, 9)), np.zeros(0, np.int64), instance_tokens=[])
+
+    def pasted(attempts):
+        paste = ObjectPaste({"car": 1}, min_points=5, occlusion=True, attempts=attempts)
+        paste.columns = {"lidar": ["x", "y", "z", "intensity"]}
+        paste.pc_range = np.array([-50.0, -50.0, -5.0, 50.0, 50.0, 3.0])
+        for name, y in (("behind", 0.0), ("aside", 25.0)):
+            pts = np.c_[rng.uniform(18.2, 21.8, 60), rng.uniform(y - 0.8, y + 0.8, 60), rng.uniform(0.2, 1.4, 60),
+                        np.ones(60)]
+            paste.add_frame({"lidar": {"points": pts.astype(np.float32)}},
+                            Boxes3D(np.array([[20.0, y, 0.8, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0]]), [0],
+                                    instance_tokens=[name]), name)
+        return [int(paste.apply(frame, empty, np.random.default_rng(s), "dst")[2].sum()) for s in range(8)]
+
+    assert 0 in pasted(1) and 1 in pasted(1)
+    assert pasted(2) == [1] * 8

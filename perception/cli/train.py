@@ -23,6 +23,11 @@ from pathlib import Path
 
 import torch
 
+# the train section's keys and their defaults (a config's train dict is checked against them)
+TRAIN_DEFAULTS = dict(max_iters=1000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=1000,
+                      checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200,
+                      augment=None, class_balanced=False, grounding="joint")
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,11 +54,10 @@ def main(argv=None) -> int:
     from perception.pipeline import Preprocessor
     from perception.sources.assembly import Assembly
     from perception.sources.nuscenes import NuScenesSource
-    from perception.training.augment import build_augment
-    from perception.training.data import FrameDataset, collate
+    from perception.training.data import FrameDataset, collate, training_set
     from perception.training.distributed import SeenSamplesHook, SyncBuffersHook, ranks_agree
     from perception.training.metric import NuScenesDetectionMetric
-    from perception.training.paste import PasteFade, build_paste
+    from perception.training.paste import PasteFade
     from perception.training.wrapper import FusionDetector
 
     distributed = a.launcher != "none"
@@ -72,10 +76,7 @@ def main(argv=None) -> int:
         if rank != 0:
             torch.distributed.barrier()  # wait until rank 0 has written the index caches and the prompt file
     cfg = load_config(a.config)
-    train_defaults = dict(max_iters=1000, batch_size=2, lr=2e-3, weight_decay=1e-2, val_interval=1000,
-                          checkpoint_interval=500, modality_dropout={}, num_workers=0, log_interval=50, warmup=200,
-                          augment=None, class_balanced=False, grounding="joint")
-    tc = check_section("train", cfg.get("train", {}), train_defaults)
+    tc = check_section("train", cfg.get("train", {}), TRAIN_DEFAULTS)
     if tc["grounding"] not in GROUNDING_TRAINING:
         raise SystemExit(f"{a.config}: train.grounding must be one of {', '.join(GROUNDING_TRAINING)}, "
                          f"not {tc['grounding']!r}")
@@ -88,9 +89,8 @@ def main(argv=None) -> int:
     assembly = Assembly.from_section(asm, pre.to_dict())  # the frames trained on are the frames served
     src_kw = dict(version=dc["version"], **assembly.source_kwargs())
     temporal = bool((cfg["model"] or {}).get("temporal"))  # keyframes come with the one before them
-    train_set = FrameDataset(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre,
-                             modality_dropout=tc["modality_dropout"], augment=build_augment(tc["augment"]),
-                             history=temporal, seed=a.seed, paste=build_paste((tc["augment"] or {}).get("paste")))
+    train_set = training_set(NuScenesSource(a.data_root, split=dc["train_split"], **src_kw), pre, tc, temporal,
+                             a.seed)
     if train_set.paste is not None:  # ground-truth sampling: the object database of the training frames
         if train_set.paste.fade < 1.0 and tc["num_workers"] > 0:
             raise SystemExit(f"{a.config}: train.augment.paste.fade < 1 needs train.num_workers=0 (the fade switches "

@@ -47,6 +47,7 @@ class FrameDataset(Dataset):
         self.history = history
         self.paste = paste
         self.skipping = 0  # ResumableData: the items a resumed run passes over without loading them
+        self.gathered = False  # draws before voxelization even without augmentation (promptfusion-browse)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -76,7 +77,7 @@ class FrameDataset(Dataset):
 
     @property
     def augmenting(self) -> bool:
-        return self.bev_aug is not None or self.image_aug is not None or self.paste is not None
+        return self.gathered or self.bev_aug is not None or self.image_aug is not None or self.paste is not None
 
     def _augment(self, inputs: dict, meta: dict) -> tuple[dict, dict]:
         moved = False
@@ -91,12 +92,26 @@ class FrameDataset(Dataset):
                 meta, moved = {**meta, "gt": gt, "bev_A": A}, True
         if self.image_aug is not None:
             inputs = self.image_aug.apply(inputs, self.rng)
-        return self.pre.voxelize(inputs), {**meta, "scene_moved": moved}
+        return inputs, {**meta, "scene_moved": moved}
 
     def __getitem__(self, i: int) -> dict:
         if self.skipping > 0:
             self.skipping -= 1
             return {"skipped": i}
+        inputs, meta, drop, A = self.draw(i)
+        if self.augmenting:
+            inputs = self.pre.voxelize(inputs)
+        if self.prompts:  # (the grounding loss leaves pasted boxes out of its objects)
+            meta = {**meta, "prompts": [] if meta.get("scene_moved") else self.prompts.get(meta["token"], [])}
+        item = {"inputs": inputs, "data_samples": meta}
+        if self.history:
+            item["history"] = self._earlier(i, drop, A)
+        return item
+
+    def draw(self, i: int) -> tuple[dict, dict, list[str], np.ndarray | None]:
+        """One training draw of item ``i`` (pasting, scene and image augmentation, modality dropout), before
+        voxelization when the dataset augments (``gather``'s form: points and images; promptfusion-browse
+        draws these): (inputs, meta, the modalities dropped, the scene's 4x4 augmentation or None)."""
         inputs, meta = self._load(i)
         A = None
         if self.augmenting:
@@ -121,12 +136,7 @@ class FrameDataset(Dataset):
             seen = ~pasted | shown
             meta = {**meta, "gt": meta["gt"][np.flatnonzero(seen)], "pasted": pasted[seen],
                     "pasted_imaged": meta["pasted_imaged"][seen]}
-        if self.prompts:  # (the grounding loss leaves pasted boxes out of its objects)
-            meta = {**meta, "prompts": [] if meta.get("scene_moved") else self.prompts.get(meta["token"], [])}
-        item = {"inputs": inputs, "data_samples": meta}
-        if self.history:
-            item["history"] = self._earlier(i, drop, A)
-        return item
+        return inputs, meta, drop, A
 
     def _earlier(self, i: int, drop: list[str], A: np.ndarray | None) -> dict | None:
         """The keyframe before ``i`` in its scene, moved by the same scene augmentation ``A`` (its cameras'
@@ -143,6 +153,17 @@ class FrameDataset(Dataset):
         if self.augmenting:  # kept gathered for the augmentation
             inputs = self.pre.voxelize(inputs)
         return {"inputs": _without(inputs, drop), "T": T.astype(np.float32)}
+
+
+def training_set(source: NuScenesSource, pre: Preprocessor, train: dict, history: bool, seed: int) -> FrameDataset:
+    """The training frames as promptfusion-train draws them, from a checked ``train`` config section: modality
+    dropout, scene and image augmentation, ground-truth sampling (its database not yet built)."""
+    from perception.training.augment import build_augment
+    from perception.training.paste import build_paste
+
+    return FrameDataset(source, pre, modality_dropout=train["modality_dropout"],
+                        augment=build_augment(train["augment"]), history=history, seed=seed,
+                        paste=build_paste((train["augment"] or {}).get("paste")))
 
 
 def _without(inputs: dict, drop: list[str]) -> dict:

@@ -18,6 +18,10 @@ training split, with their lidar and radar points, pasted into other training fr
   with their own pixels when they stand nearer (an object behind a parked car stays behind it). A rig of another
   calibration gets the patch stretched onto the rectangle its cameras give the box.
 
+``occlusion=True``: a candidate is also passed over where the frame's lidar sees something in front of it (a
+hedge, a wall, a parked van between the sensor and where it would stand: ``_hidden``), which neither sensor
+would see through: pasted there, an object would teach the network to find cars inside buildings.
+
 A moving object's earlier sweeps trail behind its box: the overlap test and the removal of the frame's points
 cover the box along that trail (back to the oldest of its points). An object is not pasted beside itself (the
 same instance from another keyframe of its scene).
@@ -40,7 +44,14 @@ import sys
 import numpy as np
 from mmengine.hooks import Hook
 
-from perception.geometry import box_corners, box_image_rects, footprints, footprints_overlap, points_in_boxes
+from perception.geometry import (
+    box_corners,
+    box_image_rects,
+    footprints,
+    footprints_overlap,
+    points_in_boxes,
+    wrap_angle,
+)
 from perception.types import Boxes3D
 from perception.types.labels import DETECTION_CLASSES
 
@@ -53,6 +64,9 @@ NEAR = 0.3  # metres in front of a camera where a box's image rectangle is cut (
 # frame, other objects included, into the new one unannotated); the others are pasted with their points only
 PATCH_MIN_VISIBILITY = 3
 PATCH_MAX_AREA = 0.3
+# occlusion (``_hidden``): the azimuth step of the cells in front of a candidate (about the lidar's own), and how
+# much nearer than the candidate a point must be to occlude it
+OCCLUDER_STEP, OCCLUDER_GAP = np.radians(0.5), 0.5
 
 
 class ObjectPaste:
@@ -60,10 +74,12 @@ class ObjectPaste:
     to enter the database; ``prob``: the probability that a frame gets pasted objects at all; ``fade``: the share
     of the training iterations with pasting (PointAugmenting's and TransFusion's fade: the last ones train on the
     frames as they are, which removes false positives the pasting teaches; ``PasteFade`` stops it); ``images``:
-    paste the objects' image patches too (see the module's docstring)."""
+    paste the objects' image patches too (see the module's docstring); ``occlusion``: an object is not pasted
+    where the frame's lidar sees something standing in front of it (``_hidden``); ``attempts``: candidates drawn
+    per object wanted (1: a candidate that overlaps or is hidden is simply not replaced)."""
 
     def __init__(self, classes: dict, min_points: int = 5, prob: float = 1.0, fade: float = 1.0,
-                 images: bool = False):
+                 images: bool = False, occlusion: bool = False, attempts: int = 1):
         bad = sorted(set(classes) - set(DETECTION_CLASSES))
         if bad:
             raise ValueError(f"train.augment.paste.classes: unknown classes {bad}; valid: {list(DETECTION_CLASSES)}")
@@ -75,22 +91,26 @@ class ObjectPaste:
         if not 0.0 < float(fade) <= 1.0:
             raise ValueError(f"train.augment.paste.fade: the share of training with pasting, in (0, 1], got {fade}")
         self.min_points, self.prob, self.fade, self.images = int(min_points), float(prob), float(fade), bool(images)
+        self.occlusion = bool(occlusion)
+        if int(attempts) < 1:
+            raise ValueError(f"train.augment.paste.attempts: candidates per object wanted, >= 1, got {attempts}")
+        self.attempts = int(attempts)
         self.active = True  # PasteFade turns it off for the training's last iterations
         self.frames = self.objects = 0  # pasted so far (in this process)
         self.db: dict[int, list[dict]] = {c: [] for c in self.classes}
         self.columns: dict[str, list[str]] = {}
 
-    def build(self, dataset, progress: bool = True) -> dict[str, int]:
-        """Fill the database from every frame of ``dataset`` (a FrameDataset that keeps gathered inputs);
-        returns the number of objects per class name."""
+    def build(self, dataset, progress: bool = True, indices=None) -> dict[str, int]:
+        """Fill the database from every frame of ``dataset`` (a FrameDataset that keeps gathered inputs), or from
+        those of ``indices``; returns the number of objects per class name."""
         from tqdm import tqdm
 
         if not dataset.augmenting:
             raise ValueError("object paste needs the gathered (not yet voxelized) frames: an augmenting dataset")
         self.columns = {m: list(dataset.pre.spec[m]["columns"]) for m in ("lidar", "radar")}
         self.pc_range = np.asarray(dataset.pre.spec["lidar"]["pc_range"], np.float64)
-        for i in tqdm(range(len(dataset)), desc="object database", unit="frame", file=sys.stdout, mininterval=5,
-                      disable=not progress):
+        for i in tqdm(range(len(dataset)) if indices is None else list(indices), desc="object database",
+                      unit="frame", file=sys.stdout, mininterval=5, disable=not progress):
             inputs, meta = dataset._load(i)
             self.add_frame(inputs, meta["gt"], meta["token"])
         return {DETECTION_CLASSES[c]: len(v) for c, v in self.db.items()}
@@ -155,16 +175,22 @@ class ObjectPaste:
         taken = [own]
         present = set() if gt.instance_tokens is None else set(gt.instance_tokens)
         chosen: list[dict] = []
+        view = _polar(inputs["lidar"]["points"], self.columns["lidar"]) if self.occlusion else None
         for c, n in self.classes.items():
             pool = [e for e in self.db[c] if e["token"] != token and (e["instance"] is None
                                                                       or e["instance"] not in present)]
-            for i in rng.permutation(len(pool))[:n]:
+            placed = 0
+            for i in rng.permutation(len(pool))[:n * self.attempts]:
+                if placed == n:
+                    break
                 e = pool[i]
                 have = np.concatenate(taken)
                 if (e["instance"] is not None and e["instance"] in present) or (
-                        len(have) and _overlaps(e["trail"], have)):
+                        len(have) and _overlaps(e["trail"], have)) or (
+                        view is not None and _hidden(e["box"], view)):
                     continue
                 chosen.append(e)
+                placed += 1
                 taken.append(e["trail"])
                 if e["instance"] is not None:
                     present.add(e["instance"])
@@ -212,8 +238,9 @@ class ObjectPaste:
     def record(self) -> dict:
         """What the training's checkpoint records of the pasting."""
         return {"classes": {DETECTION_CLASSES[c]: n for c, n in self.classes.items()}, "min_points": self.min_points,
-                "prob": self.prob, "fade": self.fade, "images": self.images, "database": {DETECTION_CLASSES[c]: len(v)
-                                                                   for c, v in self.db.items()},
+                "prob": self.prob, "fade": self.fade, "images": self.images, "occlusion": self.occlusion,
+                "attempts": self.attempts,
+                "database": {DETECTION_CLASSES[c]: len(v) for c, v in self.db.items()},
                 "frames_pasted": self.frames, "objects_pasted": self.objects}
 
 
@@ -244,6 +271,38 @@ def _trail(box: np.ndarray, lag: float) -> np.ndarray:
     out = np.repeat(box[None], k, 0)
     out[:, :2] -= np.linspace(0.0, max(float(lag), 0.0), k)[:, None] * v[None]
     return out
+
+
+def _polar(points: np.ndarray, columns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(azimuth, range in the ground plane, height) of each point, from the ego origin."""
+    x, y, z = (points[:, columns.index(c)].astype(np.float64) for c in "xyz")
+    return np.arctan2(y, x), np.hypot(x, y), z
+
+
+def _hidden(box: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
+    """Does the frame's lidar (``view``: ``_polar`` of its points) see something in front of most of ``box`` where
+    it would stand? The azimuths its footprint spans (in steps of at least OCCLUDER_STEP, at most 8) by the lower
+    and upper half of its height above 0.3 m over its bottom (the road below does not count): hidden when more
+    than half of those cells hold a point nearer than its nearest corner less OCCLUDER_GAP (a hedge, a wall, a
+    parked van between the sensor and the object; a pole or a pedestrian in front covers a cell or two). Such an
+    object would not be seen there, by the lidar nor by a camera."""
+    az, rng, z = view
+    corners = footprints(box[None, :2], box[None, 6], box[None, 3], box[None, 4])[0]  # (4, 2)
+    near = float(np.hypot(corners[:, 0], corners[:, 1]).min()) - OCCLUDER_GAP
+    if near <= 0:
+        return False
+    centre = np.arctan2(box[1], box[0])
+    off = wrap_angle(np.arctan2(corners[:, 1], corners[:, 0]) - centre)
+    lo, hi = float(off.min()), float(off.max())
+    bottom, top = box[2] - box[5] / 2 + 0.3, box[2] + box[5] / 2
+    if top <= bottom:
+        return False
+    rel = wrap_angle(az - centre)
+    front = np.flatnonzero((rel >= lo) & (rel <= hi) & (rng < near) & (z > bottom) & (z < top))
+    n_az = int(np.clip(np.floor((hi - lo) / OCCLUDER_STEP), 1, 8))
+    a = np.minimum(((rel[front] - lo) / max(hi - lo, 1e-9) * n_az).astype(int), n_az - 1)
+    h = (z[front] > (bottom + top) / 2).astype(int)
+    return len(np.unique(a * 2 + h)) > n_az  # more than half of the n_az x 2 cells
 
 
 def _region(r: np.ndarray, H: int, W: int) -> tuple[int, int, int, int] | None:
@@ -347,11 +406,12 @@ def _overlaps(trail: np.ndarray, others: np.ndarray) -> bool:
 
 def build_paste(spec: dict | None) -> ObjectPaste | None:
     """The train config's ``augment.paste`` section: dict(classes={name: n}, min_points=5, prob=1.0, fade=1.0,
-    images=False) or None."""
+    images=False, occlusion=False, attempts=1) or None."""
     from perception.config import check_section
 
     if spec is None:
         return None
     spec = check_section("train.augment.paste", dict(spec), {"classes": {}, "min_points": 5, "prob": 1.0,
-                                                             "fade": 1.0, "images": False})
+                                                             "fade": 1.0, "images": False, "occlusion": False,
+                                                             "attempts": 1})
     return ObjectPaste(**spec)
