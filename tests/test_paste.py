@@ -228,7 +228,7 @@ def imaged(sets):
 
 
 def test_image_patches_are_kept_of_well_visible_objects_and_stay_small(imaged):
-    from perception.training.paste import PATCH_MAX_AREA, PATCH_MIN_VISIBILITY
+    from perception.training.patches import PATCH_MAX_AREA, PATCH_MIN_VISIBILITY
 
     pre, val, train = imaged
     H, W = pre.spec["camera"]["size"]
@@ -249,14 +249,14 @@ def test_patch_bounds_count_only_the_cameras_that_see_the_object():
     """A rectangle in front of a camera but beside and below its image (a cone a side camera does not see)
     neither becomes a patch nor counts against the area cap; a rectangle over most of an image keeps the object
     out of image pasting."""
-    from perception.training.paste import _patches
+    from perception.training.patches import patches
 
     images = np.arange(2 * 128 * 224 * 3, dtype=np.uint32).astype(np.uint8).reshape(2, 128, 224, 3)
     cam = {"images": images, "ego2img": np.stack([np.eye(4)] * 2)}
-    views = _patches(cam, np.array([[10.0, 20.0, 30.0, 50.0], [598.0, 151.0, 852.0, 290.0]]))
+    views = patches(cam, np.array([[10.0, 20.0, 30.0, 50.0], [598.0, 151.0, 852.0, 290.0]]))
     assert list(views) == [0] and views[0]["patch"].shape == (30, 20, 3) and views[0]["origin"] == (10, 20)
-    assert _patches(cam, np.array([[10.0, 20.0, 30.0, 50.0], [0.0, 0.0, 200.0, 120.0]])) == {}
-    assert list(_patches(cam, np.array([[10.0, 20.0, 30.0, 50.0], [np.nan] * 4]))) == [0]
+    assert patches(cam, np.array([[10.0, 20.0, 30.0, 50.0], [0.0, 0.0, 200.0, 120.0]])) == {}
+    assert list(patches(cam, np.array([[10.0, 20.0, 30.0, 50.0], [np.nan] * 4]))) == [0]
 
 
 def _owner(rects: np.ndarray, depth: np.ndarray, hw) -> np.ndarray:
@@ -332,16 +332,16 @@ def test_a_patch_is_stretched_onto_another_rigs_rectangle():
     centre: the patch (each pixel's column and row written in its colour) covers that rectangle and nothing else,
     in order, its first and last columns and rows at the rectangle's edges."""
     from perception.geometry import box_image_rects
-    from perception.training.paste import _paint, _patches
+    from perception.training.patches import paint, patches
 
     box = np.array([[20.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0]])
     v, u = np.mgrid[0:64, 0:96]
     coded = np.stack([u + 1, v + 1, np.full_like(u, 255)], -1).astype(np.uint8)[None]  # 0 nowhere
     source = {"images": coded, "ego2img": _rig(40.0)}
-    views = _patches(source, box_image_rects(box_corners(box), source["ego2img"])[0][:, 0])
+    views = patches(source, box_image_rects(box_corners(box), source["ego2img"])[0][:, 0])
     assert list(views) == [0]
     target = {"images": np.zeros((1, 64, 96, 3), np.uint8), "ego2img": _rig(80.0)}
-    canvas, shown = _paint(target, np.zeros((0, 9)), box, [views])
+    canvas, shown = paint(target, np.zeros((0, 9)), box, [views])
     r = box_image_rects(box_corners(box), target["ego2img"])[0][0, 0]
     assert shown.all() and (r[2] - r[0]) == pytest.approx(2 * (views[0]["rect"][2] - views[0]["rect"][0]))
     lit = np.argwhere(canvas[0, :, :, 2] == 255)
@@ -359,7 +359,7 @@ def test_a_patch_is_stretched_onto_another_rigs_rectangle():
 
 
 def test_a_patch_hidden_by_a_nearer_own_object_or_missing_from_a_camera_is_not_imaged():
-    from perception.training.paste import _paint
+    from perception.training.patches import paint
 
     far = np.array([[30.0, 0.0, 0.0, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0]])
     truck = np.array([[10.0, 0.0, 0.0, 6.0, 2.5, 3.0, 0.0, 0.0, 0.0]])  # between the camera and the car
@@ -367,14 +367,14 @@ def test_a_patch_hidden_by_a_nearer_own_object_or_missing_from_a_camera_is_not_i
     view = {0: {"rect": np.array([40.0, 28.0, 56.0, 36.0]), "origin": (40, 28), "patch": np.full((8, 16, 3), 9,
                                                                                                  np.uint8)}}
     cam = {"images": images, "ego2img": _rig(40.0)}
-    canvas, shown = _paint(cam, truck, far, [view])
+    canvas, shown = paint(cam, truck, far, [view])
     assert not shown.any() and np.array_equal(canvas, images)  # painted, then covered by the truck's own pixels
-    canvas, shown = _paint(cam, np.zeros((0, 9)), far, [view])
+    canvas, shown = paint(cam, np.zeros((0, 9)), far, [view])
     assert shown.all() and (canvas == 9).any()
     # a second camera (turned a little) whose image the car reaches too, with no patch from it: not imaged,
     # though the first camera shows it (the semantic head would paint it in both)
     two = {"images": np.zeros((2, 64, 96, 3), np.uint8), "ego2img": np.concatenate([_rig(40.0), _rig(40.0, 0.3)])}
-    canvas, shown = _paint(two, np.zeros((0, 9)), far, [view])
+    canvas, shown = paint(two, np.zeros((0, 9)), far, [view])
     assert not shown.any() and (canvas[0] == 9).any()
 
 
