@@ -268,9 +268,12 @@ def _trail(box: np.ndarray, lag: float) -> np.ndarray:
 
 
 def _polar(points: np.ndarray, columns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(azimuth, range in the ground plane, height) of each point, from the ego origin."""
+    """(azimuth, range in the ground plane, height) of each point, from the ego origin, sorted by azimuth (``_hidden``
+    looks up the wedge in front of a candidate instead of testing every point)."""
     x, y, z = (points[:, columns.index(c)].astype(np.float64) for c in "xyz")
-    return np.arctan2(y, x), np.hypot(x, y), z
+    az = np.arctan2(y, x)
+    order = np.argsort(az, kind="stable")
+    return az[order], np.hypot(x, y)[order], z[order]
 
 
 def _hidden(box: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
@@ -291,6 +294,11 @@ def _hidden(box: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray]) ->
     bottom, top = box[2] - box[5] / 2 + 0.3, box[2] + box[5] / 2
     if top <= bottom:
         return False
+    # the points whose azimuth lies in the wedge (a little wider; the exact test follows), where it wraps at +-pi too
+    a0, a1 = centre + lo - 1e-6, centre + hi + 1e-6
+    idx = np.concatenate([np.arange(*np.searchsorted(az, (max(a0 + k, -np.pi), min(a1 + k, np.pi))))
+                          for k in (-2 * np.pi, 0.0, 2 * np.pi) if a0 + k <= np.pi and a1 + k >= -np.pi])
+    az, rng, z = az[idx], rng[idx], z[idx]
     rel = wrap_angle(az - centre)
     front = np.flatnonzero((rel >= lo) & (rel <= hi) & (rng < near) & (z > bottom) & (z < top))
     n_az = int(np.clip(np.floor((hi - lo) / OCCLUDER_STEP), 1, 8))
