@@ -191,6 +191,28 @@ def test_bad_settings_are_named():
         Tracker(velocity="particle")
     with pytest.raises(ValueError, match="vel_noise"):
         Tracker(vel_noise=0)
+    with pytest.raises(ValueError, match="'last', 'mean'"):
+        Tracker(score="max")
+
+
+def test_track_score_is_the_last_detections_or_the_mean_of_its_detections():
+    """One car seen at 0.9, 0.3, 0.6 (0.5 s apart), and a second car born in the last frame at 0.5: "last"
+    reports 0.6 and 0.5, "mean" 0.6 and 0.5 too after three frames but 0.6 after the second frame (0.9, 0.3);
+    a newborn track's score is its detection's either way."""
+    def run(score):
+        trk, out = Tracker(score=score), []
+        for k, conf in enumerate((0.9, 0.3, 0.6)):
+            objs = [(CAR, 10.0 + 2 * k, 0.0, 0.0, 4.0, 0.0)] + ([(CAR, -15.0, 5.0, 0.0, 0.0, 0.0)] if k == 2 else [])
+            det = _detect(objs, _pose(), np.random.default_rng(k), noise=0.0, vel_noise=0.0)
+            det.scores[:] = [conf, 0.5][:len(objs)]
+            tracks = trk.update(det, _pose(), int(k * 0.5e9))
+            out.append(dict(zip(tracks.ids.tolist(), tracks.scores.round(6).tolist())))
+        return out
+
+    last, mean = run("last"), run("mean")
+    assert [list(f.values()) for f in last] == [[0.9], [0.3], [0.6, 0.5]]
+    assert [list(f.values()) for f in mean] == [[0.9], [0.6], [0.6, 0.5]]
+    assert list(last[2]) == list(mean[2]) and len(mean[2]) == 2  # the same identities either way
 
 
 def test_devkit_tracking_eval_scores_tracks_and_punishes_identity_switches(synthetic_root, tmp_path):

@@ -30,7 +30,8 @@ TRACKING_CLASSES = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "traile
 TRACKER_DEFAULTS = {"matcher": "greedy", "min_score": 0.1, "birth_score": 0.3, "min_hits": 2, "max_age": 3,
                     "smoothing": 0.5, "displacement": 0.5, "velocity": "kalman", "pos_noise": 0.4,
                     "vel_noise": 4.0, "accel_noise": 1.0, "max_gap_s": 1.5, "max_jump_m": 20.0, "classes": None,
-                    "motion_hint": True}
+                    "motion_hint": True, "score": "last"}
+SCORES = ("last", "mean")
 
 
 @dataclass
@@ -94,6 +95,7 @@ class _State:
     g_sum: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # per prompt column (Tracker.prompts)
     g_n: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 4)))  # "kalman": covariance of x y vx vy
+    score_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))  # of the detections' scores ("mean")
 
 
 def _kalman_predict(cov: np.ndarray, dt: float, accel: float) -> np.ndarray:
@@ -164,7 +166,9 @@ class Tracker:
     large velocity error, at 2 Hz a small one); ``max_gap_s`` /
     ``max_jump_m``: a longer pause or a larger ego jump between frames resets the state; ``classes``: class
     names tracked (None: all detection classes); ``motion_hint``: the grounding head reads each object's
-    velocity from its track (``motion_source``).
+    velocity from its track (``motion_source``); ``score``: a track's score, the one a tracking benchmark ranks
+    its boxes by: "last" (its latest detection's, CenterPoint) or "mean" (the mean of its detections' scores
+    so far: one confident frame of a flickering false track weighs less, a steady object's dip does too).
     """
 
     def __init__(self, **settings):
@@ -180,6 +184,8 @@ class Tracker:
         for k in ("pos_noise", "vel_noise", "accel_noise"):
             if not float(self.cfg[k]) > 0:
                 raise ValueError(f"tracker.{k}: {self.cfg[k]} must be > 0")
+        if self.cfg["score"] not in SCORES:
+            raise ValueError(f"tracker.score: {self.cfg['score']!r}; valid: {', '.join(map(repr, SCORES))}")
         if self.cfg["matcher"] not in ("greedy", "hungarian"):
             raise ValueError(f"tracker.matcher: {self.cfg['matcher']!r}; valid: 'greedy', 'hungarian'")
         classes = self.cfg["classes"] or DETECTION_CLASSES
@@ -266,7 +272,9 @@ class Tracker:
             g_n[np.ix_(ti, cols)] += 1
         hits[ti] += 1
         misses[ti] = 0
-        scores[ti] = dscore[di]
+        score_sum = s.score_sum.copy()
+        score_sum[ti] += dscore[di]
+        scores[ti] = dscore[di] if c["score"] == "last" else score_sum[ti] / hits[ti]
         det_index = np.full(len(s.ids), -1, np.int64)
         det_index[ti] = keep[di]
         alive = np.flatnonzero(misses <= c["max_age"])
@@ -291,6 +299,7 @@ class Tracker:
             self.state.cov = np.concatenate([cov[alive], _kalman_birth(born_data, float(c["pos_noise"]),
                                                                        float(c["vel_noise"]))])
             born_data[:, 7:9] = np.nan_to_num(born_data[:, 7:9])  # the filter's mean: unknown starts at 0
+        self.state.score_sum = np.concatenate([score_sum[alive], dscore[born]])
         self.state.g_sum = np.concatenate([g_sum[alive], born_sum])
         self.state.g_n = np.concatenate([g_n[alive], born_n])
         det_index = np.concatenate([det_index[alive], keep[born]])
