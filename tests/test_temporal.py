@@ -157,3 +157,31 @@ def test_temporal_training_smoke_on_keyframe_pairs(synthetic_root, tmp_path):
     for k, v in ckpt["state_dict"].items():
         if not k.startswith("grounding."):
             torch.testing.assert_close(tuned["state_dict"][k], v, rtol=0, atol=0, msg=k)
+
+
+def test_dilated_mixing_reads_history_four_cells_away():
+    """With dilation 2 the mixing convolutions reach four cells either way: a history blob four cells from a
+    current cell changes that cell's output; with dilation 1 (two cells) it does not."""
+    out = {}
+    for d in (1, 2):
+        torch.manual_seed(0)
+        t = TemporalFusion(4, (-8.0, -8.0, 8.0, 8.0), (16, 16), dilation=d).eval()
+        torch.nn.init.normal_(t.mix[-1].weight, std=0.1)
+        cur, earlier = torch.zeros(1, 4, 16, 16), torch.zeros(1, 4, 16, 16)
+        blob = earlier.clone()
+        blob[0, :, 8, 12] = 5.0
+        T, valid = torch.eye(4)[None], torch.tensor([True])
+        out[d] = (t(cur, blob, T, valid) - t(cur, earlier, T, valid))[0, :, 8, 8].abs().max().item()
+    assert out[1] == 0.0 and out[2] > 1e-3
+    with pytest.raises(ValueError, match="dilation"):
+        TemporalFusion(4, (-8.0, -8.0, 8.0, 8.0), (16, 16), dilation=0)
+
+
+def test_wide_temporal_config_builds_the_dilated_mixing():
+    from perception.config import build, load_config
+
+    net = build(load_config("configs/ablation/tiny_temporal_wide.py")["model"])
+    shipped = build(load_config("configs/tiny.py")["model"])
+    assert [c.dilation for c in net.temporal.mix if isinstance(c, torch.nn.Conv2d)] == [(2, 2), (2, 2)]
+    assert [c.dilation for c in shipped.temporal.mix if isinstance(c, torch.nn.Conv2d)] == [(1, 1), (1, 1)]
+    assert set(net.state_dict()) == set(shipped.state_dict())  # the same weights: only the reach differs

@@ -26,8 +26,13 @@ class TemporalFusion(nn.Module):
     -> (B, C, H, W)."""
 
     def __init__(self, channels: int, xy_range, bev_hw: tuple[int, int], lag: float = 0.5,
-                 history_drop: float = 0.2):
+                 history_drop: float = 0.2, dilation: int = 1):
+        """``dilation`` of the two mixing convolutions: an object that moved by more than their reach between
+        the two maps (1: two cells either way; 2: four) is seen in the history only by the layers after them."""
         super().__init__()
+        if int(dilation) < 1:
+            raise ValueError(f"temporal.dilation: the mixing convolutions' dilation, >= 1, got {dilation}")
+        d = int(dilation)
         H, W = bev_hw
         self.hw, self.lag, self.history_drop = (H, W), float(lag), float(history_drop)
         x0, y0, x1, y1 = xy_range
@@ -36,8 +41,9 @@ class TemporalFusion(nn.Module):
         ys = y0 + (torch.arange(H) + 0.5) * (y1 - y0) / H
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         self.register_buffer("xy1", torch.stack([gx, gy, torch.ones_like(gx)], -1).view(-1, 3), persistent=False)
-        self.mix = nn.Sequential(nn.Conv2d(2 * channels + 1, channels, 3, padding=1, bias=False),
-                                 nn.BatchNorm2d(channels), nn.ReLU(True), nn.Conv2d(channels, channels, 3, padding=1))
+        self.mix = nn.Sequential(nn.Conv2d(2 * channels + 1, channels, 3, padding=d, dilation=d, bias=False),
+                                 nn.BatchNorm2d(channels), nn.ReLU(True),
+                                 nn.Conv2d(channels, channels, 3, padding=d, dilation=d))
         nn.init.zeros_(self.mix[-1].weight)  # starts as the single-frame network
         nn.init.zeros_(self.mix[-1].bias)
 
