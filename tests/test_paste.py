@@ -457,3 +457,103 @@ def test_occlusion_looks_across_the_rear_where_the_azimuth_wraps():
     assert not _hidden(car, _polar(wall * [-1.0, 1.0, 1.0], ["x", "y", "z"]))
     # the wall only on one side of the rear (y > 0): half the cells, not hidden
     assert not _hidden(car, _polar(wall[wall[:, 1] > 0.05], ["x", "y", "z"]))
+
+
+def _one_object_paste(classes, objects, **kw):
+    """An ObjectPaste over hand-made sources: ``objects`` = [(class index, box row, name)], each with 60 lidar
+    points inside its box."""
+    from perception.types import Boxes3D
+
+    paste = ObjectPaste(classes, min_points=5, **kw)
+    paste.columns = {"lidar": ["x", "y", "z", "intensity"]}
+    paste.pc_range = np.array([-50.0, -50.0, -5.0, 50.0, 50.0, 3.0])
+    rng = np.random.default_rng(0)
+    for label, box, name in objects:
+        b = np.asarray(box, np.float64)
+        pts = np.c_[rng.uniform(-0.45, 0.45, (60, 3)) * b[3:6] + b[:3], np.ones(60)]
+        paste.add_frame({"lidar": {"points": pts.astype(np.float32)}}, Boxes3D(b[None], [label],
+                                                                                instance_tokens=[name]), name)
+    return paste
+
+
+def test_segment_test_finds_what_lies_behind_a_box():
+    """_segment_enters: the ray from the origin to a point passes through the box before the point: a point
+    behind the box, not one in front of it, inside it, beside it, or above it when the box is low."""
+    from perception.training.paste import _segment_enters
+
+    box = np.array([10.0, 0.0, 0.75, 4.0, 2.0, 1.5, 0.3, 0.0, 0.0])
+    pts = np.array([[20.0, 0.0, 0.5], [5.0, 0.0, 0.5], [10.0, 0.0, 0.75], [20.0, 8.0, 0.5], [20.0, 0.0, 6.0],
+                    [-20.0, 0.0, 0.5]])
+    assert _segment_enters((0.0, 0.0, 1.0), pts, box).tolist() == [True, False, False, False, False, False]
+    # seen from above the box (a lidar 3 m up), a point on the road just behind it is in its shadow
+    assert _segment_enters((0.0, 0.0, 3.0), np.array([[13.0, 0.0, 0.0]]), box).tolist() == [True]
+
+
+def test_a_pasted_object_casts_its_lidar_shadow():
+    """occlusion=True: a car pasted 10 m ahead removes the points of a wall 25 m ahead that its box hides from the
+    lidar (in its azimuths, up to the height its roof shadows), not the wall's other points nor the road in front;
+    without occlusion nothing of the wall is removed. The count is recorded."""
+    from perception.types import Boxes3D
+
+    car = [0, [10.0, 0.0, 0.75, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0], "a"]
+    rng = np.random.default_rng(1)
+    wall = np.c_[np.full(2000, 25.0), rng.uniform(-10.0, 10.0, 2000), rng.uniform(0.0, 4.0, 2000), np.ones(2000)]
+    road = np.c_[rng.uniform(3.0, 7.0, 200), rng.uniform(-2.0, 2.0, 200), np.full(200, 0.02), np.ones(200)]
+    frame = {"lidar": {"points": np.r_[wall, road].astype(np.float32)}}
+    empty = Boxes3D(np.zeros((0, 9)), np.zeros(0, np.int64), instance_tokens=[])
+    from perception.training.paste import _segment_enters
+
+    behind = _segment_enters((0.943, 0.0, 1.84), wall[:, :3], np.array(car[1]))
+    assert 100 < behind.sum() < 1000  # the car hides part of the wall
+    for occlusion in (True, False):
+        paste = _one_object_paste({"car": 1}, [car], occlusion=occlusion)
+        out, gt, pasted, _ = paste.apply(frame, empty, np.random.default_rng(0), "dst")
+        assert pasted.sum() == 1
+        pts = out["lidar"]["points"]
+        kept_wall = pts[np.isclose(pts[:, 0], 25.0)]
+        kept_road = pts[np.isclose(pts[:, 2], 0.02) & (pts[:, 0] < 7.5)]
+        assert len(kept_road) == 200
+        if occlusion:
+            assert len(kept_wall) == 2000 - behind.sum() and paste.record()["points_shadowed"] == behind.sum()
+            assert not _segment_enters((0.943, 0.0, 1.84), kept_wall[:, :3].astype(np.float64), np.array(car[1])).any()
+        else:
+            assert len(kept_wall) == 2000 and paste.record()["points_shadowed"] == 0
+
+
+def test_an_object_is_not_pasted_in_front_of_a_box_nor_behind_one_pasted_before():
+    """occlusion=True: a car 10 m ahead would hide the frame's own car at 20 m straight behind it: not pasted;
+    the same car 10 m ahead and 8 m to the side is. A truck 20 m ahead is not pasted behind a car pasted at 10 m
+    before it (the classes are drawn in the config's order), and is without that car."""
+    from perception.types import Boxes3D
+
+    rng = np.random.default_rng(2)
+    own_box = np.array([[20.0, 0.0, 0.75, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0]])
+    own_pts = np.c_[rng.uniform(18.2, 21.8, 80), rng.uniform(-0.8, 0.8, 80), rng.uniform(0.1, 1.4, 80), np.ones(80)]
+    frame = {"lidar": {"points": own_pts.astype(np.float32)}}
+    own = Boxes3D(own_box, [0], instance_tokens=["own"])
+    ahead = [0, [10.0, 0.0, 0.75, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0], "ahead"]
+    aside = [0, [10.0, 8.0, 0.75, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0], "aside"]
+    for obj, want in ((ahead, 0), (aside, 1)):
+        paste = _one_object_paste({"car": 1}, [obj], occlusion=True)
+        assert paste.apply(frame, own, np.random.default_rng(0), "dst")[2].sum() == want
+    # without the line-of-sight rules the hiding car is pasted
+    paste = _one_object_paste({"car": 1}, [ahead])
+    assert paste.apply(frame, own, np.random.default_rng(0), "dst")[2].sum() == 1
+
+    empty = Boxes3D(np.zeros((0, 9)), np.zeros(0, np.int64), instance_tokens=[])
+    truck = [DETECTION_CLASSES.index("truck"), [20.0, 0.0, 1.2, 6.0, 2.4, 2.4, 0.0, 0.0, 0.0], "truck"]
+    both = _one_object_paste({"car": 1, "truck": 1}, [ahead, truck], occlusion=True)
+    out, gt, pasted, _ = both.apply({"lidar": {"points": np.zeros((0, 4), np.float32)}}, empty,
+                                    np.random.default_rng(0), "dst")
+    assert gt.labels[pasted].tolist() == [0]
+    alone = _one_object_paste({"car": 1, "truck": 1}, [truck], occlusion=True)
+    out, gt, pasted, _ = alone.apply({"lidar": {"points": np.zeros((0, 4), np.float32)}}, empty,
+                                     np.random.default_rng(0), "dst")
+    assert gt.labels[pasted].tolist() == [DETECTION_CLASSES.index("truck")]
+
+
+def test_lidar_origin_is_checked_and_recorded():
+    paste = build_paste({"classes": {"car": 1}, "occlusion": True, "lidar_origin": (1.0, 0.0, 2.0)})
+    assert paste.record()["lidar_origin"] == [1.0, 0.0, 2.0]
+    with pytest.raises(ValueError, match="lidar_origin"):
+        build_paste({"classes": {"car": 1}, "lidar_origin": (1.0, 2.0)})

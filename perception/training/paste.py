@@ -18,9 +18,16 @@ training split, with their lidar and radar points, pasted into other training fr
   with their own pixels when they stand nearer (an object behind a parked car stays behind it). A rig of another
   calibration gets the patch stretched onto the rectangle its cameras give the box.
 
-``occlusion=True``: a candidate is also passed over where the frame's lidar sees something in front of it (a
-hedge, a wall, a parked van between the sensor and where it would stand: ``_hidden``), which neither sensor
-would see through: pasted there, an object would teach the network to find cars inside buildings.
+``occlusion=True``: pasting keeps the lidar's line of sight, both ways, as LiDAR-Aug and Real3D-Aug do. A
+candidate is passed over where the frame's lidar sees something in front of it (a hedge, a wall, a parked van
+between the sensor and where it would stand: ``_hidden``), which neither sensor would see through: pasted there,
+an object would teach the network to find cars inside buildings; and where it would stand in front of most of a
+box of the frame or of an object pasted before it, or behind most of one pasted before it (``_covers``: the
+network would be taught an object whose points it sees through another, and with ``images`` a box the pasted
+patch paints over). A pasted object then casts its shadow: the frame's lidar points behind it, whose ray from
+the lidar passes through its box (or through its trail, for the earlier sweeps of a moving one), are removed
+(``_shadowed``). The rays start at the lidar's mount in the ego frame (``lidar_origin``, nuScenes' LIDAR_TOP as
+the synthetic world's rig). Radar points are not shadowed (a radar's returns reach under and around vehicles).
 
 A moving object's earlier sweeps trail behind its box: the overlap test and the removal of the frame's points
 cover the box along that trail (back to the oldest of its points). An object is not pasted beside itself (the
@@ -58,6 +65,7 @@ from perception.types.labels import DETECTION_CLASSES
 
 MARGIN = 0.2  # metres about a box within which a point belongs to it (and is removed where an object is pasted)
 PASTED_VISIBILITY = 1  # the nuScenes level "0-40 % visible": the images do not show a pasted object
+LIDAR_ORIGIN = (0.943, 0.0, 1.84)  # nuScenes' LIDAR_TOP in the ego frame (metres), the synthetic world's too
 # occlusion (``_hidden``): the azimuth step of the cells in front of a candidate (about the lidar's own), and how
 # much nearer than the candidate a point must be to occlude it
 OCCLUDER_STEP, OCCLUDER_GAP = np.radians(0.5), 0.5
@@ -69,11 +77,14 @@ class ObjectPaste:
     of the training iterations with pasting (PointAugmenting's and TransFusion's fade: the last ones train on the
     frames as they are, which removes false positives the pasting teaches; ``PasteFade`` stops it); ``images``:
     paste the objects' image patches too (see the module's docstring); ``occlusion``: an object is not pasted
-    where the frame's lidar sees something standing in front of it (``_hidden``); ``attempts``: candidates drawn
-    per object wanted (1: a candidate that overlaps or is hidden is simply not replaced)."""
+    where the frame's lidar sees something standing in front of it (``_hidden``), nor where it would hide most of
+    a box or be hidden by a pasted one (``_covers``), and it casts its lidar shadow (``_shadowed``); ``attempts``:
+    candidates drawn per object wanted (1: a candidate that overlaps or is hidden is simply not replaced);
+    ``lidar_origin``: where the lidar's rays start, in the ego frame."""
 
     def __init__(self, classes: dict, min_points: int = 5, prob: float = 1.0, fade: float = 1.0,
-                 images: bool = False, occlusion: bool = False, attempts: int = 1):
+                 images: bool = False, occlusion: bool = False, attempts: int = 1,
+                 lidar_origin=LIDAR_ORIGIN):
         bad = sorted(set(classes) - set(DETECTION_CLASSES))
         if bad:
             raise ValueError(f"train.augment.paste.classes: unknown classes {bad}; valid: {list(DETECTION_CLASSES)}")
@@ -89,6 +100,11 @@ class ObjectPaste:
         if int(attempts) < 1:
             raise ValueError(f"train.augment.paste.attempts: candidates per object wanted, >= 1, got {attempts}")
         self.attempts = int(attempts)
+        self.origin = np.asarray(lidar_origin, np.float64)
+        if self.origin.shape != (3,) or not np.isfinite(self.origin).all():
+            raise ValueError(f"train.augment.paste.lidar_origin: the lidar's (x, y, z) in the ego frame, got "
+                             f"{lidar_origin}")
+        self.shadowed = 0  # frame lidar points removed in pasted objects' shadows (in this process)
         self.active = True  # PasteFade turns it off for the training's last iterations
         self.frames = self.objects = 0  # pasted so far (in this process)
         self.db: dict[int, list[dict]] = {c: [] for c in self.classes}
@@ -135,7 +151,8 @@ class ObjectPaste:
                 "box": gt.data[k].copy(), "label": int(gt.labels[k]), "attribute": int(attrs[k]),
                 "lidar": lidar.copy(), "radar": None if radar is None else radar.copy(), "token": token,
                 "instance": None if gt.instance_tokens is None else gt.instance_tokens[k],
-                "trail": _trail(gt.data[k], max(lag, default=0.0)), "visibility": int(vis[k]),
+                "trail": _trail(gt.data[k], max(lag, default=0.0)), "lag": float(max(lag, default=0.0)),
+                "visibility": int(vis[k]),
                 "views": {} if cam is None or 0 < vis[k] < PATCH_MIN_VISIBILITY else patches(cam, rects[:, j])})
 
     def _inside(self, points: np.ndarray, boxes: np.ndarray, modality: str) -> np.ndarray:
@@ -169,7 +186,7 @@ class ObjectPaste:
         taken = [own]
         present = set() if gt.instance_tokens is None else set(gt.instance_tokens)
         chosen: list[dict] = []
-        view = _polar(inputs["lidar"]["points"], self.columns["lidar"]) if self.occlusion else None
+        view = _polar(inputs["lidar"]["points"], self.columns["lidar"], self.origin) if self.occlusion else None
         for c, n in self.classes.items():
             pool = [e for e in self.db[c] if e["token"] != token and (e["instance"] is None
                                                                       or e["instance"] not in present)]
@@ -181,7 +198,10 @@ class ObjectPaste:
                 have = np.concatenate(taken)
                 if (e["instance"] is not None and e["instance"] in present) or (
                         len(have) and _overlaps(e["trail"], have)) or (
-                        view is not None and _hidden(e["box"], view)):
+                        view is not None and (_hidden(e["box"], view, self.origin)
+                                              or _covers(e["box"][None], have, self.origin)
+                                              or _covers(np.concatenate([p["trail"] for p in chosen] or [have[:0]]),
+                                                         e["box"][None], self.origin))):
                     continue
                 chosen.append(e)
                 placed += 1
@@ -200,6 +220,15 @@ class ObjectPaste:
             pts = inputs[m]["points"]
             xyz = pts[:, [cols.index("x"), cols.index("y"), cols.index("z")]]
             keep = ~_in_any(xyz, trails)
+            if m == "lidar" and self.occlusion:
+                lag = pts[:, cols.index("time_lag")] if "time_lag" in cols else None
+                rel = xyz[:, :2].astype(np.float64) - self.origin[:2]
+                polar = (np.arctan2(rel[:, 1], rel[:, 0]), np.hypot(rel[:, 0], rel[:, 1]))
+                shade = np.zeros(len(pts), bool)
+                for e in chosen:
+                    shade |= _shadowed(xyz, lag, e["trail"], e.get("lag", 0.0), self.origin, polar)
+                self.shadowed += int((shade & keep).sum())
+                keep &= ~shade
             added = [e[m] for e in chosen if e.get(m) is not None and len(e[m])]
             out[m] = {**inputs[m], "points": np.concatenate([pts[keep], *added]).astype(pts.dtype)}
         imaged = np.zeros(len(chosen), bool)
@@ -233,7 +262,8 @@ class ObjectPaste:
         """What the training's checkpoint records of the pasting."""
         return {"classes": {DETECTION_CLASSES[c]: n for c, n in self.classes.items()}, "min_points": self.min_points,
                 "prob": self.prob, "fade": self.fade, "images": self.images, "occlusion": self.occlusion,
-                "attempts": self.attempts,
+                "attempts": self.attempts, "lidar_origin": [float(v) for v in self.origin],
+                "points_shadowed": self.shadowed,
                 "database": {DETECTION_CLASSES[c]: len(v) for c, v in self.db.items()},
                 "frames_pasted": self.frames, "objects_pasted": self.objects}
 
@@ -267,28 +297,31 @@ def _trail(box: np.ndarray, lag: float) -> np.ndarray:
     return out
 
 
-def _polar(points: np.ndarray, columns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(azimuth, range in the ground plane, height) of each point, from the ego origin, sorted by azimuth (``_hidden``
-    looks up the wedge in front of a candidate instead of testing every point)."""
+def _polar(points: np.ndarray, columns: list[str], origin=(0.0, 0.0, 0.0)
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(azimuth, range in the ground plane, height) of each point, seen from ``origin`` (the lidar's mount in the
+    ego frame; heights stay the ego frame's), sorted by azimuth (``_hidden`` looks up the wedge in front of a
+    candidate instead of testing every point)."""
     x, y, z = (points[:, columns.index(c)].astype(np.float64) for c in "xyz")
+    x, y = x - origin[0], y - origin[1]
     az = np.arctan2(y, x)
     order = np.argsort(az, kind="stable")
     return az[order], np.hypot(x, y)[order], z[order]
 
 
-def _hidden(box: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
+def _hidden(box: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray], origin=(0.0, 0.0, 0.0)) -> bool:
     """Does the frame's lidar (``view``: ``_polar`` of its points) see something in front of most of ``box`` where
     it would stand? The azimuths its footprint spans (in steps of at least OCCLUDER_STEP, at most 8) by the lower
     and upper half of its height above 0.3 m over its bottom (the road below does not count): hidden when more
     than half of those cells hold a point nearer than its nearest corner less OCCLUDER_GAP (a hedge, a wall, a
     parked van between the sensor and the object; a pole or a pedestrian in front covers a cell or two). Such an
-    object would not be seen there, by the lidar nor by a camera."""
+    object would not be seen there, by the lidar nor by a camera. ``view`` and ``origin``: from the same point."""
     az, rng, z = view
-    corners = footprints(box[None, :2], box[None, 6], box[None, 3], box[None, 4])[0]  # (4, 2)
+    corners = footprints(box[None, :2], box[None, 6], box[None, 3], box[None, 4])[0] - np.asarray(origin)[:2]
     near = float(np.hypot(corners[:, 0], corners[:, 1]).min()) - OCCLUDER_GAP
     if near <= 0:
         return False
-    centre = np.arctan2(box[1], box[0])
+    centre = np.arctan2(box[1] - origin[1], box[0] - origin[0])
     off = wrap_angle(np.arctan2(corners[:, 1], corners[:, 0]) - centre)
     lo, hi = float(off.min()), float(off.max())
     bottom, top = box[2] - box[5] / 2 + 0.3, box[2] + box[5] / 2
@@ -305,6 +338,91 @@ def _hidden(box: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray]) ->
     a = np.minimum(((rel[front] - lo) / max(hi - lo, 1e-9) * n_az).astype(int), n_az - 1)
     h = (z[front] > (bottom + top) / 2).astype(int)
     return len(np.unique(a * 2 + h)) > n_az  # more than half of the n_az x 2 cells
+
+
+def _segment_enters(origin, points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(B, N) does the segment from ``origin`` to each point pass through each of the boxes (B, 9) before reaching
+    it (entering the box strictly between the two ends; a point inside the box does not count)? The slab test in
+    each box's frame. A single box (9,) gives (N,)."""
+    single = np.ndim(boxes) == 1
+    b = np.atleast_2d(np.asarray(boxes, np.float64))
+    c, s = np.cos(b[:, 6]), np.sin(b[:, 6])
+    rot = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], 1)  # (B, 2, 2): ego -> box frame about z
+    o2 = np.asarray(origin[:2], np.float64)[None] - b[:, :2]
+    o = np.concatenate([np.einsum("bij,bj->bi", rot, o2), origin[2] - b[:, 2:3]], 1)[:, None]  # B, 1, 3
+    q = np.asarray(points, np.float64)
+    p2 = np.einsum("bij,bnj->bni", rot, q[None, :, :2] - b[:, None, :2])
+    p = np.concatenate([p2, q[None, :, 2:3] - b[:, None, 2:3]], 2)  # B, N, 3
+    d = p - o
+    half = (b[:, 3:6] / 2)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (-half - o) / d, (half - o) / d
+    lo, hi = np.fmin(t1, t2), np.fmax(t1, t2)
+    flat = d == 0  # parallel to a slab: inside it throughout, or never
+    inside = np.abs(o) <= half
+    lo = np.where(flat, np.where(inside, -np.inf, np.inf), lo)
+    hi = np.where(flat, np.where(inside, np.inf, -np.inf), hi)
+    t_in, t_out = lo.max(2), hi.min(2)
+    hit = (t_in <= t_out) & (t_in > 0) & (t_in < 1) & (t_out < 1)
+    return hit[0] if single else hit
+
+
+def _covers(blockers: np.ndarray, targets: np.ndarray, origin) -> bool:
+    """Would any of ``blockers`` (B, 9) hide most of any of ``targets`` (T, 9) from the lidar? Each target is
+    sampled at its centre and the middles of its footprint's edges (pulled a fifth in), at three heights from
+    0.3 m over its bottom to near its top: hidden when the rays to more than half of its samples pass through one
+    blocker first."""
+    if not len(blockers) or not len(targets):
+        return False
+    o = np.asarray(targets, np.float64)
+    u = np.array([[0.0, 0.0], [0.4, 0.0], [-0.4, 0.0], [0.0, 0.4], [0.0, -0.4]])  # in units of length, width
+    c, s = np.cos(o[:, 6]), np.sin(o[:, 6])
+    dx, dy = u[None, :, 0] * o[:, None, 3], u[None, :, 1] * o[:, None, 4]
+    xy = o[:, None, :2] + np.stack([c[:, None] * dx - s[:, None] * dy, s[:, None] * dx + c[:, None] * dy], -1)
+    bottom = o[:, 2] - o[:, 5] / 2
+    zs = bottom[:, None] + np.clip(np.array([0.3, 0.5, 0.85]) * o[:, 5:6], 0.3, None)
+    zs = np.minimum(zs, (o[:, 2] + o[:, 5] / 2)[:, None])
+    pts = np.concatenate([np.repeat(xy, 3, 1), np.tile(zs, 5)[..., None]], -1).reshape(-1, 3)
+    blocked = _segment_enters(origin, pts, np.atleast_2d(blockers)).reshape(-1, len(o), 15)
+    return bool((blocked.sum(2) > 7).any())
+
+
+def _shadowed(xyz: np.ndarray, lag: np.ndarray | None, trail: np.ndarray, span: float, origin,
+              polar: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(N,) the points behind a pasted object as the lidar sees it: the ray from ``origin`` to the point passes
+    through the object's box where it stood at the point's sweep (``trail``: the box over the last ``span``
+    seconds, the newest first; a point of an earlier sweep is tested against the trail's box nearest its time
+    lag, the oldest for an older one). The sweeps are in the current ego frame and the rays all start at the
+    lidar's mount now: for an earlier sweep of a moving ego the shadow's edges are off by the ego's motion since
+    (about 1.5 m at 10 m/s over the 0.15 s of four sweeps). ``polar``: the points' (azimuth, ground range) from
+    ``origin``, when already known."""
+    out = np.zeros(len(xyz), bool)
+    if not len(xyz):
+        return out
+    if polar is None:
+        rel = np.asarray(xyz[:, :2], np.float64) - np.asarray(origin[:2])
+        polar = (np.arctan2(rel[:, 1], rel[:, 0]), np.hypot(rel[:, 0], rel[:, 1]))
+    az, reach = polar
+    corners = footprints(trail[:, :2], trail[:, 6], trail[:, 3], trail[:, 4]).reshape(-1, 2) - np.asarray(origin[:2])
+    near = np.hypot(corners[:, 0], corners[:, 1]).min()
+    if near <= 0:  # the lidar inside the object's footprint: no pasted object stands there
+        return out
+    # only what lies beyond the object's nearest corner, within the azimuths its footprints span, can be behind it
+    centre = np.arctan2(corners[:, 1].mean(), corners[:, 0].mean())
+    off = wrap_angle(np.arctan2(corners[:, 1], corners[:, 0]) - centre)
+    rel_az = wrap_angle(az - centre)
+    cand = np.flatnonzero((reach > near) & (rel_az >= off.min() - 1e-6) & (rel_az <= off.max() + 1e-6))
+    if not len(cand):
+        return out
+    k = len(trail)
+    if k == 1 or lag is None or span <= 0:
+        which = np.zeros(len(cand), int)
+    else:
+        which = np.clip(np.rint(np.nan_to_num(lag[cand]) / span * (k - 1)).astype(int), 0, k - 1)
+    for j in np.unique(which):
+        idx = cand[which == j]
+        out[idx] = _segment_enters(origin, xyz[idx], trail[j])
+    return out
 
 
 def _in_any(xyz: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -329,12 +447,12 @@ def _overlaps(trail: np.ndarray, others: np.ndarray) -> bool:
 
 def build_paste(spec: dict | None) -> ObjectPaste | None:
     """The train config's ``augment.paste`` section: dict(classes={name: n}, min_points=5, prob=1.0, fade=1.0,
-    images=False, occlusion=False, attempts=1) or None."""
+    images=False, occlusion=False, attempts=1, lidar_origin=LIDAR_ORIGIN) or None."""
     from perception.config import check_section
 
     if spec is None:
         return None
     spec = check_section("train.augment.paste", dict(spec), {"classes": {}, "min_points": 5, "prob": 1.0,
                                                              "fade": 1.0, "images": False, "occlusion": False,
-                                                             "attempts": 1})
+                                                             "attempts": 1, "lidar_origin": LIDAR_ORIGIN})
     return ObjectPaste(**spec)
