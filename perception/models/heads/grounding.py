@@ -17,7 +17,10 @@ from perception.types import ATTRIBUTES, DETECTION_CLASSES
 
 _DIST_KNOTS = torch.arange(5.0, 55.0, 5.0)          # a monotone basis for distances (m) ...
 _SPEED_KNOTS = torch.tensor([0.5, 1, 2, 3, 4, 5, 6, 8, 10, 12.0])  # ... and speeds (m/s)
-N_GEOM = 17 + len(_DIST_KNOTS) + len(_SPEED_KNOTS) + len(DETECTION_CLASSES) + len(ATTRIBUTES) + 1
+# the sides the prompts name, as steps: ahead / behind at x = 0, left / right beyond y = +-2 m (the prompts'
+# LATERAL_M); appended last, so a head trained before them loads with zero weights on them (``_pad_sides``)
+N_SIDES = 3
+N_GEOM = 17 + len(_DIST_KNOTS) + len(_SPEED_KNOTS) + len(DETECTION_CLASSES) + len(ATTRIBUTES) + 1 + N_SIDES
 
 
 def box_features(boxes: torch.Tensor, labels: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
@@ -37,7 +40,8 @@ def box_features(boxes: torch.Tensor, labels: torch.Tensor, attributes: torch.Te
     sk = torch.sigmoid((speed[:, None] - _SPEED_KNOTS.to(d)) / 0.3)
     cls = F.one_hot(labels.long().clamp(0, len(DETECTION_CLASSES) - 1), len(DETECTION_CLASSES)).to(d)
     attr = F.one_hot((attributes.long() + 1).clamp(0, len(ATTRIBUTES)), len(ATTRIBUTES) + 1).to(d)
-    return torch.cat([geo, dk, sk, cls, attr], 1)
+    sides = torch.stack([torch.tanh(x / 1.0), torch.tanh((y - 2.0) / 0.5), torch.tanh((y + 2.0) / 0.5)], 1)
+    return torch.cat([geo, dk, sk, cls, attr, sides], 1)
 
 
 def perturb_tokens(tokens: torch.Tensor, mask: torch.Tensor, noise: float, drop: float):
@@ -79,6 +83,15 @@ class GroundingHead(nn.Module):
         self.sent = nn.Linear(text_dim, dim)
         self.layers = nn.ModuleList(_Layer(dim, heads) for _ in range(layers))
         self.out = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A head trained before the side steps (its object layer N_SIDES inputs short) gets zero weights on
+        them: it computes exactly what it did, and a further training can learn to read them."""
+        key, want = prefix + "obj.0.weight", self.obj[0].weight
+        w = state_dict.get(key)
+        if w is not None and w.ndim == 2 and w.shape[0] == want.shape[0] and w.shape[1] == want.shape[1] - N_SIDES:
+            state_dict[key] = torch.cat([w, w.new_zeros(w.shape[0], N_SIDES)], 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- objects ------------------------------------------------------------------------------------------
     def sample_bev(self, bev: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -134,3 +147,4 @@ class GroundingHead(nn.Module):
         w = weight.to(logits)[:, None].expand_as(logits)
         return self.loss_weight * F.binary_cross_entropy_with_logits(logits, target.to(logits), weight=w,
                                                                      reduction="sum") / w.sum()
+
