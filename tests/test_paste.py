@@ -448,15 +448,15 @@ def test_attempts_replace_a_hidden_candidate():
 def test_occlusion_looks_across_the_rear_where_the_azimuth_wraps():
     """A car straight behind the ego spans azimuths on both sides of +-pi: the wall behind the ego hides it (its
     cells on both sides are found), the same wall in front of the ego does not."""
-    from perception.training.paste import _hidden, _polar
+    from perception.training.paste import _hidden, _polar, _seen_from
 
     rng = np.random.default_rng(0)
     wall = np.c_[np.full(800, -12.0), rng.uniform(-4.0, 4.0, 800), rng.uniform(0.0, 2.5, 800)]
     car = np.array([-20.0, 0.0, 0.8, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0])
-    assert _hidden(car, _polar(wall, ["x", "y", "z"]))
-    assert not _hidden(car, _polar(wall * [-1.0, 1.0, 1.0], ["x", "y", "z"]))
+    assert _hidden(car, _polar(_seen_from(wall, ["x", "y", "z"])))
+    assert not _hidden(car, _polar(_seen_from(wall * [-1.0, 1.0, 1.0], ["x", "y", "z"])))
     # the wall only on one side of the rear (y > 0): half the cells, not hidden
-    assert not _hidden(car, _polar(wall[wall[:, 1] > 0.05], ["x", "y", "z"]))
+    assert not _hidden(car, _polar(_seen_from(wall[wall[:, 1] > 0.05], ["x", "y", "z"])))
 
 
 def _one_object_paste(classes, objects, **kw):

@@ -186,7 +186,8 @@ class ObjectPaste:
         taken = [own]
         present = set() if gt.instance_tokens is None else set(gt.instance_tokens)
         chosen: list[dict] = []
-        view = _polar(inputs["lidar"]["points"], self.columns["lidar"], self.origin) if self.occlusion else None
+        seen = _seen_from(inputs["lidar"]["points"], self.columns["lidar"], self.origin) if self.occlusion else None
+        view = _polar(seen) if seen is not None else None
         for c, n in self.classes.items():
             pool = [e for e in self.db[c] if e["token"] != token and (e["instance"] is None
                                                                       or e["instance"] not in present)]
@@ -222,11 +223,9 @@ class ObjectPaste:
             keep = ~_in_any(xyz, trails)
             if m == "lidar" and self.occlusion:
                 lag = pts[:, cols.index("time_lag")] if "time_lag" in cols else None
-                rel = xyz[:, :2].astype(np.float64) - self.origin[:2]
-                polar = (np.arctan2(rel[:, 1], rel[:, 0]), np.hypot(rel[:, 0], rel[:, 1]))
                 shade = np.zeros(len(pts), bool)
                 for e in chosen:
-                    shade |= _shadowed(xyz, lag, e["trail"], e.get("lag", 0.0), self.origin, polar)
+                    shade |= _shadowed(xyz, lag, e["trail"], e["lag"], self.origin, seen[:2])
                 self.shadowed += int((shade & keep).sum())
                 keep &= ~shade
             added = [e[m] for e in chosen if e.get(m) is not None and len(e[m])]
@@ -297,16 +296,21 @@ def _trail(box: np.ndarray, lag: float) -> np.ndarray:
     return out
 
 
-def _polar(points: np.ndarray, columns: list[str], origin=(0.0, 0.0, 0.0)
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _seen_from(points: np.ndarray, columns: list[str], origin=(0.0, 0.0, 0.0)
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(azimuth, range in the ground plane, height) of each point, seen from ``origin`` (the lidar's mount in the
-    ego frame; heights stay the ego frame's), sorted by azimuth (``_hidden`` looks up the wedge in front of a
-    candidate instead of testing every point)."""
+    ego frame; heights stay the ego frame's), in the points' order."""
     x, y, z = (points[:, columns.index(c)].astype(np.float64) for c in "xyz")
     x, y = x - origin[0], y - origin[1]
-    az = np.arctan2(y, x)
+    return np.arctan2(y, x), np.hypot(x, y), z
+
+
+def _polar(seen: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_seen_from``'s arrays sorted by azimuth (``_hidden`` looks up the wedge in front of a candidate instead of
+    testing every point)."""
+    az, rng, z = seen
     order = np.argsort(az, kind="stable")
-    return az[order], np.hypot(x, y)[order], z[order]
+    return az[order], rng[order], z[order]
 
 
 def _hidden(box: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray], origin=(0.0, 0.0, 0.0)) -> bool:
@@ -388,20 +392,17 @@ def _covers(blockers: np.ndarray, targets: np.ndarray, origin) -> bool:
 
 
 def _shadowed(xyz: np.ndarray, lag: np.ndarray | None, trail: np.ndarray, span: float, origin,
-              polar: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+              polar: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """(N,) the points behind a pasted object as the lidar sees it: the ray from ``origin`` to the point passes
     through the object's box where it stood at the point's sweep (``trail``: the box over the last ``span``
     seconds, the newest first; a point of an earlier sweep is tested against the trail's box nearest its time
     lag, the oldest for an older one). The sweeps are in the current ego frame and the rays all start at the
     lidar's mount now: for an earlier sweep of a moving ego the shadow's edges are off by the ego's motion since
     (about 1.5 m at 10 m/s over the 0.15 s of four sweeps). ``polar``: the points' (azimuth, ground range) from
-    ``origin``, when already known."""
+    ``origin`` (``_seen_from``)."""
     out = np.zeros(len(xyz), bool)
     if not len(xyz):
         return out
-    if polar is None:
-        rel = np.asarray(xyz[:, :2], np.float64) - np.asarray(origin[:2])
-        polar = (np.arctan2(rel[:, 1], rel[:, 0]), np.hypot(rel[:, 0], rel[:, 1]))
     az, reach = polar
     corners = footprints(trail[:, :2], trail[:, 6], trail[:, 3], trail[:, 4]).reshape(-1, 2) - np.asarray(origin[:2])
     near = np.hypot(corners[:, 0], corners[:, 1]).min()

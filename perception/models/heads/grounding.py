@@ -18,7 +18,8 @@ from perception.types import ATTRIBUTES, DETECTION_CLASSES
 _DIST_KNOTS = torch.arange(5.0, 55.0, 5.0)          # a monotone basis for distances (m) ...
 _SPEED_KNOTS = torch.tensor([0.5, 1, 2, 3, 4, 5, 6, 8, 10, 12.0])  # ... and speeds (m/s)
 # the sides the prompts name, as steps: ahead / behind at x = 0, left / right beyond y = +-2 m (the prompts'
-# LATERAL_M); appended last, so a head trained before them loads with zero weights on them (``_pad_sides``)
+# LATERAL_M); appended last, so a head trained before them loads with zero weights on them
+# (``GroundingHead._load_from_state_dict``)
 N_SIDES = 3
 N_GEOM = 17 + len(_DIST_KNOTS) + len(_SPEED_KNOTS) + len(DETECTION_CLASSES) + len(ATTRIBUTES) + 1 + N_SIDES
 
@@ -147,4 +148,3 @@ class GroundingHead(nn.Module):
         w = weight.to(logits)[:, None].expand_as(logits)
         return self.loss_weight * F.binary_cross_entropy_with_logits(logits, target.to(logits), weight=w,
                                                                      reduction="sum") / w.sum()
-
