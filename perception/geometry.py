@@ -10,7 +10,12 @@ import numpy as np
 __all__ = [
     "quat_to_matrix", "matrix_to_quat", "yaw_to_quat", "quat_to_yaw", "make_transform", "invert_transform",
     "transform_points", "rotate_vectors", "project_points", "box_corners", "points_in_boxes", "wrap_angle",
+    "LIDAR_TOP_T",
 ]
+
+# nuScenes' roof lidar (LIDAR_TOP) in the ego frame, metres: the synthetic world's rig mounts its lidar there, and
+# ground-truth sampling casts its rays from there by default
+LIDAR_TOP_T = (0.943, 0.0, 1.84)
 
 
 def quat_to_matrix(q) -> np.ndarray:

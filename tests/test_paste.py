@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from perception.geometry import box_corners, footprints, footprints_overlap, points_in_boxes
+from perception.geometry import LIDAR_TOP_T, box_corners, footprints, footprints_overlap, points_in_boxes
 from perception.pipeline import Preprocessor
 from perception.training.paste import MARGIN, PASTED_VISIBILITY, ObjectPaste, build_paste
 from perception.types import MODALITIES
@@ -448,15 +448,15 @@ def test_attempts_replace_a_hidden_candidate():
 def test_occlusion_looks_across_the_rear_where_the_azimuth_wraps():
     """A car straight behind the ego spans azimuths on both sides of +-pi: the wall behind the ego hides it (its
     cells on both sides are found), the same wall in front of the ego does not."""
-    from perception.training.paste import _hidden, _polar, _seen_from
+    from perception.training.sightlines import hidden, polar, seen_from
 
     rng = np.random.default_rng(0)
     wall = np.c_[np.full(800, -12.0), rng.uniform(-4.0, 4.0, 800), rng.uniform(0.0, 2.5, 800)]
     car = np.array([-20.0, 0.0, 0.8, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0])
-    assert _hidden(car, _polar(_seen_from(wall, ["x", "y", "z"])))
-    assert not _hidden(car, _polar(_seen_from(wall * [-1.0, 1.0, 1.0], ["x", "y", "z"])))
+    assert hidden(car, polar(seen_from(wall, ["x", "y", "z"])))
+    assert not hidden(car, polar(seen_from(wall * [-1.0, 1.0, 1.0], ["x", "y", "z"])))
     # the wall only on one side of the rear (y > 0): half the cells, not hidden
-    assert not _hidden(car, _polar(_seen_from(wall[wall[:, 1] > 0.05], ["x", "y", "z"])))
+    assert not hidden(car, polar(seen_from(wall[wall[:, 1] > 0.05], ["x", "y", "z"])))
 
 
 def _one_object_paste(classes, objects, **kw):
@@ -477,16 +477,16 @@ def _one_object_paste(classes, objects, **kw):
 
 
 def test_segment_test_finds_what_lies_behind_a_box():
-    """_segment_enters: the ray from the origin to a point passes through the box before the point: a point
+    """segment_enters: the ray from the origin to a point passes through the box before the point: a point
     behind the box, not one in front of it, inside it, beside it, or above it when the box is low."""
-    from perception.training.paste import _segment_enters
+    from perception.training.sightlines import segment_enters
 
     box = np.array([10.0, 0.0, 0.75, 4.0, 2.0, 1.5, 0.3, 0.0, 0.0])
     pts = np.array([[20.0, 0.0, 0.5], [5.0, 0.0, 0.5], [10.0, 0.0, 0.75], [20.0, 8.0, 0.5], [20.0, 0.0, 6.0],
                     [-20.0, 0.0, 0.5]])
-    assert _segment_enters((0.0, 0.0, 1.0), pts, box).tolist() == [True, False, False, False, False, False]
+    assert segment_enters((0.0, 0.0, 1.0), pts, box).tolist() == [True, False, False, False, False, False]
     # seen from above the box (a lidar 3 m up), a point on the road just behind it is in its shadow
-    assert _segment_enters((0.0, 0.0, 3.0), np.array([[13.0, 0.0, 0.0]]), box).tolist() == [True]
+    assert segment_enters((0.0, 0.0, 3.0), np.array([[13.0, 0.0, 0.0]]), box).tolist() == [True]
 
 
 def test_a_pasted_object_casts_its_lidar_shadow():
@@ -501,9 +501,9 @@ def test_a_pasted_object_casts_its_lidar_shadow():
     road = np.c_[rng.uniform(3.0, 7.0, 200), rng.uniform(-2.0, 2.0, 200), np.full(200, 0.02), np.ones(200)]
     frame = {"lidar": {"points": np.r_[wall, road].astype(np.float32)}}
     empty = Boxes3D(np.zeros((0, 9)), np.zeros(0, np.int64), instance_tokens=[])
-    from perception.training.paste import _segment_enters
+    from perception.training.sightlines import segment_enters
 
-    behind = _segment_enters((0.943, 0.0, 1.84), wall[:, :3], np.array(car[1]))
+    behind = segment_enters(LIDAR_TOP_T, wall[:, :3], np.array(car[1]))
     assert 100 < behind.sum() < 1000  # the car hides part of the wall
     for occlusion in (True, False):
         paste = _one_object_paste({"car": 1}, [car], occlusion=occlusion)
@@ -515,7 +515,7 @@ def test_a_pasted_object_casts_its_lidar_shadow():
         assert len(kept_road) == 200
         if occlusion:
             assert len(kept_wall) == 2000 - behind.sum() and paste.record()["points_shadowed"] == behind.sum()
-            assert not _segment_enters((0.943, 0.0, 1.84), kept_wall[:, :3].astype(np.float64), np.array(car[1])).any()
+            assert not segment_enters(LIDAR_TOP_T, kept_wall[:, :3].astype(np.float64), np.array(car[1])).any()
         else:
             assert len(kept_wall) == 2000 and paste.record()["points_shadowed"] == 0
 

@@ -20,14 +20,15 @@ training split, with their lidar and radar points, pasted into other training fr
 
 ``occlusion=True``: pasting keeps the lidar's line of sight, both ways, as LiDAR-Aug and Real3D-Aug do. A
 candidate is passed over where the frame's lidar sees something in front of it (a hedge, a wall, a parked van
-between the sensor and where it would stand: ``_hidden``), which neither sensor would see through: pasted there,
+between the sensor and where it would stand: ``hidden``), which neither sensor would see through: pasted there,
 an object would teach the network to find cars inside buildings; and where it would stand in front of most of a
-box of the frame or of an object pasted before it, or behind most of one pasted before it (``_covers``: the
+box of the frame or of an object pasted before it, or behind most of one pasted before it (``covers``: the
 network would be taught an object whose points it sees through another, and with ``images`` a box the pasted
 patch paints over). A pasted object then casts its shadow: the frame's lidar points behind it, whose ray from
 the lidar passes through its box (or through its trail, for the earlier sweeps of a moving one), are removed
-(``_shadowed``). The rays start at the lidar's mount in the ego frame (``lidar_origin``, nuScenes' LIDAR_TOP as
+(``shadowed``). The rays start at the lidar's mount in the ego frame (``lidar_origin``, nuScenes' LIDAR_TOP as
 the synthetic world's rig). Radar points are not shadowed (a radar's returns reach under and around vehicles).
+The line-of-sight tests live in ``perception.training.sightlines``.
 
 A moving object's earlier sweeps trail behind its box: the overlap test and the removal of the frame's points
 cover the box along that trail (back to the oldest of its points). An object is not pasted beside itself (the
@@ -52,23 +53,20 @@ import numpy as np
 from mmengine.hooks import Hook
 
 from perception.geometry import (
+    LIDAR_TOP_T,
     box_corners,
     box_image_rects,
     footprints,
     footprints_overlap,
     points_in_boxes,
-    wrap_angle,
 )
 from perception.training.patches import NEAR, PATCH_MIN_VISIBILITY, paint, patches
+from perception.training.sightlines import covers, hidden, polar, seen_from, shadowed
 from perception.types import Boxes3D
 from perception.types.labels import DETECTION_CLASSES
 
 MARGIN = 0.2  # metres about a box within which a point belongs to it (and is removed where an object is pasted)
 PASTED_VISIBILITY = 1  # the nuScenes level "0-40 % visible": the images do not show a pasted object
-LIDAR_ORIGIN = (0.943, 0.0, 1.84)  # nuScenes' LIDAR_TOP in the ego frame (metres), the synthetic world's too
-# occlusion (``_hidden``): the azimuth step of the cells in front of a candidate (about the lidar's own), and how
-# much nearer than the candidate a point must be to occlude it
-OCCLUDER_STEP, OCCLUDER_GAP = np.radians(0.5), 0.5
 
 
 class ObjectPaste:
@@ -77,14 +75,14 @@ class ObjectPaste:
     of the training iterations with pasting (PointAugmenting's and TransFusion's fade: the last ones train on the
     frames as they are, which removes false positives the pasting teaches; ``PasteFade`` stops it); ``images``:
     paste the objects' image patches too (see the module's docstring); ``occlusion``: an object is not pasted
-    where the frame's lidar sees something standing in front of it (``_hidden``), nor where it would hide most of
-    a box or be hidden by a pasted one (``_covers``), and it casts its lidar shadow (``_shadowed``); ``attempts``:
+    where the frame's lidar sees something standing in front of it (``hidden``), nor where it would hide most of
+    a box or be hidden by a pasted one (``covers``), and it casts its lidar shadow (``shadowed``); ``attempts``:
     candidates drawn per object wanted (1: a candidate that overlaps or is hidden is simply not replaced);
     ``lidar_origin``: where the lidar's rays start, in the ego frame."""
 
     def __init__(self, classes: dict, min_points: int = 5, prob: float = 1.0, fade: float = 1.0,
                  images: bool = False, occlusion: bool = False, attempts: int = 1,
-                 lidar_origin=LIDAR_ORIGIN):
+                 lidar_origin=LIDAR_TOP_T):
         bad = sorted(set(classes) - set(DETECTION_CLASSES))
         if bad:
             raise ValueError(f"train.augment.paste.classes: unknown classes {bad}; valid: {list(DETECTION_CLASSES)}")
@@ -186,8 +184,8 @@ class ObjectPaste:
         taken = [own]
         present = set() if gt.instance_tokens is None else set(gt.instance_tokens)
         chosen: list[dict] = []
-        seen = _seen_from(inputs["lidar"]["points"], self.columns["lidar"], self.origin) if self.occlusion else None
-        view = _polar(seen) if seen is not None else None
+        seen = seen_from(inputs["lidar"]["points"], self.columns["lidar"], self.origin) if self.occlusion else None
+        view = polar(seen) if seen is not None else None
         for c, n in self.classes.items():
             pool = [e for e in self.db[c] if e["token"] != token and (e["instance"] is None
                                                                       or e["instance"] not in present)]
@@ -199,9 +197,9 @@ class ObjectPaste:
                 have = np.concatenate(taken)
                 if (e["instance"] is not None and e["instance"] in present) or (
                         len(have) and _overlaps(e["trail"], have)) or (
-                        view is not None and (_hidden(e["box"], view, self.origin)
-                                              or _covers(e["box"][None], have, self.origin)
-                                              or _covers(np.concatenate([p["trail"] for p in chosen] or [have[:0]]),
+                        view is not None and (hidden(e["box"], view, self.origin)
+                                              or covers(e["box"][None], have, self.origin)
+                                              or covers(np.concatenate([p["trail"] for p in chosen] or [have[:0]]),
                                                          e["box"][None], self.origin))):
                     continue
                 chosen.append(e)
@@ -225,7 +223,7 @@ class ObjectPaste:
                 lag = pts[:, cols.index("time_lag")] if "time_lag" in cols else None
                 shade = np.zeros(len(pts), bool)
                 for e in chosen:
-                    shade |= _shadowed(xyz, lag, e["trail"], e["lag"], self.origin, seen[:2])
+                    shade |= shadowed(xyz, lag, e["trail"], e["lag"], self.origin, seen[:2])
                 self.shadowed += int((shade & keep).sum())
                 keep &= ~shade
             added = [e[m] for e in chosen if e.get(m) is not None and len(e[m])]
@@ -296,136 +294,6 @@ def _trail(box: np.ndarray, lag: float) -> np.ndarray:
     return out
 
 
-def _seen_from(points: np.ndarray, columns: list[str], origin=(0.0, 0.0, 0.0)
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(azimuth, range in the ground plane, height) of each point, seen from ``origin`` (the lidar's mount in the
-    ego frame; heights stay the ego frame's), in the points' order."""
-    x, y, z = (points[:, columns.index(c)].astype(np.float64) for c in "xyz")
-    x, y = x - origin[0], y - origin[1]
-    return np.arctan2(y, x), np.hypot(x, y), z
-
-
-def _polar(seen: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``_seen_from``'s arrays sorted by azimuth (``_hidden`` looks up the wedge in front of a candidate instead of
-    testing every point)."""
-    az, rng, z = seen
-    order = np.argsort(az, kind="stable")
-    return az[order], rng[order], z[order]
-
-
-def _hidden(box: np.ndarray, view: tuple[np.ndarray, np.ndarray, np.ndarray], origin=(0.0, 0.0, 0.0)) -> bool:
-    """Does the frame's lidar (``view``: ``_polar`` of its points) see something in front of most of ``box`` where
-    it would stand? The azimuths its footprint spans (in steps of at least OCCLUDER_STEP, at most 8) by the lower
-    and upper half of its height above 0.3 m over its bottom (the road below does not count): hidden when more
-    than half of those cells hold a point nearer than its nearest corner less OCCLUDER_GAP (a hedge, a wall, a
-    parked van between the sensor and the object; a pole or a pedestrian in front covers a cell or two). Such an
-    object would not be seen there, by the lidar nor by a camera. ``view`` and ``origin``: from the same point."""
-    az, rng, z = view
-    corners = footprints(box[None, :2], box[None, 6], box[None, 3], box[None, 4])[0] - np.asarray(origin)[:2]
-    near = float(np.hypot(corners[:, 0], corners[:, 1]).min()) - OCCLUDER_GAP
-    if near <= 0:
-        return False
-    centre = np.arctan2(box[1] - origin[1], box[0] - origin[0])
-    off = wrap_angle(np.arctan2(corners[:, 1], corners[:, 0]) - centre)
-    lo, hi = float(off.min()), float(off.max())
-    bottom, top = box[2] - box[5] / 2 + 0.3, box[2] + box[5] / 2
-    if top <= bottom:
-        return False
-    # the points whose azimuth lies in the wedge (a little wider; the exact test follows), where it wraps at +-pi too
-    a0, a1 = centre + lo - 1e-6, centre + hi + 1e-6
-    idx = np.concatenate([np.arange(*np.searchsorted(az, (max(a0 + k, -np.pi), min(a1 + k, np.pi))))
-                          for k in (-2 * np.pi, 0.0, 2 * np.pi) if a0 + k <= np.pi and a1 + k >= -np.pi])
-    az, rng, z = az[idx], rng[idx], z[idx]
-    rel = wrap_angle(az - centre)
-    front = np.flatnonzero((rel >= lo) & (rel <= hi) & (rng < near) & (z > bottom) & (z < top))
-    n_az = int(np.clip(np.floor((hi - lo) / OCCLUDER_STEP), 1, 8))
-    a = np.minimum(((rel[front] - lo) / max(hi - lo, 1e-9) * n_az).astype(int), n_az - 1)
-    h = (z[front] > (bottom + top) / 2).astype(int)
-    return len(np.unique(a * 2 + h)) > n_az  # more than half of the n_az x 2 cells
-
-
-def _segment_enters(origin, points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(B, N) does the segment from ``origin`` to each point pass through each of the boxes (B, 9) before reaching
-    it (entering the box strictly between the two ends; a point inside the box does not count)? The slab test in
-    each box's frame. A single box (9,) gives (N,)."""
-    single = np.ndim(boxes) == 1
-    b = np.atleast_2d(np.asarray(boxes, np.float64))
-    c, s = np.cos(b[:, 6]), np.sin(b[:, 6])
-    rot = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], 1)  # (B, 2, 2): ego -> box frame about z
-    o2 = np.asarray(origin[:2], np.float64)[None] - b[:, :2]
-    o = np.concatenate([np.einsum("bij,bj->bi", rot, o2), origin[2] - b[:, 2:3]], 1)[:, None]  # B, 1, 3
-    q = np.asarray(points, np.float64)
-    p2 = np.einsum("bij,bnj->bni", rot, q[None, :, :2] - b[:, None, :2])
-    p = np.concatenate([p2, q[None, :, 2:3] - b[:, None, 2:3]], 2)  # B, N, 3
-    d = p - o
-    half = (b[:, 3:6] / 2)[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t1, t2 = (-half - o) / d, (half - o) / d
-    lo, hi = np.fmin(t1, t2), np.fmax(t1, t2)
-    flat = d == 0  # parallel to a slab: inside it throughout, or never
-    inside = np.abs(o) <= half
-    lo = np.where(flat, np.where(inside, -np.inf, np.inf), lo)
-    hi = np.where(flat, np.where(inside, np.inf, -np.inf), hi)
-    t_in, t_out = lo.max(2), hi.min(2)
-    hit = (t_in <= t_out) & (t_in > 0) & (t_in < 1) & (t_out < 1)
-    return hit[0] if single else hit
-
-
-def _covers(blockers: np.ndarray, targets: np.ndarray, origin) -> bool:
-    """Would any of ``blockers`` (B, 9) hide most of any of ``targets`` (T, 9) from the lidar? Each target is
-    sampled at its centre and the middles of its footprint's edges (pulled a fifth in), at three heights from
-    0.3 m over its bottom to near its top: hidden when the rays to more than half of its samples pass through one
-    blocker first."""
-    if not len(blockers) or not len(targets):
-        return False
-    o = np.asarray(targets, np.float64)
-    u = np.array([[0.0, 0.0], [0.4, 0.0], [-0.4, 0.0], [0.0, 0.4], [0.0, -0.4]])  # in units of length, width
-    c, s = np.cos(o[:, 6]), np.sin(o[:, 6])
-    dx, dy = u[None, :, 0] * o[:, None, 3], u[None, :, 1] * o[:, None, 4]
-    xy = o[:, None, :2] + np.stack([c[:, None] * dx - s[:, None] * dy, s[:, None] * dx + c[:, None] * dy], -1)
-    bottom = o[:, 2] - o[:, 5] / 2
-    zs = bottom[:, None] + np.clip(np.array([0.3, 0.5, 0.85]) * o[:, 5:6], 0.3, None)
-    zs = np.minimum(zs, (o[:, 2] + o[:, 5] / 2)[:, None])
-    pts = np.concatenate([np.repeat(xy, 3, 1), np.tile(zs, 5)[..., None]], -1).reshape(-1, 3)
-    blocked = _segment_enters(origin, pts, np.atleast_2d(blockers)).reshape(-1, len(o), 15)
-    return bool((blocked.sum(2) > 7).any())
-
-
-def _shadowed(xyz: np.ndarray, lag: np.ndarray | None, trail: np.ndarray, span: float, origin,
-              polar: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """(N,) the points behind a pasted object as the lidar sees it: the ray from ``origin`` to the point passes
-    through the object's box where it stood at the point's sweep (``trail``: the box over the last ``span``
-    seconds, the newest first; a point of an earlier sweep is tested against the trail's box nearest its time
-    lag, the oldest for an older one). The sweeps are in the current ego frame and the rays all start at the
-    lidar's mount now: for an earlier sweep of a moving ego the shadow's edges are off by the ego's motion since
-    (about 1.5 m at 10 m/s over the 0.15 s of four sweeps). ``polar``: the points' (azimuth, ground range) from
-    ``origin`` (``_seen_from``)."""
-    out = np.zeros(len(xyz), bool)
-    if not len(xyz):
-        return out
-    az, reach = polar
-    corners = footprints(trail[:, :2], trail[:, 6], trail[:, 3], trail[:, 4]).reshape(-1, 2) - np.asarray(origin[:2])
-    near = np.hypot(corners[:, 0], corners[:, 1]).min()
-    if near <= 0:  # the lidar inside the object's footprint: no pasted object stands there
-        return out
-    # only what lies beyond the object's nearest corner, within the azimuths its footprints span, can be behind it
-    centre = np.arctan2(corners[:, 1].mean(), corners[:, 0].mean())
-    off = wrap_angle(np.arctan2(corners[:, 1], corners[:, 0]) - centre)
-    rel_az = wrap_angle(az - centre)
-    cand = np.flatnonzero((reach > near) & (rel_az >= off.min() - 1e-6) & (rel_az <= off.max() + 1e-6))
-    if not len(cand):
-        return out
-    k = len(trail)
-    if k == 1 or lag is None or span <= 0:
-        which = np.zeros(len(cand), int)
-    else:
-        which = np.clip(np.rint(np.nan_to_num(lag[cand]) / span * (k - 1)).astype(int), 0, k - 1)
-    for j in np.unique(which):
-        idx = cand[which == j]
-        out[idx] = _segment_enters(origin, xyz[idx], trail[j])
-    return out
-
-
 def _in_any(xyz: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(N,) which points lie in any of the boxes (grown by the margin); only the points near a box are tested."""
     inside = np.zeros(len(xyz), bool)
@@ -448,12 +316,12 @@ def _overlaps(trail: np.ndarray, others: np.ndarray) -> bool:
 
 def build_paste(spec: dict | None) -> ObjectPaste | None:
     """The train config's ``augment.paste`` section: dict(classes={name: n}, min_points=5, prob=1.0, fade=1.0,
-    images=False, occlusion=False, attempts=1, lidar_origin=LIDAR_ORIGIN) or None."""
+    images=False, occlusion=False, attempts=1, lidar_origin=LIDAR_TOP_T) or None."""
     from perception.config import check_section
 
     if spec is None:
         return None
     spec = check_section("train.augment.paste", dict(spec), {"classes": {}, "min_points": 5, "prob": 1.0,
                                                              "fade": 1.0, "images": False, "occlusion": False,
-                                                             "attempts": 1, "lidar_origin": LIDAR_ORIGIN})
+                                                             "attempts": 1, "lidar_origin": LIDAR_TOP_T})
     return ObjectPaste(**spec)
