@@ -7,13 +7,11 @@ import re
 import numpy as np
 import pytest
 
+from perception.evaluation.world_probes import balanced_accuracy, count_pole_like, knn_probe
 from perception.evaluation.world_report import (
     GOALS,
-    balanced_accuracy,
-    count_pole_like,
     detect_version,
     format_report,
-    knn_probe,
     report,
 )
 from perception.types import CATEGORY_TO_CLASS, DETECTION_CLASSES
