@@ -168,14 +168,43 @@ def _hash01(a, b, c):
 
 
 @njit(cache=True)
+def _nearest_first(W, o, centers, halves, owner, col_ptr, col_idx):
+    """Each image column's candidate list reordered for ``render_camera``: the objects' primitives first (every
+    one is tested: their silhouettes count pixels as if unoccluded), then the static ones by their nearest
+    possible distance from the camera (``reach``: the centre's distance less the half diagonal), so a pixel stops
+    at the first static primitive that cannot be nearer than what it already hit (or the ground). Returns
+    (reach, order, objects' count per column)."""
+    P = centers.shape[0]
+    reach = np.empty(P)
+    for p in range(P):
+        ex, ey, ez = centers[p, 0] - o[0], centers[p, 1] - o[1], centers[p, 2] - o[2]
+        r = math.sqrt(halves[p, 0] ** 2 + halves[p, 1] ** 2 + halves[p, 2] ** 2)
+        reach[p] = max(0.0, math.sqrt(ex * ex + ey * ey + ez * ez) - r)
+    order = col_idx.copy()
+    n_own = np.zeros(W, np.int64)
+    for u in range(W):
+        seg = col_idx[col_ptr[u]:col_ptr[u + 1]]
+        own = seg[owner[seg] >= 0]
+        rest = seg[owner[seg] < 0]
+        rest = rest[np.argsort(reach[rest], kind="mergesort")]
+        n_own[u] = len(own)
+        order[col_ptr[u]:col_ptr[u] + len(own)] = own
+        order[col_ptr[u] + len(own):col_ptr[u + 1]] = rest
+    return reach, order, n_own
+
+
+@njit(cache=True)
 def render_camera(H, W, fx, fy, cx, cy, R_wc, o_wc, R, centers, halves, col_ptr, col_idx, vrange, rgb, rgb2,
                   kind, owner, n_owner, plane, tex_rgb, tex_res, light_pos, light_col, sun, sun_k, ambient,
-                  sky_top, sky_hor, fog_m, want_maps):
+                  sky_top, sky_hor, fog_m, want_maps, cull=True):
     """Ray-cast one pinhole image. Returns (H, W, 3) float32 linear-ish RGB, per-owner visible pixels,
     per-owner silhouette pixels (as if unoccluded), and (when want_maps) depth and owner-id maps (owner -1:
     no object). ``col_ptr``/``col_idx``: CSR list of candidate primitives per image column; ``vrange``:
-    (P, 2) rows each primitive may cover."""
+    (P, 2) rows each primitive may cover. ``cull``: skip the primitives that cannot change the pixel (see
+    ``_nearest_first``: an object's part is still tested until its silhouette has the pixel); the image and the
+    counts are the same without it, only slower."""
     img = np.empty((H, W, 3), np.float32)
+    reach, order, n_own = _nearest_first(W, o_wc, centers, halves, owner, col_ptr, col_idx)
     visible = np.zeros(n_owner, np.int64)
     silhouette = np.zeros(n_owner, np.int64)
     last = np.full(n_owner, -1, np.int64)
@@ -198,8 +227,16 @@ def render_camera(H, W, fx, fy, cx, cy, R_wc, o_wc, R, centers, halves, col_ptr,
             best = 1e30
             bid = -1
             bface = -1
-            for k in range(col_ptr[u], col_ptr[u + 1]):
-                p = col_idx[k]
+            t_ground = _t_ground(a, b, c, o_wc, dx, dy, dz)
+            k0, k1 = col_ptr[u], col_ptr[u + 1]
+            for k in range(k0, k1):
+                p = order[k]
+                far = cull and reach[p] > min(best, t_ground) * norm * (1.0 + 1e-6) + 1e-6  # cannot be nearer
+                if k >= k0 + n_own[u]:
+                    if far:  # the column's static primitives come nearest first: none after this one either
+                        break
+                elif far and last[owner[p]] == pix:  # an object's part: its silhouette has this pixel already
+                    continue
                 if v < vrange[p, 0] or v > vrange[p, 1]:
                     continue
                 t, f = _hit_box(R[p], centers[p], halves[p], o_wc, dx, dy, dz)
@@ -208,11 +245,10 @@ def render_camera(H, W, fx, fy, cx, cy, R_wc, o_wc, R, centers, halves, col_ptr,
                     if o >= 0 and last[o] != pix:
                         silhouette[o] += 1
                         last[o] = pix
-                    if t < best:
+                    if t < best or (t == best and p < bid):  # a tie goes to the lower index, in any order
                         best = t
                         bid = p
                         bface = f
-            t_ground = _t_ground(a, b, c, o_wc, dx, dy, dz)
             dist = -1.0
             nx, ny, nz = 0.0, 0.0, 1.0
             hx, hy, hz = 0.0, 0.0, 0.0

@@ -435,7 +435,7 @@ def camera_look(scene: Scene, ch: str) -> tuple[np.ndarray, float]:
 
 
 def render_view(scene: Scene, ch: str, t: float, scale: float, rng: np.random.Generator | None = None,
-                want_maps: bool = False):
+                want_maps: bool = False, cull: bool = True):
     """One camera image at time t: (H, W, 3) uint8 RGB, per-object visible / silhouette pixel counts and,
     with want_maps, the depth (m along the optical axis, 0 = sky) and object-id maps of the clean render."""
     W, H = int(round(IMAGE_W * scale)), int(round(IMAGE_H * scale))
@@ -478,7 +478,7 @@ def render_view(scene: Scene, ch: str, t: float, scale: float, rng: np.random.Ge
         H, W, K[0, 0], K[1, 1], K[0, 2], K[1, 2], T_gc[:3, :3].copy(), o.copy(), prims["R"], prims["center"],
         prims["half"], col_ptr, col_idx, vrange, prims["rgb"], prims["rgb2"], prims["kind"], prims["owner"],
         max(n_obj, 1), np.array(scene.ground, float), scene.texture["rgb"], MAP_RES, lights, lcol,
-        lk["sun"], lk["sun_k"], lk["ambient"], lk["sky_top"], lk["sky_hor"], lk["fog"], want_maps)
+        lk["sun"], lk["sun_k"], lk["ambient"], lk["sky_top"], lk["sky_hor"], lk["fog"], want_maps, cull)
     rng = rng if rng is not None else np.random.default_rng([scene.seed, scene.index, 37, int(round(t * 1000)) + 10**6])
     img = _camera_pipeline(scene, ch, img, rng, scale)
     vis_full = np.zeros(n_obj, np.int64)
