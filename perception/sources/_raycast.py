@@ -184,8 +184,9 @@ def _nearest_first(W, o, centers, halves, owner, col_ptr, col_idx):
     n_own = np.zeros(W, np.int64)
     for u in range(W):
         seg = col_idx[col_ptr[u]:col_ptr[u + 1]]
-        own = seg[owner[seg] >= 0]
-        rest = seg[owner[seg] < 0]
+        mine = owner[seg] >= 0
+        own = seg[mine]
+        rest = seg[~mine]
         rest = rest[np.argsort(reach[rest], kind="mergesort")]
         n_own[u] = len(own)
         order[col_ptr[u]:col_ptr[u] + len(own)] = own

@@ -49,7 +49,6 @@ CAMERA_RIG = {  # channel: (fx, cx, cy, yaw deg, translation)
 CAMERA_OFFSET_S = {"CAM_FRONT": 0.012, "CAM_FRONT_RIGHT": 0.020, "CAM_FRONT_LEFT": 0.004, "CAM_BACK": -0.037,
                    "CAM_BACK_LEFT": -0.022, "CAM_BACK_RIGHT": 0.045}
 IMAGE_W, IMAGE_H = 1600, 900
-LIDAR_T = LIDAR_TOP_T
 LIDAR_YAW = -math.pi / 2  # nuScenes LIDAR_TOP: x right, y forward
 LIDAR_ELEVATIONS = np.deg2rad(np.linspace(-30.67, 10.67, 32))
 LIDAR_COLUMNS = 1085
@@ -85,7 +84,7 @@ def get_scene(seed: int, index: int, n_samples: int, name: str) -> Scene:
 
 
 def calib_lidar() -> np.ndarray:
-    return make_transform(yaw_to_quat(LIDAR_YAW), LIDAR_T)
+    return make_transform(yaw_to_quat(LIDAR_YAW), LIDAR_TOP_T)
 
 
 def calib_radar(ch: str) -> np.ndarray:
