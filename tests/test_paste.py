@@ -72,11 +72,16 @@ def test_pasted_objects_bring_their_points_and_overlap_nothing(sets, seed):
     for k in np.flatnonzero(pasted):
         others = np.delete(np.arange(len(gt)), k)
         assert not footprints_overlap(np.repeat(foot[k:k + 1], len(others), 0), foot[others]).any()
+    entry = {(e["instance"], e["token"]): e for entries in paste.db.values() for e in entries}
+    trails = np.concatenate([entry[i[len("pasted:"):], t[len("pasted:"):]]["trail"]
+                             for i, t in zip(new.instance_tokens, new.tokens)])
+    assert len(trails) >= len(new)  # each box where it stands now, and back along its velocity for a moving one
     for m in ("lidar", "radar"):
         pts = out[m]["points"]
         cols = list(pre.spec[m]["columns"])
-        kept = ~points_in_boxes(before[m][:, [cols.index(c) for c in "xyz"]], new.data, MARGIN).any(0)
-        # the frame's points inside a pasted box are gone; the objects' own points follow the frame's
+        kept = ~points_in_boxes(before[m][:, [cols.index(c) for c in "xyz"]].astype(np.float64), trails,
+                                MARGIN).any(0)
+        # the frame's points inside a pasted box (along its trail) are gone; the objects' own points follow
         np.testing.assert_array_equal(pts[:kept.sum()], before[m][kept])
         added = pts[kept.sum():]
         if m == "lidar":
@@ -287,9 +292,10 @@ def test_image_patches_land_where_the_pasted_boxes_project_behind_nearer_own_obj
     new = np.flatnonzero(pasted)
     entry = {(e["instance"], e["token"]): e for entries in paste.db.values() for e in entries}
     chosen = [entry[i[len("pasted:"):], t[len("pasted:"):]] for i, t in zip(gt.instance_tokens[new], gt.tokens[new])]
-    # a patch shown carries the visibility annotated where it came from; one no camera shows, none
-    assert [int(v) for v in gt.visibility[new]] == [e["visibility"] if s else PASTED_VISIBILITY
-                                                     for e, s in zip(chosen, shown[new])]
+    # a patch shown carries at most the visibility annotated where it came from (less where nearer objects
+    # cover some of it); one no camera shows, none
+    for e, s, v in zip(chosen, shown[new], gt.visibility[new]):
+        assert v == PASTED_VISIBILITY if not s else 1 <= v <= (e["visibility"] or 4)
     P = inputs["camera"]["ego2img"]
     rects, depth = box_image_rects(gt.corners(), P)
     painted = 0
@@ -376,6 +382,47 @@ def test_a_patch_hidden_by_a_nearer_own_object_or_missing_from_a_camera_is_not_i
     two = {"images": np.zeros((2, 64, 96, 3), np.uint8), "ego2img": np.concatenate([_rig(40.0), _rig(40.0, 0.3)])}
     canvas, shown = paint(two, np.zeros((0, 9)), far, [view])
     assert not shown.any() and (canvas[0] == 9).any()
+
+
+def test_a_half_covered_patch_shows_its_share_and_lowers_the_visibility():
+    """A nearer own box covering part of a pasted car's rectangle: paint reports the share of the car's painted
+    pixels still showing it (counted here on the canvas), and the visibility level falls with it."""
+    from perception.training.patches import paint, visibility_level
+
+    far = np.array([[12.0, 0.0, 0.0, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0]])
+    view = {0: {"rect": np.array([30.0, 20.0, 66.0, 44.0]), "origin": (30, 20),
+                "patch": np.full((24, 36, 3), 9, np.uint8)}}
+    cam = {"images": np.zeros((1, 64, 96, 3), np.uint8), "ego2img": _rig(40.0)}
+    canvas, share = paint(cam, np.zeros((0, 9)), far, [view])
+    whole = int((canvas[0, :, :, 0] == 9).sum())
+    assert share[0] == 1.0 and whole > 0
+    for y, width in ((0.2, 0.4), (0.6, 1.2)):  # a post 6 m ahead, its right edge on the car's centre line
+        post = np.array([[6.0, y, 0.0, 0.3, width, 2.5, 0.0, 0.0, 0.0]])
+        canvas, share = paint(cam, post, far, [view])
+        assert 0 < share[0] < 1 and share[0] == pytest.approx((canvas[0, :, :, 0] == 9).sum() / whole)
+        assert visibility_level(share, [4])[0] == (2 if width < 1 else 1)  # 0.5 x 0.9, 0.375 x 0.9 of it
+    np.testing.assert_array_equal(visibility_level([1.0, 1.0, 1.0, 0.5, 0.3, 0.85, 0.5, 0.0], [4, 3, 0, 4, 4, 0, 0, 2]),
+                                  [4, 3, 4, 2, 1, 4, 2, 1])
+
+
+def test_min_points_counts_only_the_points_above_the_ground():
+    """The road under a pedestrian hidden but for its feet returns points within the margin of the box's bottom:
+    those do not show the object and do not let it into the database."""
+    from perception.types import Boxes3D
+
+    ped = np.array([12.0, 3.0, 0.9, 0.7, 0.7, 1.8, 0.0, 0.0, 0.0])
+    rng = np.random.default_rng(0)
+    road = np.c_[rng.uniform(11.7, 12.3, (40, 2)) - [0, 9.0], np.full(40, 0.05), np.ones(40)]
+    for body, entered in ((3, False), (5, True)):
+        paste = ObjectPaste({"pedestrian": 1}, min_points=5)
+        paste.columns = {"lidar": ["x", "y", "z", "intensity"]}
+        paste.pc_range = np.array([-50.0, -50.0, -5.0, 50.0, 50.0, 3.0])
+        torso = np.c_[np.full(body, 12.0), np.full(body, 3.0), np.linspace(0.6, 1.6, body), np.ones(body)]
+        pts = np.r_[road, torso].astype(np.float32)
+        assert points_in_boxes(pts[:, :3].astype(np.float64), ped[None], MARGIN)[0].sum() == 40 + body
+        paste.add_frame({"lidar": {"points": pts}}, Boxes3D(ped[None], [DETECTION_CLASSES.index("pedestrian")],
+                                                            instance_tokens=["p"]), "f")
+        assert (len(paste.db[DETECTION_CLASSES.index("pedestrian")]) == 1) == entered
 
 
 def test_with_image_patches_a_camera_only_sample_keeps_the_pasted_objects_it_shows(imaged):
@@ -557,3 +604,20 @@ def test_lidar_origin_is_checked_and_recorded():
     assert paste.record()["lidar_origin"] == [1.0, 0.0, 2.0]
     with pytest.raises(ValueError, match="lidar_origin"):
         build_paste({"classes": {"car": 1}, "lidar_origin": (1.0, 2.0)})
+
+
+def test_points_at_the_corners_of_a_turned_box_belong_to_it():
+    """The points a pasted box removes and the points a database object keeps are every point within the margin
+    of the box: also at the corners of a box turned 45 degrees, which lie farther from its centre than half its
+    diagonal plus the margin."""
+    from perception.training.paste import _in_any
+
+    box = np.array([[0.0, 0.0, 0.0, 4.0, 4.0, 2.0, np.pi / 4, 0.0, 0.0]])
+    corner = np.hypot(2 + MARGIN, 2 + MARGIN)  # 3.09 m along x, beyond 0.5 * diagonal + margin = 3.03 m
+    pts = np.array([[corner - 0.01, 0.0, 0.0], [corner + 0.01, 0.0, 0.0], [0.0, -(corner - 0.01), 0.5]])
+    np.testing.assert_array_equal(points_in_boxes(pts, box, MARGIN)[0], [True, False, True])
+    np.testing.assert_array_equal(_in_any(pts, box), [True, False, True])
+    paste = ObjectPaste({"car": 1}, min_points=1)
+    paste.columns = {"lidar": ["x", "y", "z", "time_lag"]}
+    lagged = np.c_[pts, np.zeros(3)]
+    np.testing.assert_array_equal(paste._inside(lagged, box, "lidar")[0], [True, False, True])

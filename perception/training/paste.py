@@ -4,9 +4,9 @@ training split, with their lidar and radar points, pasted into other training fr
 
 - ``ObjectPaste.build(dataset)``: the database, from the dataset's gathered training frames (the pass fills the
   dataset's cache, which the first epoch would fill anyway): per annotated box of a configured class with at least
-  ``min_points`` lidar points, the lidar and radar points that belong to it (a point of an earlier sweep belongs
-  where the box's velocity carries it into the box, so a moving object keeps its smear over the sweeps), in its
-  frame's ego coordinates, with the box.
+  ``min_points`` lidar points above the ground it stands on, the lidar and radar points that belong to it (a point of
+  an earlier sweep belongs where the box's velocity carries it into the box, so a moving object keeps its smear over
+  the sweeps), in its frame's ego coordinates, with the box.
 - ``ObjectPaste.apply(inputs, gt, rng, token)``: per class up to ``classes[name]`` objects drawn from the other
   frames, put where they stood in theirs (their range and the angle the sensors saw them from stay real), each
   dropped when its footprint overlaps an annotated box or one pasted before it; the frame's points inside a
@@ -35,14 +35,16 @@ cover the box along that trail (back to the oldest of its points). An object is 
 same instance from another keyframe of its scene).
 
 What the sensors that remain cannot show: without ``images`` the images are not changed, so a pasted box carries
-visibility 1 (the perspective semantic head ignores its pixels); with them it carries the visibility annotated
-where it came from (the semantic head learns its patch). The camera depth loss ignores the pixels a pasted box
-covers either way (a patch shows its own frame's background about the object, at depths the frame's lidar does
-not measure). When modality dropout removes the lidar, a pasted box stays only where the radar kept has points
-of it or, with ``images``, where the cameras kept show it (``FrameDataset``; the image augmentation after the
-pasting can still crop a patch at an image's border out of view, as it can the frame's own objects). The
-grounding loss leaves pasted boxes out of its objects (the frame's prompts were written for its own objects).
-The keyframe before (temporal training) is left as it was: a pasted object appears in the current frame only.
+visibility 1 (the perspective semantic head ignores its pixels); with them it carries what its patch shows: the
+visibility annotated where it came from, lowered by the share of its painted pixels that nearer objects of the frame
+cover (``patches.visibility_level``; the semantic head learns a patch left at level 2 or more). The camera depth loss
+ignores the pixels a pasted box covers either way (a patch shows its own frame's background about the object, at
+depths the frame's lidar does not measure). When modality dropout removes the lidar, a pasted box stays only where
+the radar kept has points of it or, with ``images``, where the cameras kept show it (``FrameDataset``; the image
+augmentation after the pasting can still crop a patch at an image's border out of view, as it can the frame's own
+objects). The grounding loss leaves pasted boxes out of its objects (the frame's prompts were written for its own
+objects). The keyframe before (temporal training) is left as it was: a pasted object appears in the current frame
+only.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from perception.geometry import (
     footprints_overlap,
     points_in_boxes,
 )
-from perception.training.patches import NEAR, PATCH_MIN_VISIBILITY, paint, patches
+from perception.training.patches import NEAR, PATCH_MIN_VISIBILITY, paint, patches, visibility_level
 from perception.training.sightlines import covers, hidden, polar, seen_from, shadowed
 from perception.types import Boxes3D
 from perception.types.labels import DETECTION_CLASSES
@@ -70,8 +72,9 @@ PASTED_VISIBILITY = 1  # the nuScenes level "0-40 % visible": the images do not 
 
 
 class ObjectPaste:
-    """``classes``: {class name: objects pasted per frame}; ``min_points``: the fewest lidar points an object needs
-    to enter the database; ``prob``: the probability that a frame gets pasted objects at all; ``fade``: the share
+    """``classes``: {class name: objects pasted per frame}; ``min_points``: the fewest lidar points above the
+    ground (more than the margin over its box's bottom) an object needs to enter the database; ``prob``: the
+    probability that a frame gets pasted objects at all; ``fade``: the share
     of the training iterations with pasting (PointAugmenting's and TransFusion's fade: the last ones train on the
     frames as they are, which removes false positives the pasting teaches; ``PasteFade`` stops it); ``images``:
     paste the objects' image patches too (see the module's docstring); ``occlusion``: an object is not pasted
@@ -140,7 +143,7 @@ class ObjectPaste:
             rects = box_image_rects(box_corners(gt.data[pick]), cam["ego2img"], NEAR)[0]  # N, K, 4
         for j, k in enumerate(pick):
             lidar = inputs["lidar"]["points"][inside["lidar"][j]]
-            if len(lidar) < self.min_points:
+            if _above_ground(lidar, self.columns["lidar"], gt.data[k]) < self.min_points:
                 continue
             radar = inputs["radar"]["points"][inside["radar"][j]] if "radar" in inside else None
             lag = [p[:, self.columns[m].index("time_lag")].max() for m, p in (("lidar", lidar), ("radar", radar))
@@ -164,7 +167,7 @@ class ObjectPaste:
         out = np.zeros((len(boxes), len(points)), bool)
         for j, b in enumerate(boxes):  # only the points that can reach the box are moved and tested
             v = np.nan_to_num(b[7:9])
-            reach = 0.5 * np.hypot(b[3], b[4]) + MARGIN + np.hypot(*v) * lag.max()
+            reach = np.hypot(b[3] / 2 + MARGIN, b[4] / 2 + MARGIN) + np.hypot(*v) * lag.max()
             near = np.flatnonzero((np.abs(xyz[:, 0] - b[0]) <= reach) & (np.abs(xyz[:, 1] - b[1]) <= reach))
             moved = xyz[near]
             moved[:, :2] += lag[near, None] * v[None]
@@ -230,8 +233,12 @@ class ObjectPaste:
             out[m] = {**inputs[m], "points": np.concatenate([pts[keep], *added]).astype(pts.dtype)}
         imaged = np.zeros(len(chosen), bool)
         if self.images and "camera" in inputs:
-            images, imaged = paint(inputs["camera"], own, boxes, [e["views"] for e in chosen])
+            images, share = paint(inputs["camera"], own, boxes, [e["views"] for e in chosen])
             out["camera"] = {**inputs["camera"], "images": images}
+            imaged = share > 0
+            vis = np.where(imaged, visibility_level(share, [e["visibility"] for e in chosen]), PASTED_VISIBILITY)
+        else:
+            vis = np.full(len(chosen), PASTED_VISIBILITY)
         fields = {}
         for name, values in gt.fields.items():
             if name == "attributes":
@@ -240,16 +247,15 @@ class ObjectPaste:
                 new = np.array([len(e["lidar"]) for e in chosen], np.int64)
             elif name == "num_radar_pts":
                 new = np.array([0 if e["radar"] is None else len(e["radar"]) for e in chosen], np.int64)
-            elif name == "visibility":  # what the frame's images show of it: its own annotation, or nothing
-                new = np.where(imaged, [e["visibility"] for e in chosen], PASTED_VISIBILITY).astype(np.int64)
+            elif name == "visibility":  # what the frame's images show of it (patches.visibility_level)
+                new = vis.astype(np.int64)
             elif name == "instance_tokens":  # the pasted object's own identity, marked
                 new = np.array([f"pasted:{e['instance']}" for e in chosen], dtype=object)
             else:  # annotation tokens: the frame it came from
                 new = np.array([f"pasted:{e['token']}" for e in chosen], dtype=object)
             fields[name] = np.concatenate([values, new])
         if "visibility" not in fields:  # the frame's own boxes: unknown (0, painted as annotated)
-            fields["visibility"] = np.concatenate([np.zeros(len(gt), np.int64), np.where(
-                imaged, [e["visibility"] for e in chosen], PASTED_VISIBILITY).astype(np.int64)])
+            fields["visibility"] = np.concatenate([np.zeros(len(gt), np.int64), vis.astype(np.int64)])
         self.frames, self.objects = self.frames + 1, self.objects + len(chosen)
         merged = Boxes3D(np.concatenate([gt.data, boxes]), np.concatenate([gt.labels, [e["label"] for e in chosen]]),
                          **fields)
@@ -283,6 +289,13 @@ class PasteFade(Hook):
                                f"{self.paste.frames} frames had {self.paste.objects} objects pasted")
 
 
+def _above_ground(points: np.ndarray, cols: list[str], box: np.ndarray) -> int:
+    """How many of an object's points lie above the margin over its box's bottom: the ground it stands on is
+    within the margin and returns points under every box, which do not show the object (a pedestrian hidden
+    but for the road at its feet would enter the database with ``min_points`` of road)."""
+    return int((points[:, cols.index("z")] > box[2] - box[5] / 2 + MARGIN).sum())
+
+
 def _trail(box: np.ndarray, lag: float) -> np.ndarray:
     """(K, 9) the box where it stood over the last ``lag`` seconds (its velocity back in time), spaced at most
     half its length apart: what its earlier sweeps' points lie in. K = 1 for a still object."""
@@ -297,7 +310,7 @@ def _trail(box: np.ndarray, lag: float) -> np.ndarray:
 def _in_any(xyz: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(N,) which points lie in any of the boxes (grown by the margin); only the points near a box are tested."""
     inside = np.zeros(len(xyz), bool)
-    reach = 0.5 * np.hypot(boxes[:, 3], boxes[:, 4]) + MARGIN
+    reach = np.hypot(boxes[:, 3] / 2 + MARGIN, boxes[:, 4] / 2 + MARGIN)  # the grown box's corners
     for b, r in zip(boxes, reach):
         near = np.flatnonzero((np.abs(xyz[:, 0] - b[0]) <= r) & (np.abs(xyz[:, 1] - b[1]) <= r))
         if len(near):

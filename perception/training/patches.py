@@ -50,16 +50,18 @@ def paint(cam: dict, own: np.ndarray, boxes: np.ndarray, views: list[dict]) -> t
     """The frame's images with the pasted objects' patches (``views``: per pasted box its ``patches``) painted
     where ``boxes`` project in each camera, far to near (ties in the boxes' order, the frame's own first); a
     frame's own box (``own``) nearer than a pasted one gets its own pixels back over its rectangle; a pasted box
-    without a patch from a camera is not drawn in it (what lies behind shows through). Returns (images, imaged:
-    (len(boxes),) whether the images show each pasted box: some pixel of its patch is left after the nearer
-    boxes were painted, and every camera whose image its rectangle reaches had a patch of it to paint)."""
+    without a patch from a camera is not drawn in it (what lies behind shows through). Returns (images, shown:
+    (len(boxes),) the share of each pasted box's painted pixels, over all cameras, that the nearer boxes left;
+    0 where no pixel is left or where a camera whose image its rectangle reaches had no patch of it to paint:
+    ``shown > 0`` is "the images show it")."""
     images, P = cam["images"], cam["ego2img"]
     H, W = images.shape[1:3]
     canvas = images.copy()
     everything = np.concatenate([own[:, :9], boxes[:, :9]])
     rects, depth = box_image_rects(box_corners(everything), P, NEAR)
     n_own = len(own)
-    left, missing = np.zeros(len(boxes), bool), np.zeros(len(boxes), bool)
+    drawn, missing = np.zeros(len(boxes)), np.zeros(len(boxes), bool)
+    left = np.zeros(len(boxes))
     for n in range(len(P)):
         if not np.any(P[n]):
             continue
@@ -92,5 +94,15 @@ def paint(cam: dict, own: np.ndarray, boxes: np.ndarray, views: list[dict]) -> t
                 at = np.ix_(v0 + np.flatnonzero(okr), u0 + np.flatnonzero(okc))
                 canvas[n][at] = patch[np.ix_(rv[okr], cu[okc])]
                 owner[at] = k - n_own
-        left[np.unique(owner[owner >= 0])] = True
-    return canvas, left & ~missing
+                drawn[k - n_own] += okr.sum() * okc.sum()
+        left += np.bincount(owner[owner >= 0], minlength=len(boxes))
+    return canvas, np.where(missing, 0.0, left / np.maximum(drawn, 1))
+
+
+def visibility_level(share: np.ndarray, annotated: np.ndarray) -> np.ndarray:
+    """The nuScenes visibility level (1: 0-40 %, 2: 40-60 %, 3: 60-80 %, 4: 80-100 % of the object visible) of
+    pasted objects whose patches kept ``share`` of their pixels, each annotated ``annotated`` where it came from
+    (the middle of its level's range visible there; 0 = unknown: the patch as all of it)."""
+    annotated = np.asarray(annotated, np.int64)
+    there = np.array([1.0, 0.2, 0.5, 0.7, 0.9])[np.clip(annotated, 0, 4)]
+    return 1 + np.searchsorted([0.4, 0.6, 0.8], np.asarray(share, np.float64) * there, side="right")
