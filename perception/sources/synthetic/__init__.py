@@ -12,9 +12,11 @@ sensors: LIDAR_TOP (32 beams, 20 Hz, range noise, surface-dependent dropouts and
 6 cameras (shading, lights, exposure, white balance, noise, blur, rain). Annotations, point counts and
 visibility come from the generated data.
 
-Modules: ``world`` (classes, paths, the car-following model, ``Scene``), ``layout`` (places, traffic,
-furniture, ground texture), ``shapes`` (primitives, materials, palettes), ``sensors`` (the rig and its
-simulation), ``writer`` (the dataroot). ``generate(out, WorldConfig(scenes, samples, seed))`` writes
+Modules: ``world`` (classes, paths, the car-following model, ``Scene``), ``layout`` (one scene from its
+seed, built from ``streets`` (places), ``objects`` (the object list, the overlap pass), ``traffic`` (the ego
+and the movers, parking), ``roadside`` (construction zone, people), ``furniture`` (buildings, street furniture,
+kerbs) and ``ground`` (the ground texture)), ``shapes`` (primitives, materials, palettes), ``sensors`` (the rig
+and its simulation), ``writer`` (the dataroot). ``generate(out, WorldConfig(scenes, samples, seed))`` writes
 ``v1.0-mini`` (or ``v1.0-trainval`` past 10 scenes) tables, ``samples/``, ``sweeps/`` and ``maps/``; scenes
 are named after the official mini split so the devkit's split logic and DetectionEval work unchanged.
 Everything is a pure function of the seed: same seed, same bytes.
