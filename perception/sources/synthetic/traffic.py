@@ -183,7 +183,6 @@ def kerb_parking(rng, O: Objects, st: Street, lo: float, hi: float, is_main: boo
     """Parked vehicles along both kerbs of a street between arclengths lo and hi, except near the
     intersection and crosswalks."""
     for side in (-1.0, 1.0):
-        d = side * (st.lanes * st.lane_w + (1.5 if st.bike else 0) + 1.15)
         cur = lo
         while cur < hi:
             c = choice(rng, PARK_MIX)
@@ -199,7 +198,6 @@ def kerb_parking(rng, O: Objects, st: Street, lo: float, hi: float, is_main: boo
                 continue
             yaw = float(h) + (0.0 if side < 0 else math.pi) + rng.normal(0, 0.03)
             O.static(c, xy, yaw, lwh=size, parked=True, prio=4)
-        del d
 
 
 def turning_traffic(rng, O: Objects, streets: list[Street], extra: dict, tgrid: np.ndarray) -> None:
