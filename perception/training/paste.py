@@ -167,7 +167,7 @@ class ObjectPaste:
         out = np.zeros((len(boxes), len(points)), bool)
         for j, b in enumerate(boxes):  # only the points that can reach the box are moved and tested
             v = np.nan_to_num(b[7:9])
-            reach = np.hypot(b[3] / 2 + MARGIN, b[4] / 2 + MARGIN) + np.hypot(*v) * lag.max()
+            reach = _reach(b[None])[0] + np.hypot(*v) * lag.max()
             near = np.flatnonzero((np.abs(xyz[:, 0] - b[0]) <= reach) & (np.abs(xyz[:, 1] - b[1]) <= reach))
             moved = xyz[near]
             moved[:, :2] += lag[near, None] * v[None]
@@ -232,13 +232,12 @@ class ObjectPaste:
             added = [e[m] for e in chosen if e.get(m) is not None and len(e[m])]
             out[m] = {**inputs[m], "points": np.concatenate([pts[keep], *added]).astype(pts.dtype)}
         imaged = np.zeros(len(chosen), bool)
+        vis = np.full(len(chosen), PASTED_VISIBILITY, np.int64)  # what the frame's images show of each
         if self.images and "camera" in inputs:
             images, share = paint(inputs["camera"], own, boxes, [e["views"] for e in chosen])
             out["camera"] = {**inputs["camera"], "images": images}
             imaged = share > 0
-            vis = np.where(imaged, visibility_level(share, [e["visibility"] for e in chosen]), PASTED_VISIBILITY)
-        else:
-            vis = np.full(len(chosen), PASTED_VISIBILITY)
+            vis[imaged] = visibility_level(share[imaged], [e["visibility"] for e, i in zip(chosen, imaged) if i])
         fields = {}
         for name, values in gt.fields.items():
             if name == "attributes":
@@ -248,14 +247,14 @@ class ObjectPaste:
             elif name == "num_radar_pts":
                 new = np.array([0 if e["radar"] is None else len(e["radar"]) for e in chosen], np.int64)
             elif name == "visibility":  # what the frame's images show of it (patches.visibility_level)
-                new = vis.astype(np.int64)
+                new = vis
             elif name == "instance_tokens":  # the pasted object's own identity, marked
                 new = np.array([f"pasted:{e['instance']}" for e in chosen], dtype=object)
             else:  # annotation tokens: the frame it came from
                 new = np.array([f"pasted:{e['token']}" for e in chosen], dtype=object)
             fields[name] = np.concatenate([values, new])
         if "visibility" not in fields:  # the frame's own boxes: unknown (0, painted as annotated)
-            fields["visibility"] = np.concatenate([np.zeros(len(gt), np.int64), vis.astype(np.int64)])
+            fields["visibility"] = np.concatenate([np.zeros(len(gt), np.int64), vis])
         self.frames, self.objects = self.frames + 1, self.objects + len(chosen)
         merged = Boxes3D(np.concatenate([gt.data, boxes]), np.concatenate([gt.labels, [e["label"] for e in chosen]]),
                          **fields)
@@ -296,6 +295,12 @@ def _above_ground(points: np.ndarray, cols: list[str], box: np.ndarray) -> int:
     return int((points[:, cols.index("z")] > box[2] - box[5] / 2 + MARGIN).sum())
 
 
+def _reach(boxes: np.ndarray) -> np.ndarray:
+    """(N,) how far from its centre, in x or y, a point within the margin of each box can lie: its grown corners'
+    distance (the prefilter of the point-in-box tests)."""
+    return np.hypot(boxes[:, 3] / 2 + MARGIN, boxes[:, 4] / 2 + MARGIN)
+
+
 def _trail(box: np.ndarray, lag: float) -> np.ndarray:
     """(K, 9) the box where it stood over the last ``lag`` seconds (its velocity back in time), spaced at most
     half its length apart: what its earlier sweeps' points lie in. K = 1 for a still object."""
@@ -310,8 +315,7 @@ def _trail(box: np.ndarray, lag: float) -> np.ndarray:
 def _in_any(xyz: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(N,) which points lie in any of the boxes (grown by the margin); only the points near a box are tested."""
     inside = np.zeros(len(xyz), bool)
-    reach = np.hypot(boxes[:, 3] / 2 + MARGIN, boxes[:, 4] / 2 + MARGIN)  # the grown box's corners
-    for b, r in zip(boxes, reach):
+    for b, r in zip(boxes, _reach(boxes)):
         near = np.flatnonzero((np.abs(xyz[:, 0] - b[0]) <= r) & (np.abs(xyz[:, 1] - b[1]) <= r))
         if len(near):
             inside[near[points_in_boxes(xyz[near], b[None], MARGIN)[0]]] = True
