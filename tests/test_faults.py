@@ -169,3 +169,13 @@ def test_grounding_evaluation_end_to_end(synthetic_root, tmp_path, capsys):
     assert "prompts with the part" in out and "AMOTA:" in out and "prompt AMOTA" not in out
     assert all(0 < s["ceiling"] <= 1 for s in g["summary"].values())
     assert g["summary"]["train"]["ceiling"] >= g["summary"]["train"]["mAP"] - 0.05  # words lose, rarely gain
+    # --track also scores the detections with their tracks' velocities: the same boxes and scores, some
+    # velocities changed, so the devkit's mAP is the network's and the table names both mAVEs
+    net = json.loads((tmp_path / "results.json").read_text())["results"]
+    trk = json.loads((tmp_path / "track_velocity" / "results_nusc.json").read_text())["results"]
+    assert net.keys() == trk.keys()
+    pairs = [(a, b) for t in net for a, b in zip(net[t], trk[t], strict=True)]
+    assert all(a["translation"] == b["translation"] and a["detection_score"] == b["detection_score"]
+               for a, b in pairs)
+    assert sum(a["velocity"] != b["velocity"] for a, b in pairs) > 0.2 * len(pairs)
+    assert re.search(r"^mAVE +\d\.\d{3} +\d\.\d{3} +\([+-]\d+\.\d%\)$", out, re.M)

@@ -136,6 +136,37 @@ def test_displacement_weight_recovers_motion_the_detector_misses():
     assert 0.7 * 6 < speeds["kalman"] < 6.5
 
 
+def test_detections_take_their_tracks_velocities_in_the_ego_frame():
+    """A car crossing at 6 m/s that the detector calls still, seen from a turned, moving ego, with the detections'
+    order shuffled every frame: ``with_track_velocities`` gives the car its track's velocity (the ego frame's
+    6 m/s, rotated like the boxes), a pedestrian of a class not tracked keeps the detector's, and nothing else
+    of the detections changes; tracks of another frame are an error."""
+    from perception.tracking import with_track_velocities
+
+    rng = np.random.default_rng(5)
+    trk = Tracker(classes=("car",))
+    for k in range(8):
+        t = 0.5 * k
+        T = _pose(2.0 * t, 0.0, np.pi / 2)  # ego faces +y of the global frame, drives along x at 2 m/s
+        det = _detect([(CAR, 15.0 + 6.0 * t, 30.0, 0.0, 0.0, 0.0), (PED, -5.0, 12.0, 0.0, 1.0, 0.0)], T, rng,
+                      noise=0.05, vel_noise=0.0)
+        order = rng.permutation(2)
+        det = det[order]
+        tracks = trk.update(det, T, int(t * 1e9))
+        out = with_track_velocities(det, tracks)
+    car, ped = int(np.flatnonzero(det.labels == CAR)[0]), int(np.flatnonzero(det.labels == PED)[0])
+    assert np.abs(det.boxes.data[car, 7:9]).max() < 1e-9  # the detector's 0
+    v_global = out.boxes.transform(T).data[car, 7:9]
+    assert abs(v_global[0] - 6.0) < 1.0 and abs(v_global[1]) < 0.5, v_global
+    assert abs(out.boxes.data[car, 8] + 6.0) < 1.0  # global +x is the ego's -y
+    np.testing.assert_array_equal(out.boxes.data[ped], det.boxes.data[ped])
+    np.testing.assert_array_equal(out.boxes.data[:, :7], det.boxes.data[:, :7])
+    np.testing.assert_array_equal(out.scores, det.scores)
+    np.testing.assert_array_equal(out.labels, det.labels)
+    with pytest.raises(ValueError, match="not this frame's"):
+        with_track_velocities(Detections.empty(), tracks)
+
+
 def test_kalman_velocity_is_steady_at_20_hz_and_follows_the_detections():
     """At 20 Hz a centre's noise over one frame is a large velocity error: the Kalman filter's velocity of a car
     at 8 m/s with 0.15 m centre noise and a detector velocity of 8 +- 1 m/s stays within 1 m/s once settled,

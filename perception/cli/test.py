@@ -155,6 +155,8 @@ def main(argv=None) -> int:
                 if summary.get("track_velocity_by_heading"):
                     print(TRACK_VELOCITY_TITLE)
                     print(format_velocity_by_heading(summary["track_velocity_by_heading"]))
+                if "track_velocity" in summary:
+                    print("\n" + format_track_velocity(summary))
             if a.pictures:
                 _pictures(pipe, src, mods, Path(a.pictures), a.picture_frame, a.min_score)
             if records is not None:
@@ -244,3 +246,20 @@ def _print_furniture(out: Path, src, data_root, version: str) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def format_track_velocity(summary: dict) -> str:
+    """The velocity error of the detections as the network gives it and as their tracks carry it (the devkit's
+    AVE per class, mAVE, NDS: the same boxes and scores, so mAP is the same)."""
+    from perception.tracking import TRACKING_CLASSES
+
+    net, trk = summary["label_tp_errors"], summary["track_velocity"]["label_tp_errors"]
+    lines = ["velocity of the detections: the network's against their tracks' (the devkit's AVE, m/s; "
+             "track_velocity/ beside the submission)", f"{'class':12s} {'network':>8s} {'tracks':>8s}"]
+    for c in TRACKING_CLASSES:
+        lines.append(f"{c:12s} {net[c]['vel_err']:8.3f} {trk[c]['vel_err']:8.3f}")
+    n, t = summary["tp_errors"]["vel_err"], summary["track_velocity"]["tp_errors"]["vel_err"]
+    lines.append(f"{'mAVE':12s} {n:8.3f} {t:8.3f}   ({100 * (t - n) / max(n, 1e-9):+.1f}%)")
+    lines.append(f"{'NDS':12s} {summary['nd_score']:8.3f} {summary['track_velocity']['nd_score']:8.3f}")
+    return "\n".join(lines)
+

@@ -30,7 +30,8 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
              track: dict | None = None, prompt_tracking: bool = True) -> dict:
     """Detection eval; with ``prompts`` (records) also the grounding eval (``summary["grounding"]``); with
     ``track`` (Tracker settings, {} for the defaults) the detections of each scene also go through the tracker
-    in time order and the devkit's TrackingEval scores them (``summary["tracking"]``); with both, and
+    in time order and the devkit's TrackingEval scores them (``summary["tracking"]``), and the detections with
+    their tracks' velocities go through the DetectionEval again (``summary["track_velocity"]``); with both, and
     ``prompt_tracking``, also the prompts answered by tracks (``summary["prompt_tracking"]``)."""
     from tqdm import tqdm
 
@@ -48,9 +49,9 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             asked.setdefault(tok, []).append(r["prompt"])
     dets, gts = {}, {}
     depth_err: list = []
-    tracker, tracked, track_ms, track_frames, last_scene = None, {}, [], {}, None
+    tracker, tracked, track_ms, track_frames, last_scene, track_vel = None, {}, [], {}, None, {}
     if track is not None:
-        from perception.tracking import Tracker
+        from perception.tracking import Tracker, with_track_velocities
 
         tracker = Tracker(**track)
     for frame in tqdm(src, total=len(src), desc=desc, unit="frame", disable=quiet):
@@ -74,6 +75,8 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
             tracks = tracker.update(det, frame.T_global_ego, frame.stamp_ns)
             track_ms.append(1000 * (time.perf_counter() - t0))
             tracked[frame.sample_token] = to_tracking_boxes(frame.sample_token, tracks, frame.T_global_ego)
+            track_vel[frame.sample_token] = to_nuscenes_boxes(frame.sample_token, with_track_velocities(det, tracks),
+                                                              frame.T_global_ego)
             if prompts is not None:
                 track_frames[frame.sample_token] = {"stamp_ns": frame.stamp_ns, "T_global_ego": frame.T_global_ego,
                                                     "gt": frame.gt, "tracks": tracks.current()}
@@ -93,6 +96,12 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
 
         summary["tracking"] = run_tracking_eval(data_root, version, split, tpath, tpath.parent / "eval")
         summary["tracking"]["p50_ms"] = float(np.median(track_ms))
+        # the same detections, each with its track's velocity (the devkit's detection eval again: only the
+        # velocity column differs, so mAP is the same and mAVE / NDS say what the history adds to velocity)
+        vpath = out.parent / "track_velocity" / "results_nusc.json"
+        write_submission(vpath, track_vel, mods)
+        tv = run_detection_eval(data_root, version, split, vpath, vpath.parent / "eval")
+        summary["track_velocity"] = {k: tv[k] for k in ("mean_ap", "nd_score", "tp_errors", "label_tp_errors")}
     if depth_err:  # a network with a camera depth head: its depth where the reference lidar sweep lands
         e = np.concatenate(depth_err)
         summary["depth_abs_rel"], summary["depth_pixels"] = float(e.mean()), int(e.size)

@@ -45,6 +45,24 @@ def box_features(boxes: torch.Tensor, labels: torch.Tensor, attributes: torch.Te
     return torch.cat([geo, dk, sk, cls, attr, sides], 1)
 
 
+N_PRED = N_SIDES + len(_DIST_KNOTS) + len(_SPEED_KNOTS) + 1
+
+
+def predicates(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 9) ego-frame boxes -> (N, N_PRED) the geometric predicates the prompts' parts name, each in [-1, 1]
+    or [0, 1]: the side steps (ahead, left, right), the distance and speed knots, and approaching (-1) /
+    receding (+1). The head weighs them by the prompt directly (``GroundingHead.pred``): a part's logit term is
+    a weight on its predicate, so "ahead" needs no more than one sign read off the prompt."""
+    b = torch.nan_to_num(boxes.float())
+    x, y, vx, vy = b[:, 0], b[:, 1], b[:, 7], b[:, 8]
+    d = torch.hypot(x, y)
+    radial = (vx * x + vy * y) / d.clamp(min=1e-3)
+    sides = torch.stack([torch.tanh(x / 1.0), torch.tanh((y - 2.0) / 0.5), torch.tanh((y + 2.0) / 0.5)], 1)
+    dk = torch.sigmoid((d[:, None] - _DIST_KNOTS.to(d)) / 1.5)
+    sk = torch.sigmoid((torch.hypot(vx, vy)[:, None] - _SPEED_KNOTS.to(d)) / 0.3)
+    return torch.cat([sides, dk, sk, torch.tanh(radial / 1.0)[:, None]], 1)
+
+
 def perturb_tokens(tokens: torch.Tensor, mask: torch.Tensor, noise: float, drop: float):
     """Training-time paraphrase robustness: hide a share ``drop`` of the word pieces ([CLS] stays) and add
     Gaussian noise of std ``noise`` to the token features. (P, T, D), (P, T) -> the same, perturbed."""
@@ -70,8 +88,9 @@ class GroundingHead(nn.Module):
     def __init__(self, bev_channels: int, xy_range, text_dim: int = 384, dim: int = 64, heads: int = 4,
                  layers: int = 2, grad_scale: float = 0.1, prompts_per_sample: int = 12, jitter_xy: float = 0.25,
                  jitter_vel: float = 0.3, attr_drop: float = 0.1, loss_weight: float = 1.0,
-                 token_drop: float = 0.15, token_noise: float = 0.2):
+                 token_drop: float = 0.15, token_noise: float = 0.2, predicates: bool = True):
         super().__init__()
+        self.dim = dim
         self.xy_range = tuple(xy_range)
         self.text_dim = text_dim
         self.grad_scale = grad_scale
@@ -84,6 +103,12 @@ class GroundingHead(nn.Module):
         self.sent = nn.Linear(text_dim, dim)
         self.layers = nn.ModuleList(_Layer(dim, heads) for _ in range(layers))
         self.out = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        # the prompt's weight on each geometric predicate (``predicates``), added to the logit; starts at zero,
+        # so a fresh term (or a head trained before it: ``_load_from_state_dict``) scores as the head alone
+        self.pred = nn.Linear(text_dim, N_PRED) if predicates else None
+        if self.pred is not None:
+            nn.init.zeros_(self.pred.weight)
+            nn.init.zeros_(self.pred.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """A head trained before the side steps (its object layer N_SIDES inputs short) gets zero weights on
@@ -92,6 +117,10 @@ class GroundingHead(nn.Module):
         w = state_dict.get(key)
         if w is not None and w.ndim == 2 and w.shape[0] == want.shape[0] and w.shape[1] == want.shape[1] - N_SIDES:
             state_dict[key] = torch.cat([w, w.new_zeros(w.shape[0], N_SIDES)], 1)
+        if self.pred is not None and prefix + "pred.weight" not in state_dict and key in state_dict:
+            # a head trained before the predicate term: the term at zero
+            state_dict[prefix + "pred.weight"] = torch.zeros_like(self.pred.weight)
+            state_dict[prefix + "pred.bias"] = torch.zeros_like(self.pred.bias)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- objects ------------------------------------------------------------------------------------------
@@ -104,18 +133,21 @@ class GroundingHead(nn.Module):
 
     def objects(self, bev: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
                 attributes: torch.Tensor) -> torch.Tensor:
-        """Object queries (N, dim) of one sample; ``bev`` (C, H, W) is the head's input feature map."""
+        """Object queries (N, dim) of one sample, followed by their N_PRED ``predicates`` when the head weighs
+        them (N, dim + N_PRED): what ``forward`` takes. ``bev`` (C, H, W) is the head's input feature map."""
         if self.training and self.grad_scale != 1.0:
             bev = bev * self.grad_scale + bev.detach() * (1 - self.grad_scale)
         feat = self.sample_bev(bev, torch.nan_to_num(boxes[:, :2].float()))
-        return self.obj(torch.cat([feat.float(), box_features(boxes, labels, attributes)], 1))
+        obj = self.obj(torch.cat([feat.float(), box_features(boxes, labels, attributes)], 1))
+        return obj if self.pred is None else torch.cat([obj, predicates(boxes).to(obj)], 1)
 
     # -- matching -----------------------------------------------------------------------------------------
     def forward(self, obj: torch.Tensor, text: dict) -> torch.Tensor:
-        """obj (N, dim), text {"tokens" (P, T, Dt), "mask" (P, T), "sentence" (P, Dt)} -> logits (N, P)."""
+        """obj (``objects``), text {"tokens" (P, T, Dt), "mask" (P, T), "sentence" (P, Dt)} -> logits (N, P)."""
         P, N = text["tokens"].shape[0], obj.shape[0]
         if P == 0 or N == 0:
             return obj.new_zeros((N, P))
+        obj, pred = obj[:, :self.dim], obj[:, self.dim:]
         tokens, sent, mask = text["tokens"].to(obj), text["sentence"].to(obj), text["mask"].to(obj.device)
         if self.training:
             tokens, mask = perturb_tokens(tokens, mask, self.token_noise, self.token_drop)
@@ -127,6 +159,8 @@ class GroundingHead(nn.Module):
         for layer in self.layers:
             q = layer(q, kv, pad)
         logits = self.out(torch.cat([q, obj[None] * s[:, None]], -1))[..., 0]   # P, N
+        if self.pred is not None:
+            logits = logits + self.pred(sent) @ pred.T
         return logits.T
 
     def jitter(self, boxes: torch.Tensor, attributes: torch.Tensor, gen: torch.Generator | None = None):
