@@ -1,5 +1,7 @@
 """The tracker keeps identities through motion, ego motion, misses and crossings, and resets between drives."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -374,6 +376,9 @@ def test_track_tool_tracks_a_saved_submission_like_the_online_loop(synthetic_roo
     assert rows and rows[0][1] == "still"
     moving = [(int(r[-4]), float(r[-3])) for r in rows if r[1] != "still"]
     assert sum(n for n, _ in moving) > 0 and all(ave < 1.0 for n, ave in moving if n)
+    # and the annotations with their tracks' velocities through the devkit's DetectionEval: a small mAVE
+    mave = re.search(r"the detections' mAVE with their tracks' velocities \(the devkit's\): (\d+\.\d{3})", out)
+    assert mave and float(mave.group(1)) < 0.5, out
     with pytest.raises(SystemExit):
         track_main([str(path), "--data-root", str(synthetic_root), "--split", "mini_train"])
     assert "no sample of split mini_train" in capsys.readouterr().err

@@ -10,7 +10,8 @@ does, so the same settings give the same tracks. ``--tracker`` takes ``k=v`` set
 makes a grid, every combination is tracked and scored, and a table sorted by AMOTA is printed (choose on a
 development split, never on the held-out one). The last line is the best row's
 ``AMOTA: x AMOTP: y IDS: n``. ``--velocity`` also scores the tracks' velocities against the annotations
-(``velocity error by heading``, and the mean error over moving objects in the grid's table).
+(``velocity error by heading``, and the mean error over moving objects in the grid's table) and the detections
+with their tracks' velocities with the devkit's DetectionEval (their mAVE, as ``promptfusion-test --track``).
 """
 
 from __future__ import annotations
@@ -59,12 +60,16 @@ def detections_by_sample(results: dict, source) -> list:
     return out
 
 
-def track_and_score(frames: list, settings: dict, data_root, version: str, split: str, out: Path) -> dict:
-    from perception.evaluation.detection import write_submission
+def track_and_score(frames: list, settings: dict, data_root, version: str, split: str, out: Path,
+                    detection_velocity: bool = False) -> dict:
+    """Track ``frames`` with ``settings``, score the tracks (TrackingEval); with ``detection_velocity`` also the
+    detections with their tracks' velocities (DetectionEval: ``summary["track_velocity"]``, as
+    ``promptfusion-test --track``)."""
+    from perception.evaluation.detection import run_detection_eval, to_nuscenes_boxes, write_submission
     from perception.evaluation.tracking import run_tracking_eval, to_tracking_boxes
-    from perception.tracking import Tracker
+    from perception.tracking import Tracker, with_track_velocities
 
-    tracker, tracked, last = Tracker(**settings), {}, None
+    tracker, tracked, last, dets = Tracker(**settings), {}, None, {}
     for e, det in frames:
         if e["scene"] != last:
             tracker.reset()
@@ -72,9 +77,17 @@ def track_and_score(frames: list, settings: dict, data_root, version: str, split
         T = np.array(e["T_global_ego"])
         tracks = tracker.update(det, T, int(e["timestamp_us"]) * 1000)
         tracked[e["token"]] = to_tracking_boxes(e["token"], tracks, T)
+        if detection_velocity:
+            dets[e["token"]] = to_nuscenes_boxes(e["token"], with_track_velocities(det, tracks), T)
     path = out / "results_tracking.json"
     write_submission(path, tracked)
-    return run_tracking_eval(data_root, version, split, path, out / "eval")
+    summary = run_tracking_eval(data_root, version, split, path, out / "eval")
+    if detection_velocity:
+        write_submission(out / "track_velocity" / "results_nusc.json", dets)
+        tv = run_detection_eval(data_root, version, split, out / "track_velocity" / "results_nusc.json",
+                                out / "track_velocity" / "eval")
+        summary["track_velocity"] = {k: tv[k] for k in ("mean_ap", "nd_score", "tp_errors", "label_tp_errors")}
+    return summary
 
 
 def movers_ave(table: dict) -> float:
@@ -132,27 +145,32 @@ def main(argv=None) -> int:
     if a.velocity:  # the annotations and ego headings, loaded once for every setting's tracks
         gt, yaws = annotated_motion(a.data_root, version, a.split, a.detections, out / "detection")
     for k, s in enumerate(settings):
-        summary = track_and_score(frames, s, a.data_root, version, a.split, out / f"run{k}")
+        summary = track_and_score(frames, s, a.data_root, version, a.split, out / f"run{k}", a.velocity)
         if a.velocity:
             tracks = tracks_as_detections(out / f"run{k}" / "results_tracking.json")
             summary["velocity"] = velocity_by_heading(gt, tracks, yaws)
             summary["movers_ave"] = movers_ave(summary["velocity"])
         rows.append((s, summary))
-        vel = f" movers AVE {summary['movers_ave']:.2f} m/s" if a.velocity else ""
+        vel = (f" movers AVE {summary['movers_ave']:.2f} m/s, detections' mAVE with the tracks' velocities "
+               f"{summary['track_velocity']['tp_errors']['vel_err']:.3f}") if a.velocity else ""
         if len(settings) == 1:
             print(format_tracking_table(summary))
             if a.velocity:
                 print(TRACK_VELOCITY_TITLE)
                 print(format_velocity_by_heading(summary["velocity"]))
+                print(f"the detections' mAVE with their tracks' velocities (the devkit's): "
+                      f"{summary['track_velocity']['tp_errors']['vel_err']:.3f}")
         else:
             print(f"[{k + 1}/{len(settings)}] {s or 'defaults'}: AMOTA {summary['amota']:.3f} "
                   f"IDS {summary['ids']:.0f}{vel}", flush=True)
     rows.sort(key=lambda r: -r[1]["amota"])
     if len(settings) > 1:
-        print(f"\n{'AMOTA':>6s} {'AMOTP':>6s} {'IDS':>5s}" + (" movers AVE" if a.velocity else "") + "  settings")
+        print(f"\n{'AMOTA':>6s} {'AMOTP':>6s} {'IDS':>5s}" + (" movers AVE   mAVE" if a.velocity else "")
+              + "  settings")
         for s, m in rows:
             print(f"{m['amota']:6.3f} {m['amotp']:6.3f} {m['ids']:5.0f}"
-                  + (f" {m['movers_ave']:10.2f}" if a.velocity else "") + f"  {s}")
+                  + (f" {m['movers_ave']:10.2f} {m['track_velocity']['tp_errors']['vel_err']:6.3f}" if a.velocity
+                     else "") + f"  {s}")
     best = rows[0][1]
     print(f"AMOTA: {best['amota']:.3f} AMOTP: {best['amotp']:.3f} IDS: {best['ids']:.0f}")
     return 0
