@@ -25,6 +25,22 @@ import tempfile
 from pathlib import Path
 
 
+def format_track_velocity(summary: dict) -> str:
+    """The velocity error of the detections as the network gives it and as their tracks carry it (the devkit's
+    AVE per class, mAVE, NDS: the same boxes and scores, so mAP is the same)."""
+    from perception.tracking import TRACKING_CLASSES
+
+    net, trk = summary["label_tp_errors"], summary["track_velocity"]["label_tp_errors"]
+    lines = ["velocity of the detections: the network's against their tracks' (the devkit's AVE, m/s; "
+             "track_velocity/ beside the submission)", f"{'class':12s} {'network':>8s} {'tracks':>8s}"]
+    for c in TRACKING_CLASSES:
+        lines.append(f"{c:12s} {net[c]['vel_err']:8.3f} {trk[c]['vel_err']:8.3f}")
+    n, t = summary["tp_errors"]["vel_err"], summary["track_velocity"]["tp_errors"]["vel_err"]
+    lines.append(f"{'mAVE':12s} {n:8.3f} {t:8.3f}   ({100 * (t - n) / max(n, 1e-9):+.1f}%)")
+    lines.append(f"{'NDS':12s} {summary['nd_score']:8.3f} {summary['track_velocity']['nd_score']:8.3f}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config")
@@ -246,20 +262,3 @@ def _print_furniture(out: Path, src, data_root, version: str) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def format_track_velocity(summary: dict) -> str:
-    """The velocity error of the detections as the network gives it and as their tracks carry it (the devkit's
-    AVE per class, mAVE, NDS: the same boxes and scores, so mAP is the same)."""
-    from perception.tracking import TRACKING_CLASSES
-
-    net, trk = summary["label_tp_errors"], summary["track_velocity"]["label_tp_errors"]
-    lines = ["velocity of the detections: the network's against their tracks' (the devkit's AVE, m/s; "
-             "track_velocity/ beside the submission)", f"{'class':12s} {'network':>8s} {'tracks':>8s}"]
-    for c in TRACKING_CLASSES:
-        lines.append(f"{c:12s} {net[c]['vel_err']:8.3f} {trk[c]['vel_err']:8.3f}")
-    n, t = summary["tp_errors"]["vel_err"], summary["track_velocity"]["tp_errors"]["vel_err"]
-    lines.append(f"{'mAVE':12s} {n:8.3f} {t:8.3f}   ({100 * (t - n) / max(n, 1e-9):+.1f}%)")
-    lines.append(f"{'NDS':12s} {summary['nd_score']:8.3f} {summary['track_velocity']['nd_score']:8.3f}")
-    return "\n".join(lines)
-
