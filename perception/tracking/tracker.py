@@ -383,13 +383,13 @@ def with_track_velocities(detections: Detections, tracks: Tracks) -> Detections:
     velocity of the object's history, what a planner reading the tracks gets, on the detection benchmark. A
     detection that updated no track (a class not tracked, below ``min_score``) keeps its own. Online: the
     tracks hold only this frame and the ones before it."""
-    if len(tracks) and int(tracks.det_index.max(initial=-1)) >= len(detections):
-        raise ValueError(f"with_track_velocities: a track refers to detection {int(tracks.det_index.max())} of "
-                         f"{len(detections)}: the tracks are not this frame's")
+    last = int(tracks.det_index.max(initial=-1))
+    if last >= len(detections):
+        raise ValueError(f"with_track_velocities: a track refers to detection {last} of {len(detections)}: the "
+                         "tracks are not this frame's")
     data = detections.boxes.data.copy()
-    hit = np.flatnonzero((tracks.misses == 0) & (tracks.det_index >= 0)) if len(tracks) else np.zeros(0, np.int64)
+    hit = np.flatnonzero((tracks.misses == 0) & (tracks.det_index >= 0))
     data[tracks.det_index[hit], 7:9] = tracks.boxes.data[hit, 7:9]
-    b = detections.boxes
-    return Detections(Boxes3D(data, b.labels.copy(), **{k: v.copy() for k, v in b.fields.items()}),
-                      detections.scores, detections.grounding_scores, detections.prompts)
+    return Detections(detections.boxes.with_data(data), detections.scores, detections.grounding_scores,
+                      detections.prompts)
 

@@ -91,7 +91,7 @@ class BevAugment:
             unknown = np.isnan(d[:, 7:9]).any(1)  # the devkit's NaN velocity stays unknown
             d[:, 7:9] = np.nan_to_num(d[:, 7:9]) @ L.T
             d[unknown, 7:9] = np.nan
-            gt = Boxes3D(d, gt.labels.copy(), **{k: v.copy() for k, v in gt.fields.items()})
+            gt = gt.with_data(d)
         return out, gt
 
 

@@ -130,6 +130,10 @@ class Boxes3D:
         """(N_boxes, N_points) bool mask."""
         return points_in_boxes(xyz, self.data)
 
+    def with_data(self, data) -> Boxes3D:
+        """The same boxes (labels and fields copied) with ``data`` (N, 9) in place of theirs."""
+        return Boxes3D(data, self.labels.copy(), **{k: v.copy() for k, v in self.fields.items()})
+
     def transform(self, T) -> Boxes3D:
         """Express the boxes in another frame (``T`` = T_new_old, rotation about z assumed for yaw)."""
         T = check_transform("Boxes3D.transform(T)", T)
@@ -137,4 +141,4 @@ class Boxes3D:
         d[:, :3] = transform_points(T, d[:, :3])
         d[:, 6] = wrap_angle(d[:, 6] + np.arctan2(T[1, 0], T[0, 0]))
         d[:, 7:9] = rotate_vectors(T, d[:, 7:9])
-        return Boxes3D(d, self.labels.copy(), **{k: v.copy() for k, v in self.fields.items()})
+        return self.with_data(d)
