@@ -65,7 +65,7 @@ def track_and_score(frames: list, settings: dict, data_root, version: str, split
     """Track ``frames`` with ``settings``, score the tracks (TrackingEval); with ``detection_velocity`` also the
     detections with their tracks' velocities (DetectionEval: ``summary["track_velocity"]``, as
     ``promptfusion-test --track``)."""
-    from perception.evaluation.detection import run_detection_eval, to_nuscenes_boxes, write_submission
+    from perception.evaluation.detection import to_nuscenes_boxes, track_velocity_eval, write_submission
     from perception.evaluation.tracking import run_tracking_eval, to_tracking_boxes
     from perception.tracking import Tracker, with_track_velocities
 
@@ -83,10 +83,8 @@ def track_and_score(frames: list, settings: dict, data_root, version: str, split
     write_submission(path, tracked)
     summary = run_tracking_eval(data_root, version, split, path, out / "eval")
     if detection_velocity:
-        write_submission(out / "track_velocity" / "results_nusc.json", dets)
-        tv = run_detection_eval(data_root, version, split, out / "track_velocity" / "results_nusc.json",
-                                out / "track_velocity" / "eval")
-        summary["track_velocity"] = {k: tv[k] for k in ("mean_ap", "nd_score", "tp_errors", "label_tp_errors")}
+        summary["track_velocity"] = track_velocity_eval(dets, out / "track_velocity" / "results_nusc.json",
+                                                        data_root, version, split)
     return summary
 
 

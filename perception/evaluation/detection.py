@@ -96,6 +96,17 @@ def run_detection_eval(dataroot, version: str, eval_set: str, result_path, outpu
     return out
 
 
+def track_velocity_eval(results: dict[str, list], path, dataroot, version: str, eval_set: str,
+                        modalities=("camera", "lidar", "radar")) -> dict:
+    """The detections with their tracks' velocities (``results``: sample -> nuScenes boxes, e.g. of
+    ``perception.tracking.with_track_velocities``) written at ``path`` and scored by the DetectionEval (output
+    beside it, ``eval/``): the parts of its summary a velocity comparison reads (mAP, NDS, the TP errors and
+    the per-class ones)."""
+    write_submission(path, results, modalities)
+    tv = run_detection_eval(dataroot, version, eval_set, path, Path(path).parent / "eval")
+    return {k: tv[k] for k in ("mean_ap", "nd_score", "tp_errors", "label_tp_errors")}
+
+
 def tracks_as_detections(path):
     """A tracking submission's boxes as the devkit's DetectionBoxes (tracking name and score as the detection's),
     for the tables that read detections."""

@@ -35,7 +35,12 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
     ``prompt_tracking``, also the prompts answered by tracks (``summary["prompt_tracking"]``)."""
     from tqdm import tqdm
 
-    from perception.evaluation.detection import run_detection_eval, to_nuscenes_boxes, write_submission
+    from perception.evaluation.detection import (
+        run_detection_eval,
+        to_nuscenes_boxes,
+        track_velocity_eval,
+        write_submission,
+    )
     from perception.faults import apply_to_frame
 
     pipe.modalities = mods
@@ -98,10 +103,8 @@ def evaluate(pipe, src, mods, faults, out: Path, data_root, version, split, quie
         summary["tracking"]["p50_ms"] = float(np.median(track_ms))
         # the same detections, each with its track's velocity (the devkit's detection eval again: only the
         # velocity column differs, so mAP is the same and mAVE / NDS say what the history adds to velocity)
-        vpath = out.parent / "track_velocity" / "results_nusc.json"
-        write_submission(vpath, track_vel, mods)
-        tv = run_detection_eval(data_root, version, split, vpath, vpath.parent / "eval")
-        summary["track_velocity"] = {k: tv[k] for k in ("mean_ap", "nd_score", "tp_errors", "label_tp_errors")}
+        summary["track_velocity"] = track_velocity_eval(track_vel, out.parent / "track_velocity" / "results_nusc.json",
+                                                        data_root, version, split, mods)
     if depth_err:  # a network with a camera depth head: its depth where the reference lidar sweep lands
         e = np.concatenate(depth_err)
         summary["depth_abs_rel"], summary["depth_pixels"] = float(e.mean()), int(e.size)
