@@ -23,28 +23,6 @@ _SPEED_KNOTS = torch.tensor([0.5, 1, 2, 3, 4, 5, 6, 8, 10, 12.0])  # ... and spe
 N_SIDES = 3
 N_GEOM = 17 + len(_DIST_KNOTS) + len(_SPEED_KNOTS) + len(DETECTION_CLASSES) + len(ATTRIBUTES) + 1 + N_SIDES
 
-
-def box_features(boxes: torch.Tensor, labels: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
-    """(N, 9) ego-frame boxes + labels + attributes (-1 = none) -> (N, N_GEOM) geometric/semantic features."""
-    b = torch.nan_to_num(boxes.float())
-    x, y, z = b[:, 0], b[:, 1], b[:, 2]
-    vx, vy = b[:, 7], b[:, 8]
-    d = torch.hypot(x, y)
-    speed = torch.hypot(vx, vy)
-    radial = (vx * x + vy * y) / d.clamp(min=1e-3)
-    bearing = torch.atan2(y, x)
-    size = b[:, 3:6].clamp(min=1e-2).log()
-    geo = torch.stack([x / 50, y / 50, z / 5, d / 50, bearing.cos(), bearing.sin(), *size.T, b[:, 6].sin(),
-                       b[:, 6].cos(), vx / 5, vy / 5, speed / 5, radial / 5, (vy.abs() - vx.abs()) / 5,
-                       torch.tanh(y / 2)], 1)
-    dk = torch.sigmoid((d[:, None] - _DIST_KNOTS.to(d)) / 1.5)
-    sk = torch.sigmoid((speed[:, None] - _SPEED_KNOTS.to(d)) / 0.3)
-    cls = F.one_hot(labels.long().clamp(0, len(DETECTION_CLASSES) - 1), len(DETECTION_CLASSES)).to(d)
-    attr = F.one_hot((attributes.long() + 1).clamp(0, len(ATTRIBUTES)), len(ATTRIBUTES) + 1).to(d)
-    sides = torch.stack([torch.tanh(x / 1.0), torch.tanh((y - 2.0) / 0.5), torch.tanh((y + 2.0) / 0.5)], 1)
-    return torch.cat([geo, dk, sk, cls, attr, sides], 1)
-
-
 N_PRED = N_SIDES + len(_DIST_KNOTS) + len(_SPEED_KNOTS) + 1
 
 
@@ -61,6 +39,26 @@ def predicates(boxes: torch.Tensor) -> torch.Tensor:
     dk = torch.sigmoid((d[:, None] - _DIST_KNOTS.to(d)) / 1.5)
     sk = torch.sigmoid((torch.hypot(vx, vy)[:, None] - _SPEED_KNOTS.to(d)) / 0.3)
     return torch.cat([sides, dk, sk, torch.tanh(radial / 1.0)[:, None]], 1)
+
+
+def box_features(boxes: torch.Tensor, labels: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+    """(N, 9) ego-frame boxes + labels + attributes (-1 = none) -> (N, N_GEOM) geometric/semantic features."""
+    b = torch.nan_to_num(boxes.float())
+    x, y, z = b[:, 0], b[:, 1], b[:, 2]
+    vx, vy = b[:, 7], b[:, 8]
+    d = torch.hypot(x, y)
+    speed = torch.hypot(vx, vy)
+    radial = (vx * x + vy * y) / d.clamp(min=1e-3)
+    bearing = torch.atan2(y, x)
+    size = b[:, 3:6].clamp(min=1e-2).log()
+    geo = torch.stack([x / 50, y / 50, z / 5, d / 50, bearing.cos(), bearing.sin(), *size.T, b[:, 6].sin(),
+                       b[:, 6].cos(), vx / 5, vy / 5, speed / 5, radial / 5, (vy.abs() - vx.abs()) / 5,
+                       torch.tanh(y / 2)], 1)
+    p = predicates(boxes)  # the side steps and the knots, as the head's predicate term reads them
+    sides, dk, sk = p[:, :N_SIDES], p[:, N_SIDES:N_SIDES + len(_DIST_KNOTS)], p[:, N_SIDES + len(_DIST_KNOTS):-1]
+    cls = F.one_hot(labels.long().clamp(0, len(DETECTION_CLASSES) - 1), len(DETECTION_CLASSES)).to(d)
+    attr = F.one_hot((attributes.long() + 1).clamp(0, len(ATTRIBUTES)), len(ATTRIBUTES) + 1).to(d)
+    return torch.cat([geo, dk, sk, cls, attr, sides], 1)
 
 
 def perturb_tokens(tokens: torch.Tensor, mask: torch.Tensor, noise: float, drop: float):
