@@ -377,7 +377,8 @@ def test_track_tool_tracks_a_saved_submission_like_the_online_loop(synthetic_roo
     moving = [(int(r[-4]), float(r[-3])) for r in rows if r[1] != "still"]
     assert sum(n for n, _ in moving) > 0 and all(ave < 1.0 for n, ave in moving if n)
     # a detector that calls everything still (the annotations with zero velocity): with their tracks'
-    # velocities the devkit's mAVE falls well below the detections' own
+    # velocities the devkit's mAVE falls well below the detections' own (0.66x with the default long_noise,
+    # which lets a long vehicle's displacement weigh less; under 0.6x without it)
     still = {t: [{**r, "velocity": [0.0, 0.0]} for r in rows] for t, rows in results.items()}
     spath = tmp_path / "still.json"
     write_submission(spath, still)
@@ -386,7 +387,31 @@ def test_track_tool_tracks_a_saved_submission_like_the_online_loop(synthetic_roo
                        "--out", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
     mave = re.search(r"the detections' mAVE with their tracks' velocities \(the devkit's\): (\d+\.\d{3})", out)
-    assert mave and float(mave.group(1)) < 0.6 * own["tp_errors"]["vel_err"], (out, own["tp_errors"])
+    assert mave and float(mave.group(1)) < 0.7 * own["tp_errors"]["vel_err"], (out, own["tp_errors"])
     with pytest.raises(SystemExit):
         track_main([str(path), "--data-root", str(synthetic_root), "--split", "mini_train"])
     assert "no sample of split mini_train" in capsys.readouterr().err
+
+
+def test_long_noise_keeps_a_parked_trailer_still_and_leaves_a_car_as_it_was():
+    """The centre of a long box wanders with the part of it the sensors see: with ``long_noise`` (on by default)
+    the filter takes less of that wandering for motion (a parked 12 m trailer whose detected centre jitters 0.6 m
+    along its length at 2 Hz), and a box of a car's length is tracked exactly as without it."""
+    TRAILER = DETECTION_CLASSES.index("trailer")
+
+    def speeds(settings, length, label):
+        rng = np.random.default_rng(3)
+        trk, out = Tracker(**settings), []
+        for k in range(30):
+            d = np.array([[20.0 + rng.normal(0, 0.6), 5.0 + rng.normal(0, 0.1), 1.5, length, 2.9, 3.8, 0.0,
+                           *rng.normal(0, 0.1, 2)]])
+            tracks = trk.update(Detections(Boxes3D(d, [label]), np.array([0.8])), _pose(), int(k * 0.5e9))
+            if k >= 5:
+                out.append(float(np.hypot(*tracks.boxes.data[0, 7:9])))
+        return np.array(out)
+
+    still, without = speeds({}, 12.0, TRAILER), speeds(dict(long_noise=0.0), 12.0, TRAILER)  # default 0.3
+    assert still.mean() < 0.7 * without.mean(), (still.mean(), without.mean())
+    np.testing.assert_array_equal(speeds({}, 4.5, CAR), speeds(dict(long_noise=0.0), 4.5, CAR))
+    with pytest.raises(ValueError, match="long_noise"):
+        Tracker(long_noise=-0.1)

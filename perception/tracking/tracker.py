@@ -26,11 +26,13 @@ GATES = {"car": 4.0, "truck": 4.0, "bus": 5.5, "trailer": 3.0, "pedestrian": 1.0
          "bicycle": 3.0, "construction_vehicle": 4.0, "barrier": 1.0, "traffic_cone": 1.0}
 # The seven classes of the nuScenes tracking benchmark.
 TRACKING_CLASSES = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "trailer", "truck")
+# a car's length (m): boxes up to it have ``pos_noise`` of centre noise, longer ones more with ``long_noise``
+CAR_LENGTH = 4.6
 
 TRACKER_DEFAULTS = {"matcher": "greedy", "min_score": 0.1, "birth_score": 0.3, "min_hits": 2, "max_age": 3,
                     "smoothing": 0.5, "displacement": 0.5, "velocity": "kalman", "pos_noise": 0.4,
-                    "vel_noise": 4.0, "accel_noise": 1.0, "max_gap_s": 1.5, "max_jump_m": 20.0, "classes": None,
-                    "motion_hint": True, "score": "last"}
+                    "vel_noise": 4.0, "accel_noise": 1.0, "long_noise": 0.3, "max_gap_s": 1.5, "max_jump_m": 20.0,
+                    "classes": None, "motion_hint": True, "score": "last"}
 SCORES = ("last", "mean")
 
 
@@ -108,9 +110,16 @@ def _kalman_predict(cov: np.ndarray, dt: float, accel: float) -> np.ndarray:
     return F @ cov @ F.T + Q
 
 
-def _kalman_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray, pos_noise: float, vel_noise: float):
+def _centre_noise(lengths: np.ndarray, pos_noise: float, long_noise: float) -> np.ndarray:
+    """(N,) noise (m) of each detection's centre: ``pos_noise`` for a box up to a car's length (4.6 m); with
+    ``long_noise`` > 0, a longer box's grows by ``long_noise`` m per metre beyond it (a 12 m trailer's centre
+    wanders with the part of it the sensors see)."""
+    return pos_noise + long_noise * np.maximum(np.nan_to_num(lengths) - CAR_LENGTH, 0.0)
+
+
+def _kalman_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray, pos_noise, vel_noise: float):
     """Means (N, 4) and covariances (N, 4, 4) updated by measurements ``z`` (N, 4): the detection's centre (pos_noise
-    m) and velocity (vel_noise m/s; NaN: not measured, the position alone updates)."""
+    m: one value or one per row) and velocity (vel_noise m/s; NaN: not measured, the position alone updates)."""
     known = np.isfinite(z[:, 2:4]).all(1)
     R = np.zeros((len(z), 4, 4))
     R[:, 0, 0] = R[:, 1, 1] = pos_noise ** 2
@@ -122,7 +131,7 @@ def _kalman_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray, pos_noise: 
     return mean, 0.5 * (cov + cov.transpose(0, 2, 1))
 
 
-def _kalman_birth(data: np.ndarray, pos_noise: float, vel_noise: float) -> np.ndarray:
+def _kalman_birth(data: np.ndarray, pos_noise, vel_noise: float) -> np.ndarray:
     """Covariances of newborn tracks: the detection's noise; an unknown velocity 10 m/s uncertain."""
     cov = np.zeros((len(data), 4, 4))
     cov[:, 0, 0] = cov[:, 1, 1] = pos_noise ** 2
@@ -163,7 +172,8 @@ class Tracker:
     (the above) or "kalman": each track's centre and velocity a constant-velocity Kalman filter fed the
     detections' centres (``pos_noise`` m) and velocities (``vel_noise`` m/s), with ``accel_noise`` m/s^2 of
     process noise, so the frame interval weighs the displacement as it should (at 20 Hz a centre's noise is a
-    large velocity error, at 2 Hz a small one); ``max_gap_s`` /
+    large velocity error, at 2 Hz a small one); ``long_noise``: m of centre noise added per metre of a box's
+    length beyond a car's (4.6 m), so the wandering centre of a long vehicle is not taken for motion; ``max_gap_s`` /
     ``max_jump_m``: a longer pause or a larger ego jump between frames resets the state; ``classes``: class
     names tracked (None: all detection classes); ``motion_hint``: the grounding head reads each object's
     velocity from its track (``motion_source``); ``score``: a track's score, the one a tracking benchmark ranks
@@ -184,6 +194,8 @@ class Tracker:
         for k in ("pos_noise", "vel_noise", "accel_noise"):
             if not float(self.cfg[k]) > 0:
                 raise ValueError(f"tracker.{k}: {self.cfg[k]} must be > 0")
+        if not float(self.cfg["long_noise"]) >= 0:
+            raise ValueError(f"tracker.long_noise: {self.cfg['long_noise']} must be >= 0")
         if self.cfg["score"] not in SCORES:
             raise ValueError(f"tracker.score: {self.cfg['score']!r}; valid: {', '.join(map(repr, SCORES))}")
         if self.cfg["matcher"] not in ("greedy", "hungarian"):
@@ -247,7 +259,8 @@ class Tracker:
             if kalman:  # centre and velocity: the filter's
                 prior = np.concatenate([pred[ti, :2], np.nan_to_num(pred[ti, 7:9])], 1)
                 z = np.concatenate([obs[:, :2], obs[:, 7:9]], 1)
-                m, cov[ti] = _kalman_update(prior, cov[ti], z, float(c["pos_noise"]), float(c["vel_noise"]))
+                noise = _centre_noise(obs[:, 3], float(c["pos_noise"]), float(c["long_noise"]))
+                m, cov[ti] = _kalman_update(prior, cov[ti], z, noise, float(c["vel_noise"]))
                 new[ti, :2], new[ti, 7:9] = m[:, :2], m[:, 2:4]
             else:
                 # velocity: the detection's, averaged with the displacement since the last detection when the
@@ -296,8 +309,8 @@ class Tracker:
             born_n[:, cols] = 1
         if kalman:
             born_data = self.state.data[len(alive):]
-            self.state.cov = np.concatenate([cov[alive], _kalman_birth(born_data, float(c["pos_noise"]),
-                                                                       float(c["vel_noise"]))])
+            noise = _centre_noise(born_data[:, 3], float(c["pos_noise"]), float(c["long_noise"]))
+            self.state.cov = np.concatenate([cov[alive], _kalman_birth(born_data, noise, float(c["vel_noise"]))])
             born_data[:, 7:9] = np.nan_to_num(born_data[:, 7:9])  # the filter's mean: unknown starts at 0
         self.state.score_sum = np.concatenate([score_sum[alive], dscore[born]])
         self.state.g_sum = np.concatenate([g_sum[alive], born_sum])
