@@ -361,6 +361,9 @@ def test_track_tool_tracks_a_saved_submission_like_the_online_loop(synthetic_roo
         order = np.argsort(-ref.scores, kind="stable")
         assert np.allclose(d.boxes.data[:, :7], np.nan_to_num(ref.boxes.data[order, :7]), atol=1e-6)
         assert np.array_equal(d.boxes.labels, ref.boxes.labels[order])
+        # the attributes too (a re-scored submission keeps the detector's mAAE and NDS)
+        assert d.boxes.attribute_names == [r["attribute_name"] for r in results[e["token"]]]
+        assert any(d.boxes.attribute_names)
     assert track_main([str(path), "--data-root", str(synthetic_root), "--split", "mini_val",
                        "--tracker", "max_age=0|3", "--out", str(tmp_path / "t")]) == 0
     out = capsys.readouterr().out.splitlines()

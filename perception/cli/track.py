@@ -43,7 +43,7 @@ def detections_by_sample(results: dict, source) -> list:
     """[(index entry, Detections in its ego frame)] in the source's scene/time order; a sample without
     results gets no detections."""
     from perception.geometry import invert_transform, quat_to_yaw
-    from perception.types import DETECTION_CLASSES, Boxes3D, Detections
+    from perception.types import ATTRIBUTES, DETECTION_CLASSES, Boxes3D, Detections
 
     out = []
     for e in source.index:
@@ -55,7 +55,10 @@ def detections_by_sample(results: dict, source) -> list:
         data = np.array([[*r["translation"], r["size"][1], r["size"][0], r["size"][2], quat_to_yaw(r["rotation"]),
                           *r["velocity"]] for r in rows], np.float64)
         labels = [DETECTION_CLASSES.index(r["detection_name"]) for r in rows]
-        boxes = Boxes3D(data, labels).transform(invert_transform(T))
+        # the attribute kept (a re-scored submission's mAAE, and so its NDS, stays the detector's)
+        attrs = np.array([ATTRIBUTES.index(r["attribute_name"]) if r.get("attribute_name") in ATTRIBUTES else -1
+                          for r in rows], np.int64)
+        boxes = Boxes3D(data, labels, attributes=attrs).transform(invert_transform(T))
         out.append((e, Detections(boxes, np.array([r["detection_score"] for r in rows], np.float64))))
     return out
 
