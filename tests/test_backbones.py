@@ -306,3 +306,51 @@ def test_context_config_trains_end_to_end():
     assert torch.isfinite(total)
     total.backward()
     assert net.context.stage[0][0].weight.grad.abs().sum() > 0
+
+
+def test_depth_lift_puts_a_pixels_features_where_its_depth_says():
+    """Lift-Splat: a feature pixel with all its depth probability in one bin lands in the BEV cell of the point
+    at that depth along its ray; split over two bins, half in each; off the grid or above it, nowhere."""
+    from perception.models.lift import DepthLift
+
+    lift = DepthLift(8, 4, xy_range=(-51.2, -51.2, 51.2, 51.2), bev_hw=(64, 64))
+    e2i = _front_camera().view(1, 1, 4, 4)
+    bins = (1.0, 61.0, 30)  # 2 m bins: centres 2, 4, ..., 60
+    f = torch.zeros(1, 1, 4, 16, 28)
+    f[0, 0, :, 8, 14] = 1.0  # the pixel at the image centre (its centre 116, 68: 4 px right of and below the axis)
+    probs = torch.zeros(1, 1, 30, 16, 28)
+    probs[0, 0, 9, 8, 14] = 1.0  # 20 m along the optical axis
+    bev = lift.splat(f, probs, bins, e2i, (128, 224))
+    assert bev.shape == (1, 4, 64, 64) and float(bev.sum()) == 4.0
+    iy, ix = [int(v) for v in (bev[0, 0] > 0).nonzero()[0]]
+    x, y = -51.2 + (ix + 0.5) * 1.6, -51.2 + (iy + 0.5) * 1.6
+    # the ego point: camera at x = 1.5 m, 20 m ahead, 20 * 4 / 100 = 0.8 m to the right (y < 0)
+    assert abs(x - 21.5) <= 0.8 and abs(y + 0.8) <= 0.8
+    probs[0, 0, 9, 8, 14], probs[0, 0, 19, 8, 14] = 0.5, 0.5  # half at 20 m, half at 40 m
+    bev = lift.splat(f, probs, bins, e2i, (128, 224))
+    assert sorted(bev[0, 0][bev[0, 0] > 0].tolist()) == [0.5, 0.5]
+    probs.zero_()
+    probs[0, 0, 29, 0, 14] = 1.0  # the top row at 60 m: 60 * 60 / 100 = 36 m up, above the grid's 3 m
+    f[0, 0, :, 0, 14] = 1.0
+    assert float(lift.splat(f, probs, bins, e2i, (128, 224)).sum()) == 0.0
+
+
+def test_lift_config_trains_end_to_end():
+    """The camera-only proxy with the lifted map: the lift's weights and the depth head both get gradients."""
+    from perception.config import build, load_config
+    from perception.pipeline import Preprocessor
+    from perception.training.wrapper import FusionDetector
+
+    cfg = load_config("configs/ablation/camera_lite0_lift.py")
+    net = build(cfg["model"])
+    pre = Preprocessor(cfg["preprocess"])
+    det = FusionDetector(net, pre.to_dict())
+    item = _training_item(pre)
+    losses = det([item["inputs"]], [item["data_samples"]], mode="loss")
+    sum(losses.values()).backward()
+    assert net.fuser.lift.reduce.weight.grad.abs().sum() > 0
+    assert net.fuser.layers[0].lift_sampler.value.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="depth head"):
+        from configs._base_.model import fusion_model
+
+        fusion_model((-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), (0.8, 0.8, 8.0), lift={})

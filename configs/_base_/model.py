@@ -11,7 +11,7 @@ from perception.ops.voxelize import VoxelGrid
 
 def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_channels=(16, 32),
                  camera_widths=(32, 64, 128), layers=2, head_channels=32, grounding=None, camera_backbone=None,
-                 temporal=None, context=None, point_norm=False, head=None):
+                 temporal=None, context=None, point_norm=False, head=None, lift=None):
     """``grounding``: None (detection only) or GroundingHead keyword arguments ({} for the defaults);
     ``camera_backbone``: CameraEncoder's backbone arguments (None: the small CNN trained from scratch), e.g.
     dict(backbone="efficientnet_lite0", weights="imagenet", freeze_bn=True, levels=2) (``levels``: the camera
@@ -20,7 +20,12 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
     BEVContext keyword arguments ({} for the defaults: a stride-2 stage of twice the channels over the fused map);
     ``point_norm``: the lidar and radar pillar nets read every point column divided by its typical magnitude
     (perception.models.encoders.lidar.COLUMN_SCALE) instead of raw; ``head``: CenterHead keyword arguments
-    (e.g. dict(branch_norm=True, vel_balance=True))."""
+    (e.g. dict(branch_norm=True, vel_balance=True)); ``lift``: None or DepthLift keyword arguments ({} for the
+    defaults): the camera features lifted into a BEV map by the predicted depth, sampled by the queries too
+    (needs ``camera_backbone``'s ``depth``)."""
+    if lift is not None and not (camera_backbone or {}).get("depth"):
+        raise ValueError("fusion_model(lift=...): the lifted camera map needs the camera's depth head "
+                         "(camera_backbone=dict(..., depth=dict(dmin=..., dmax=..., bins=...)))")
     grid = VoxelGrid(tuple(pc_range), tuple(voxel_size))
     W, H, _ = grid.shape_xyz
     xy_range = (pc_range[0], pc_range[1], pc_range[3], pc_range[4])
@@ -36,7 +41,7 @@ def fusion_model(pc_range, voxel_size, dim=64, lidar_channels=(32, 64), radar_ch
         fuser=dict(type=BEVCrossAttentionFusion, dim=dim,
                    channels=dict(camera=dim, lidar=lidar_channels[1], radar=radar_channels[1]),
                    bev_hw=(H // 2, W // 2), xy_range=xy_range, layers=layers,
-                   camera_levels=(camera_backbone or {}).get("levels", 1)),
+                   camera_levels=(camera_backbone or {}).get("levels", 1), lift=lift),
         head=dict(type=CenterHead, in_channels=head_channels, xy_range=xy_range, out_hw=(H, W),
                   head_channels=head_channels, **(head or {})),
         fused_channels=dim,

@@ -173,11 +173,15 @@ class CameraCrossAttention(nn.Module):
 
 
 class FusionLayer(nn.Module):
-    def __init__(self, dim: int, channels: dict[str, int], ffn: int = 128, camera_levels: int = 1):
+    def __init__(self, dim: int, channels: dict[str, int], ffn: int = 128, camera_levels: int = 1,
+                 lift_channels: int = 0):
+        """``lift_channels`` > 0: the camera's contribution also samples the depth-lifted camera BEV map
+        (``geom["lifted"]``, perception.models.lift) around each query's cell."""
         super().__init__()
         self.cross = nn.ModuleDict()
         if "camera" in channels:
             self.cross["camera"] = CameraCrossAttention(dim, channels["camera"], levels=camera_levels)
+        self.lift_sampler = BEVSampler(dim, lift_channels) if lift_channels and "camera" in channels else None
         for m in ("lidar", "radar"):
             if m in channels:
                 self.cross[m] = BEVSampler(dim, channels[m])
@@ -203,6 +207,8 @@ class FusionLayer(nn.Module):
                 else:
                     o, hit = self.cross[m](q, inputs["camera"], geom["ego2img"], geom["img_hw"], geom["xy"],
                                            geom.get("depth"))
+                    if self.lift_sampler is not None and geom.get("lifted") is not None:
+                        o = o + self.lift_sampler(q, geom["lifted"], geom["base"])
             else:
                 if inputs.get(m) is None:
                     o, hit = q.new_zeros(B, Q, D), torch.zeros(B, Q, dtype=torch.bool, device=q.device)
@@ -225,13 +231,23 @@ class BEVCrossAttentionFusion(nn.Module):
     """Learned BEV queries over ``bev_hw`` cells covering ``pc_range`` (x0, y0, x1, y1) -> (B, D, H, W)."""
 
     def __init__(self, dim: int, channels: dict[str, int], bev_hw: tuple[int, int], xy_range, layers: int = 2,
-                 camera_levels: int = 1):
+                 camera_levels: int = 1, lift: dict | None = None):
+        """``lift``: None, or DepthLift keyword arguments (e.g. dict(channels=32)): the camera features lifted
+        into a BEV map with the camera's predicted depth, which every layer's queries also sample (needs the
+        camera's depth head)."""
         super().__init__()
         H, W = bev_hw
         self.hw = bev_hw
         self.query = nn.Parameter(torch.randn(1, H * W, dim) * 0.02)
         self.pos = nn.Sequential(nn.Linear(2, dim), nn.ReLU(True), nn.Linear(dim, dim))
-        self.layers = nn.ModuleList(FusionLayer(dim, channels, camera_levels=camera_levels) for _ in range(layers))
+        self.lift = None
+        if lift is not None and "camera" in channels:
+            from perception.models.lift import DepthLift
+
+            self.lift = DepthLift(channels["camera"], xy_range=xy_range, bev_hw=bev_hw, **{"channels": 32, **lift})
+        lift_c = self.lift.channels if self.lift is not None else 0
+        self.layers = nn.ModuleList(FusionLayer(dim, channels, camera_levels=camera_levels, lift_channels=lift_c)
+                                    for _ in range(layers))
         x0, y0, x1, y1 = xy_range
         xs = x0 + (torch.arange(W) + 0.5) * (x1 - x0) / W
         ys = y0 + (torch.arange(H) + 0.5) * (y1 - y0) / H
@@ -250,6 +266,12 @@ class BEVCrossAttentionFusion(nn.Module):
         q = self.query.expand(B, -1, -1) + self.pos(self.xy * self.xy_scale).unsqueeze(0)
         geom = {"xy": self.xy, "base": self.base, "hw": self.hw, "ego2img": ego2img, "img_hw": img_hw,
                 "depth": depth}
+        if self.lift is not None and inputs.get("camera") is not None:
+            if depth is None:
+                raise ValueError("fuser.lift needs the camera's depth head (camera_backbone=dict(depth=...))")
+            cam = inputs["camera"]
+            geom["lifted"] = self.lift(cam[0] if isinstance(cam, (list, tuple)) else cam, depth[0], depth[1],
+                                       ego2img, img_hw)
         for layer in self.layers:
             q = layer(q, inputs, present, geom)
         H, W = self.hw

@@ -1,0 +1,81 @@
+"""A depth-lifted camera BEV map (Lift-Splat-Shoot, BEVDepth's view transform) for the BEV queries to attend to.
+
+Every camera feature pixel is spread along its ray: its features, weighted by the predicted probability of each
+depth bin, land at the bin centre's point in the ego frame, and everything landing in one cell of the fused BEV
+grid is summed (sum pooling, no height axis). A convolution then mixes the map. The queries read it like the
+lidar's map (``perception.models.fusion.BEVSampler``), in addition to sampling the images through their reference
+points: issue 17's two view transforms, either alone or both, chosen by measurement.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DepthLift(nn.Module):
+    """(features (B, N, C, h, w), depth probabilities (B, N, D, h, w), bins (dmin, dmax, D), ego2img (B, N, 4, 4)
+    ego -> input-image pixels, input image (H_in, W_in)) -> (B, channels, H, W) over ``xy_range``."""
+
+    def __init__(self, in_channels: int, channels: int, xy_range, bev_hw: tuple[int, int],
+                 z_range: tuple[float, float] = (-5.0, 3.0)):
+        super().__init__()
+        self.channels = int(channels)
+        self.xy_range = tuple(float(v) for v in xy_range)
+        self.hw = tuple(int(v) for v in bev_hw)
+        self.z_range = (float(z_range[0]), float(z_range[1]))
+        self.reduce = nn.Conv2d(in_channels, self.channels, 1)
+        self.mix = nn.Sequential(nn.Conv2d(self.channels, self.channels, 3, 1, 1, bias=False),
+                                 nn.BatchNorm2d(self.channels), nn.ReLU(True))
+
+    def points(self, ego2img: torch.Tensor, img_hw, feat_hw, bins) -> torch.Tensor:
+        """(B, N, D, h, w, 3) ego-frame points of every feature pixel's centre at every depth bin's centre; NaN for
+        a camera without a view (its ego2img all zeros: dropped or missing in the frame)."""
+        dmin, dmax, D = bins
+        h, w = feat_hw
+        dev = ego2img.device
+        d = dmin + (torch.arange(D, device=dev, dtype=torch.float32) + 0.5) * (dmax - dmin) / D
+        u = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5) * (img_hw[1] / w)
+        v = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5) * (img_hw[0] / h)
+        dd, vv, uu = torch.meshgrid(d, v, u, indexing="ij")
+        pix = torch.stack([uu * dd, vv * dd, dd, torch.ones_like(dd)], -1)  # D, h, w, 4 (u d, v d, d, 1)
+        M = ego2img.float()
+        blind = M.flatten(-2).abs().sum(-1) == 0  # B, N
+        img2ego, info = torch.linalg.inv_ex(torch.where(blind[..., None, None], torch.eye(4, device=dev), M))
+        blind = blind | (info != 0)
+        pts = torch.einsum("bnij,dhwj->bndhwi", img2ego, pix)[..., :3]
+        return pts.masked_fill(blind.view(*blind.shape, 1, 1, 1, 1), float("nan"))
+
+    def splat(self, f: torch.Tensor, probs: torch.Tensor, bins, ego2img: torch.Tensor, img_hw) -> torch.Tensor:
+        """The sum pooling alone: features ``f`` (B, N, C, h, w) times each depth bin's probability, summed into
+        the BEV cell of the bin centre's point -> (B, C, H, W)."""
+        B, N, C, h, w = f.shape
+        D = int(bins[2])
+        if probs.shape != (B, N, D, h, w):
+            raise ValueError(f"DepthLift: depth probabilities {tuple(probs.shape)} do not match the features "
+                             f"{(B, N, D, h, w)}")
+        with torch.autocast(f.device.type, enabled=False):  # geometry in float32
+            pts = self.points(ego2img, img_hw, (h, w), bins)
+        x0, y0, x1, y1 = self.xy_range
+        H, W = self.hw
+        ix = ((pts[..., 0] - x0) / ((x1 - x0) / W)).floor()
+        iy = ((pts[..., 1] - y0) / ((y1 - y0) / H)).floor()
+        ok = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H) & (pts[..., 2] >= self.z_range[0]) & \
+            (pts[..., 2] < self.z_range[1])
+        cell = (iy.clamp(0, H - 1) * W + ix.clamp(0, W - 1)).long()  # B, N, D, h, w
+        out = []
+        for b in range(B):
+            # each (camera, bin, pixel): its pixel's features times that bin's probability
+            val = (probs[b].unsqueeze(2).to(f.dtype) * f[b].unsqueeze(1)).permute(0, 1, 3, 4, 2)  # N, D, h, w, C
+            keep = ok[b]
+            acc = f.new_zeros(H * W, C)
+            out.append(acc.index_add(0, cell[b][keep], val[keep]).t().reshape(C, H, W))
+        return torch.stack(out)
+
+    def forward(self, feats: torch.Tensor, probs: torch.Tensor, bins, ego2img: torch.Tensor, img_hw) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            raise NotImplementedError("the depth-lifted camera map (fuser lift=...) has no ONNX export yet; export "
+                                      "a network without it")
+        B, N, _, h, w = feats.shape
+        f = self.reduce(feats.flatten(0, 1)).view(B, N, self.channels, h, w)
+        return self.mix(self.splat(f, probs, bins, ego2img, img_hw))
