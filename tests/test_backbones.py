@@ -178,17 +178,21 @@ def _training_item(pre):
     return {"inputs": pre.prepare(frame), "data_samples": {"token": "t", "gt": gt, "T_global_ego": np.eye(4)}}
 
 
-def test_depth_config_trains_end_to_end():
+def _proxy_losses(config: str):
+    """A camera-only proxy config's network and its training losses on one synthetic item."""
     from perception.config import build, load_config
     from perception.pipeline import Preprocessor
     from perception.training.wrapper import FusionDetector
 
-    cfg = load_config("configs/ablation/camera_lite0_depth.py")
+    cfg = load_config(config)
     net = build(cfg["model"])
     pre = Preprocessor(cfg["preprocess"])
-    det = FusionDetector(net, pre.to_dict())
     item = _training_item(pre)
-    losses = det([item["inputs"]], [item["data_samples"]], mode="loss")
+    return net, FusionDetector(net, pre.to_dict())([item["inputs"]], [item["data_samples"]], mode="loss")
+
+
+def test_depth_config_trains_end_to_end():
+    net, losses = _proxy_losses("configs/ablation/camera_lite0_depth.py")
     assert 0 < float(losses["loss_depth"]) < 10 and torch.isfinite(sum(losses.values()))
     sum(losses.values()).backward()
     assert net.encoders["camera"].depth_head[2].weight.grad.abs().sum() > 0
@@ -337,18 +341,10 @@ def test_depth_lift_puts_a_pixels_features_where_its_depth_says():
 
 def test_lift_config_trains_end_to_end():
     """The camera-only proxy with the lifted map: the lift's weights and the depth head both get gradients."""
-    from perception.config import build, load_config
-    from perception.pipeline import Preprocessor
-    from perception.training.wrapper import FusionDetector
-
-    cfg = load_config("configs/ablation/camera_lite0_lift.py")
-    net = build(cfg["model"])
-    pre = Preprocessor(cfg["preprocess"])
-    det = FusionDetector(net, pre.to_dict())
-    item = _training_item(pre)
-    losses = det([item["inputs"]], [item["data_samples"]], mode="loss")
+    net, losses = _proxy_losses("configs/ablation/camera_lite0_lift.py")
     sum(losses.values()).backward()
     assert net.fuser.lift.reduce.weight.grad.abs().sum() > 0
+    assert net.encoders["camera"].depth_head[2].weight.grad.abs().sum() > 0
     assert net.fuser.layers[0].lift_sampler.value.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="depth head"):
         from configs._base_.model import fusion_model
