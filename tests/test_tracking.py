@@ -418,3 +418,26 @@ def test_long_noise_keeps_a_parked_trailer_still_and_leaves_a_car_as_it_was():
     np.testing.assert_array_equal(speeds({}, 4.5, CAR), speeds(dict(long_noise=0.0), 4.5, CAR))
     with pytest.raises(ValueError, match="long_noise"):
         Tracker(long_noise=-0.1)
+
+
+def test_centre_detection_reports_the_detections_centre_and_keeps_the_filters_velocity():
+    """``centre="detection"`` (CenterPoint's output): a detected track's box is at its detection's centre, while
+    its velocity is the filter's, the same as with the filter's centre reported (the filter runs on its own
+    centre either way)."""
+    TRAILER = DETECTION_CLASSES.index("trailer")
+
+    def run(settings):
+        rng = np.random.default_rng(5)
+        trk, out = Tracker(**settings), []
+        for k in range(12):
+            d = np.array([[10.0 + 3.0 * 0.5 * k + rng.normal(0, 0.6), 5.0, 1.5, 12.0, 2.9, 3.8, 0.0, 3.0, 0.0]])
+            tracks = trk.update(Detections(Boxes3D(d, [TRAILER]), np.array([0.8])), _pose(), int(k * 0.5e9))
+            out.append((d[0, :2], tracks.boxes.data[0, :2].copy(), tracks.boxes.data[0, 7:9].copy()))
+        return out
+
+    det, filt = run(dict(centre="detection")), run({})
+    for (z, xy, v), (_, _, v_f) in zip(det, filt):
+        assert np.allclose(xy, z) and np.allclose(v, v_f)
+    assert max(np.abs(xy_f - z).max() for z, xy_f, _ in filt) > 0.1  # the filter's own centre differs
+    with pytest.raises(ValueError, match="'filter', 'detection'"):
+        Tracker(centre="box")

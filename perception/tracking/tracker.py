@@ -31,9 +31,10 @@ CAR_LENGTH = 4.6
 
 TRACKER_DEFAULTS = {"matcher": "greedy", "min_score": 0.1, "birth_score": 0.3, "min_hits": 2, "max_age": 3,
                     "smoothing": 0.5, "displacement": 0.5, "velocity": "kalman", "pos_noise": 0.4,
-                    "vel_noise": 4.0, "accel_noise": 1.0, "long_noise": 0.3, "max_gap_s": 1.5, "max_jump_m": 20.0,
-                    "classes": None, "motion_hint": True, "score": "last"}
+                    "vel_noise": 4.0, "accel_noise": 1.0, "long_noise": 0.3, "centre": "filter", "max_gap_s": 1.5,
+                    "max_jump_m": 20.0, "classes": None, "motion_hint": True, "score": "last"}
 SCORES = ("last", "mean")
+CENTRES = ("filter", "detection")
 
 
 @dataclass
@@ -98,6 +99,7 @@ class _State:
     g_n: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 4)))  # "kalman": covariance of x y vx vy
     score_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))  # of the detections' scores ("mean")
+    offset: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # filter's centre - the box's reported one
 
 
 def _kalman_predict(cov: np.ndarray, dt: float, accel: float) -> np.ndarray:
@@ -173,7 +175,9 @@ class Tracker:
     detections' centres (``pos_noise`` m) and velocities (``vel_noise`` m/s), with ``accel_noise`` m/s^2 of
     process noise, so the frame interval weighs the displacement as it should (at 20 Hz a centre's noise is a
     large velocity error, at 2 Hz a small one); ``long_noise``: m of centre noise added per metre of a box's
-    length beyond a car's (4.6 m), so the wandering centre of a long vehicle is not taken for motion; ``max_gap_s`` /
+    length beyond a car's (4.6 m), so the wandering centre of a long vehicle is not taken for motion; ``centre``:
+    the centre a detected track reports, "filter" (the Kalman filter's) or "detection" (its detection's, as
+    CenterPoint; the filter still runs for the velocity); ``max_gap_s`` /
     ``max_jump_m``: a longer pause or a larger ego jump between frames resets the state; ``classes``: class
     names tracked (None: all detection classes); ``motion_hint``: the grounding head reads each object's
     velocity from its track (``motion_source``); ``score``: a track's score, the one a tracking benchmark ranks
@@ -196,6 +200,8 @@ class Tracker:
                 raise ValueError(f"tracker.{k}: {self.cfg[k]} must be > 0")
         if not float(self.cfg["long_noise"]) >= 0:
             raise ValueError(f"tracker.long_noise: {self.cfg['long_noise']} must be >= 0")
+        if self.cfg["centre"] not in CENTRES:
+            raise ValueError(f"tracker.centre: {self.cfg['centre']!r}; valid: {', '.join(map(repr, CENTRES))}")
         if self.cfg["score"] not in SCORES:
             raise ValueError(f"tracker.score: {self.cfg['score']!r}; valid: {', '.join(map(repr, SCORES))}")
         if self.cfg["matcher"] not in ("greedy", "hungarian"):
@@ -251,17 +257,20 @@ class Tracker:
         new = pred.copy()
         kalman = c["velocity"] == "kalman"
         cov = _kalman_predict(s.cov, dt, float(c["accel_noise"])) if kalman else s.cov
+        offset = s.offset.copy()
         if len(pairs):
             obs = det.data[di]
             old = s.data[ti]
             new[ti, :6] = obs[:, :6]
             new[ti, 3:6] = (1 - a) * old[:, 3:6] + a * obs[:, 3:6]
             if kalman:  # centre and velocity: the filter's
-                prior = np.concatenate([pred[ti, :2], np.nan_to_num(pred[ti, 7:9])], 1)
+                prior = np.concatenate([pred[ti, :2] + offset[ti], np.nan_to_num(pred[ti, 7:9])], 1)
                 z = np.concatenate([obs[:, :2], obs[:, 7:9]], 1)
                 noise = _centre_noise(obs[:, 3], float(c["pos_noise"]), float(c["long_noise"]))
                 m, cov[ti] = _kalman_update(prior, cov[ti], z, noise, float(c["vel_noise"]))
-                new[ti, :2], new[ti, 7:9] = m[:, :2], m[:, 2:4]
+                new[ti, 7:9] = m[:, 2:4]
+                new[ti, :2] = m[:, :2] if c["centre"] == "filter" else obs[:, :2]
+                offset[ti] = m[:, :2] - new[ti, :2]
             else:
                 # velocity: the detection's, averaged with the displacement since the last detection when the
                 # track was seen in the previous frame (weight ``displacement``: a detector that reads no motion
@@ -313,6 +322,7 @@ class Tracker:
             self.state.cov = np.concatenate([cov[alive], _kalman_birth(born_data, noise, float(c["vel_noise"]))])
             born_data[:, 7:9] = np.nan_to_num(born_data[:, 7:9])  # the filter's mean: unknown starts at 0
         self.state.score_sum = np.concatenate([score_sum[alive], dscore[born]])
+        self.state.offset = np.concatenate([offset[alive], np.zeros((len(born), 2))])
         self.state.g_sum = np.concatenate([g_sum[alive], born_sum])
         self.state.g_n = np.concatenate([g_n[alive], born_n])
         det_index = np.concatenate([det_index[alive], keep[born]])
