@@ -317,7 +317,7 @@ def test_depth_lift_puts_a_pixels_features_where_its_depth_says():
     at that depth along its ray; split over two bins, half in each; off the grid or above it, nowhere."""
     from perception.models.lift import DepthLift
 
-    lift = DepthLift(8, 4, xy_range=(-51.2, -51.2, 51.2, 51.2), bev_hw=(64, 64))
+    lift = DepthLift(8, xy_range=(-51.2, -51.2, 51.2, 51.2), bev_hw=(64, 64), channels=4)
     e2i = _front_camera().view(1, 1, 4, 4)
     bins = (1.0, 61.0, 30)  # 2 m bins: centres 2, 4, ..., 60
     f = torch.zeros(1, 1, 4, 16, 28)

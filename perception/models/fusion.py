@@ -244,7 +244,7 @@ class BEVCrossAttentionFusion(nn.Module):
         if lift is not None and "camera" in channels:
             from perception.models.lift import DepthLift
 
-            self.lift = DepthLift(channels["camera"], xy_range=xy_range, bev_hw=bev_hw, **{"channels": 32, **lift})
+            self.lift = DepthLift(channels["camera"], xy_range=xy_range, bev_hw=bev_hw, **lift)
         lift_c = self.lift.channels if self.lift is not None else 0
         self.layers = nn.ModuleList(FusionLayer(dim, channels, camera_levels=camera_levels, lift_channels=lift_c)
                                     for _ in range(layers))

@@ -17,7 +17,7 @@ class DepthLift(nn.Module):
     """(features (B, N, C, h, w), depth probabilities (B, N, D, h, w), bins (dmin, dmax, D), ego2img (B, N, 4, 4)
     ego -> input-image pixels, input image (H_in, W_in)) -> (B, channels, H, W) over ``xy_range``."""
 
-    def __init__(self, in_channels: int, channels: int, xy_range, bev_hw: tuple[int, int],
+    def __init__(self, in_channels: int, xy_range, bev_hw: tuple[int, int], channels: int = 32,
                  z_range: tuple[float, float] = (-5.0, 3.0)):
         super().__init__()
         self.channels = int(channels)
