@@ -8,7 +8,8 @@ velocity for up to ``max_age`` frames and then dies; an unpaired detection above
 track, confirmed after ``min_hits`` detections. The state resets on a time gap, time going backwards or a
 jump of the ego pose (a new scene or log), so tracks never span two drives.
 
-Everything is vectorized numpy: a frame of 100 objects costs well under a millisecond (``make bench``).
+The Kalman filter itself is perception.tracking.kalman. Everything is vectorized numpy: a frame of 100 objects
+costs well under a millisecond (``make bench``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perception.geometry import invert_transform, wrap_angle
+from perception.tracking.kalman import centre_noise, kalman_birth, kalman_predict, kalman_update
 from perception.types import DETECTION_CLASSES, Boxes3D, Detections
 
 # Association gates on the centre distance (metres) after the prediction, per class: CenterPoint's nuScenes
@@ -26,8 +28,6 @@ GATES = {"car": 4.0, "truck": 4.0, "bus": 5.5, "trailer": 3.0, "pedestrian": 1.0
          "bicycle": 3.0, "construction_vehicle": 4.0, "barrier": 1.0, "traffic_cone": 1.0}
 # The seven classes of the nuScenes tracking benchmark.
 TRACKING_CLASSES = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "trailer", "truck")
-# a car's length (m): boxes up to it have ``pos_noise`` of centre noise, longer ones more with ``long_noise``
-CAR_LENGTH = 4.6
 
 TRACKER_DEFAULTS = {"matcher": "greedy", "min_score": 0.1, "birth_score": 0.3, "min_hits": 2, "max_age": 3,
                     "smoothing": 0.5, "displacement": 0.5, "velocity": "kalman", "pos_noise": 0.4,
@@ -100,46 +100,6 @@ class _State:
     cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 4)))  # "kalman": covariance of x y vx vy
     score_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))  # of the detections' scores ("mean")
     offset: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # filter's centre - the box's reported one
-
-
-def _kalman_predict(cov: np.ndarray, dt: float, accel: float) -> np.ndarray:
-    """Covariances (N, 4, 4) of x y vx vy moved on by ``dt`` s under constant velocity, white acceleration noise
-    of ``accel`` m/s^2 (the means move with ``pred``)."""
-    F = np.eye(4)
-    F[0, 2] = F[1, 3] = dt
-    q = accel ** 2 * np.array([[dt ** 3 / 3, dt ** 2 / 2], [dt ** 2 / 2, dt]])
-    Q = np.kron(q, np.eye(2))
-    return F @ cov @ F.T + Q
-
-
-def _centre_noise(lengths: np.ndarray, pos_noise: float, long_noise: float) -> np.ndarray:
-    """(N,) noise (m) of each detection's centre: ``pos_noise`` for a box up to a car's length (4.6 m); with
-    ``long_noise`` > 0, a longer box's grows by ``long_noise`` m per metre beyond it (a 12 m trailer's centre
-    wanders with the part of it the sensors see)."""
-    return pos_noise + long_noise * np.maximum(np.nan_to_num(lengths) - CAR_LENGTH, 0.0)
-
-
-def _kalman_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray, pos_noise, vel_noise: float):
-    """Means (N, 4) and covariances (N, 4, 4) updated by measurements ``z`` (N, 4): the detection's centre (pos_noise
-    m: one value or one per row) and velocity (vel_noise m/s; NaN: not measured, the position alone updates)."""
-    known = np.isfinite(z[:, 2:4]).all(1)
-    R = np.zeros((len(z), 4, 4))
-    R[:, 0, 0] = R[:, 1, 1] = pos_noise ** 2
-    R[:, 2, 2] = R[:, 3, 3] = np.where(known, vel_noise ** 2, 1e8)
-    z = np.where(np.isfinite(z), z, mean)
-    K = cov @ np.linalg.inv(cov + R)
-    mean = mean + (K @ (z - mean)[..., None])[..., 0]
-    cov = (np.eye(4) - K) @ cov
-    return mean, 0.5 * (cov + cov.transpose(0, 2, 1))
-
-
-def _kalman_birth(data: np.ndarray, pos_noise, vel_noise: float) -> np.ndarray:
-    """Covariances of newborn tracks: the detection's noise; an unknown velocity 10 m/s uncertain."""
-    cov = np.zeros((len(data), 4, 4))
-    cov[:, 0, 0] = cov[:, 1, 1] = pos_noise ** 2
-    v = np.where(np.isfinite(data[:, 7:9]).all(1), vel_noise, 10.0) ** 2
-    cov[:, 2, 2] = cov[:, 3, 3] = v
-    return cov
 
 
 def _assign(cost: np.ndarray, order: np.ndarray, matcher: str) -> list[tuple[int, int]]:
@@ -256,7 +216,7 @@ class Tracker:
         a, w = float(c["smoothing"]), float(c["displacement"])
         new = pred.copy()
         kalman = c["velocity"] == "kalman"
-        cov = _kalman_predict(s.cov, dt, float(c["accel_noise"])) if kalman else s.cov
+        cov = kalman_predict(s.cov, dt, float(c["accel_noise"])) if kalman else s.cov
         offset = s.offset.copy()
         if len(pairs):
             obs = det.data[di]
@@ -266,8 +226,8 @@ class Tracker:
             if kalman:  # centre and velocity: the filter's
                 prior = np.concatenate([pred[ti, :2] + offset[ti], np.nan_to_num(pred[ti, 7:9])], 1)
                 z = np.concatenate([obs[:, :2], obs[:, 7:9]], 1)
-                noise = _centre_noise(obs[:, 3], float(c["pos_noise"]), float(c["long_noise"]))
-                m, cov[ti] = _kalman_update(prior, cov[ti], z, noise, float(c["vel_noise"]))
+                noise = centre_noise(obs[:, 3], float(c["pos_noise"]), float(c["long_noise"]))
+                m, cov[ti] = kalman_update(prior, cov[ti], z, noise, float(c["vel_noise"]))
                 new[ti, 7:9] = m[:, 2:4]
                 new[ti, :2] = m[:, :2] if c["centre"] == "filter" else obs[:, :2]
                 offset[ti] = m[:, :2] - new[ti, :2]
@@ -318,8 +278,8 @@ class Tracker:
             born_n[:, cols] = 1
         if kalman:
             born_data = self.state.data[len(alive):]
-            noise = _centre_noise(born_data[:, 3], float(c["pos_noise"]), float(c["long_noise"]))
-            self.state.cov = np.concatenate([cov[alive], _kalman_birth(born_data, noise, float(c["vel_noise"]))])
+            noise = centre_noise(born_data[:, 3], float(c["pos_noise"]), float(c["long_noise"]))
+            self.state.cov = np.concatenate([cov[alive], kalman_birth(born_data, noise, float(c["vel_noise"]))])
             born_data[:, 7:9] = np.nan_to_num(born_data[:, 7:9])  # the filter's mean: unknown starts at 0
         self.state.score_sum = np.concatenate([score_sum[alive], dscore[born]])
         self.state.offset = np.concatenate([offset[alive], np.zeros((len(born), 2))])
