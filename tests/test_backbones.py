@@ -339,6 +339,55 @@ def test_depth_lift_puts_a_pixels_features_where_its_depth_says():
     assert float(lift.splat(f, probs, bins, e2i, (128, 224)).sum()) == 0.0
 
 
+def test_projection_inverse_matches_torch_and_flags_blind_cameras():
+    """The lift's closed-form inverse of ego -> pixel matrices (no matrix inverse in ONNX) equals torch's on
+    projection matrices with image and BEV augmentation folded in; all-zero (dropped) cameras are flagged."""
+    from perception.models.lift import invert_projection
+
+    g = torch.Generator().manual_seed(0)
+    Ms = []
+    for fx in (100.0, 250.0, 1266.0):
+        a = float(torch.rand((), generator=g)) * 6.28
+        bev = torch.eye(4)  # a BEV rotation, scale and flip, as the augmentation folds into ego2img
+        bev[:2, :2] = 1.05 * torch.tensor([[np.cos(a), -np.sin(a)], [-np.sin(a), -np.cos(a)]])
+        pix = torch.eye(4)  # an image resize / crop / flip
+        pix[0, 0], pix[0, 3], pix[1, 1], pix[1, 3] = -0.9, 200.0, 0.9, -5.0
+        Ms.append(pix @ _front_camera(fx=fx) @ bev)
+    M = torch.stack([*Ms, torch.zeros(4, 4)]).view(1, 4, 4, 4)
+    inv, blind = invert_projection(M)
+    assert blind.tolist() == [[False, False, False, True]]
+    torch.testing.assert_close(inv[0, :3], torch.linalg.inv(M[0, :3]), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(inv[0, 3], torch.eye(4))
+
+
+def test_lift_network_exports_to_onnx_and_agrees(synthetic_root, tmp_path):
+    """The full tiny network with the lifted map (configs/ablation/tiny_lift.py) traces into ONNX and onnxruntime
+    gives torch's outputs on another frame, with all sensors and with the cameras dropped."""
+    from perception.config import build, load_config
+    from perception.export import OnnxModel, export_onnx, max_abs_diff
+    from perception.pipeline import Preprocessor
+    from perception.sources.nuscenes import NuScenesSource
+
+    torch.manual_seed(0)
+    cfg = load_config("configs/ablation/tiny_lift.py")
+    net = build(cfg["model"]).eval()
+    pre = Preprocessor(cfg["preprocess"])
+    src = NuScenesSource(synthetic_root, "v1.0-mini", None, lidar_sweeps=4)
+    export_onnx(net, pre.collate([pre.prepare(src[0])]), pre.spec, tmp_path / "lift.onnx")
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "lift.onnx")).graph.node}
+    assert "ScatterElements" in ops  # the splat is in the graph, not folded away
+    ort_model = OnnxModel(tmp_path / "lift.onnx", pre.spec)
+    for mods in (None, ("lidar", "radar")):
+        batch = pre.collate([pre.prepare(src[5], mods)])
+        with torch.no_grad():
+            ref = net(batch)
+            lifted = net.fuser.lift is not None
+        diff = max_abs_diff(ref, ort_model(batch))
+        assert lifted and max(diff.values()) < 1e-3, diff
+
+
 def test_lift_config_trains_end_to_end():
     """The camera-only proxy with the lifted map: the lift's weights and the depth head both get gradients."""
     net, losses = _proxy_losses("configs/ablation/camera_lite0_lift.py")

@@ -13,6 +13,30 @@ import torch
 from torch import nn
 
 
+def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The cross product over the last axis (written out: it traces into plain ONNX arithmetic)."""
+    a0, a1, a2 = a.unbind(-1)
+    b0, b1, b2 = b.unbind(-1)
+    return torch.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], -1)
+
+
+def invert_projection(M: torch.Tensor, eps: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., 4, 4) ego -> pixel matrices whose last row is (0, 0, 0, 1) (intrinsics times extrinsics, with any
+    image or BEV augmentation folded in) -> (their inverses, blind (...): an all-zero matrix, a camera without a
+    view, or a singular one). The block inverse [A b; 0 1]^-1 = [A^-1, -A^-1 b; 0 1] with A^-1 from cross
+    products, so the ONNX export needs no matrix inverse (ONNX has none)."""
+    A, t = M[..., :3, :3], M[..., :3, 3]
+    r0, r1, r2 = A.unbind(-2)
+    cols = torch.stack([_cross(r1, r2), _cross(r2, r0), _cross(r0, r1)], -1)  # adjugate: A^-1 = cols / det
+    det = (r0 * _cross(r1, r2)).sum(-1)
+    blind = det.abs() <= eps * A.flatten(-2).abs().amax(-1).clamp_min(1.0) ** 3
+    inv = cols / torch.where(blind, torch.ones_like(det), det)[..., None, None]
+    top = torch.cat([inv, -(inv @ t.unsqueeze(-1))], -1)  # ..., 3, 4
+    bottom = torch.zeros_like(M[..., 3:, :]) + torch.tensor([0.0, 0.0, 0.0, 1.0], device=M.device, dtype=M.dtype)
+    out = torch.cat([top, bottom], -2)
+    return torch.where(blind[..., None, None], torch.eye(4, device=M.device, dtype=M.dtype), out), blind
+
+
 class DepthLift(nn.Module):
     """(features (B, N, C, h, w), depth probabilities (B, N, D, h, w), bins (dmin, dmax, D), ego2img (B, N, 4, 4)
     ego -> input-image pixels, input image (H_in, W_in)) -> (B, channels, H, W) over ``xy_range``."""
@@ -39,10 +63,7 @@ class DepthLift(nn.Module):
         v = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5) * (img_hw[0] / h)
         dd, vv, uu = torch.meshgrid(d, v, u, indexing="ij")
         pix = torch.stack([uu * dd, vv * dd, dd, torch.ones_like(dd)], -1)  # D, h, w, 4 (u d, v d, d, 1)
-        M = ego2img.float()
-        blind = M.flatten(-2).abs().sum(-1) == 0  # B, N
-        img2ego, info = torch.linalg.inv_ex(torch.where(blind[..., None, None], torch.eye(4, device=dev), M))
-        blind = blind | (info != 0)
+        img2ego, blind = invert_projection(ego2img.float())
         pts = torch.einsum("bnij,dhwj->bndhwi", img2ego, pix)[..., :3]
         return pts.masked_fill(blind.view(*blind.shape, 1, 1, 1, 1), float("nan"))
 
@@ -62,20 +83,18 @@ class DepthLift(nn.Module):
         iy = ((pts[..., 1] - y0) / ((y1 - y0) / H)).floor()
         ok = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H) & (pts[..., 2] >= self.z_range[0]) & \
             (pts[..., 2] < self.z_range[1])
-        cell = (iy.clamp(0, H - 1) * W + ix.clamp(0, W - 1)).long()  # B, N, D, h, w
-        out = []
-        for b in range(B):
-            # each (camera, bin, pixel): its pixel's features times that bin's probability
-            val = (probs[b].unsqueeze(2).to(f.dtype) * f[b].unsqueeze(1)).permute(0, 1, 3, 4, 2)  # N, D, h, w, C
-            keep = ok[b]
-            acc = f.new_zeros(H * W, C)
-            out.append(acc.index_add(0, cell[b][keep], val[keep]).t().reshape(C, H, W))
-        return torch.stack(out)
+        # one cell index per (camera, bin, pixel); whatever lands off the grid (or comes from a blind camera: NaN)
+        # goes to a spare cell past the grid's end, dropped after the sum: no data-dependent shapes, so the same
+        # code traces into the ONNX graph (ScatterElements with reduction "add")
+        cell = torch.where(ok, iy * W + ix, torch.full_like(ix, H * W))
+        cell = cell + (torch.arange(B, device=cell.device) * (H * W + 1)).view(B, 1, 1, 1, 1)
+        # each (camera, bin, pixel): its pixel's features times that bin's probability
+        val = probs.unsqueeze(-1).to(f.dtype) * f.permute(0, 1, 3, 4, 2).unsqueeze(2)  # B, N, D, h, w, C
+        idx = cell.long().reshape(-1, 1).expand(-1, C)
+        acc = f.new_zeros(B * (H * W + 1), C).scatter_add(0, idx, val.reshape(-1, C))
+        return acc.view(B, H * W + 1, C)[:, :H * W].transpose(1, 2).reshape(B, C, H, W)
 
     def forward(self, feats: torch.Tensor, probs: torch.Tensor, bins, ego2img: torch.Tensor, img_hw) -> torch.Tensor:
-        if torch.onnx.is_in_onnx_export():
-            raise NotImplementedError("the depth-lifted camera map (fuser lift=...) has no ONNX export yet; export "
-                                      "a network without it")
         B, N, _, h, w = feats.shape
         f = self.reduce(feats.flatten(0, 1)).view(B, N, self.channels, h, w)
         return self.mix(self.splat(f, probs, bins, ego2img, img_hw))
