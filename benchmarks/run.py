@@ -1,6 +1,6 @@
 """Side-by-side benchmarks: our figure, the peer's in the same run, the ratio, and the floor where one exists.
 
-    python benchmarks/run.py [--quick] [--device cpu|cuda] [--data-root data/demo]
+    python benchmarks/run.py [--quick] [--device cpu|cuda] [--data-root data/demo] [--also NAME[=CHECKPOINT]]
 
 Inputs are real sweeps of the synthetic world (made if missing). Peers (benchmark-only dependencies,
 `pip install -e .[bench]`): spconv's PointToVoxel, `pointcloud2`, `ros2-numpy` (installed --no-deps; its
@@ -337,6 +337,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--data-root", default="data/demo")
     p.add_argument("--no-live", action="store_true", help="skip the live node row (needs rclpy)")
+    p.add_argument("--also", action="append", default=[], metavar="NAME[=CHECKPOINT]",
+                   help="also time configs/NAME.py end to end beside the shipped tiny one (e.g. ablation/tiny_lift; "
+                        "without a checkpoint its random init times the same work)")
     a = p.parse_args(argv)
     if a.device == "cuda":
         import torch
@@ -345,6 +348,12 @@ def main(argv=None) -> int:
             print("error: --device cuda but torch sees no CUDA device (this torch: "
                   f"{torch.__version__})", file=sys.stderr)
             return 2
+    also = [extra.partition("=")[::2] for extra in a.also]
+    for name, ckpt in also:  # checked before minutes of other rows
+        for path in (f"configs/{name}.py", ckpt):
+            if path and not Path(path).is_file():
+                print(f"error: --also {name}: {path} not found", file=sys.stderr)
+                return 2
     repeat = 5 if a.quick else 20
     from perception.sources.synthetic.demo_world import ensure_world
 
@@ -360,6 +369,8 @@ def main(argv=None) -> int:
     bench_camera(root, repeat)
     bench_tracking(repeat)
     pipe, src = bench_end_to_end(root, repeat, a.device)
+    for name, ckpt in also:
+        bench_end_to_end(root, repeat, a.device, name, ckpt or None)
     if a.device == "cuda":
         bench_end_to_end(root, repeat * 4, a.device, "base", None)
     if a.device == "cpu":  # both compare CPU paths: ONNX Runtime's CPU provider; the node's params say cpu

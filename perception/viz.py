@@ -29,7 +29,7 @@ PROMPT_COLORS = [(255, 255, 0), (255, 0, 255), (0, 255, 255), (255, 255, 255)]
 
 
 def bev_image(frame: SensorFrame, boxes: Boxes3D | None = None, range_m: float = 50.0, px_per_m: float = 10.0,
-              title: str = "", gt: Boxes3D | None = None, grounded=(), trails=None) -> np.ndarray:
+              title: str = "", gt: Boxes3D | None = None, grounded=(), trails=None, heat=None) -> np.ndarray:
     """(H, W, 3) RGB bird's-eye view, ego at the centre, x (forward) up. Lidar points shaded by height,
     radar points as orange dots with their compensated velocity, boxes with a heading tick.
 
@@ -38,9 +38,16 @@ def bev_image(frame: SensorFrame, boxes: Boxes3D | None = None, range_m: float =
     (PROMPT_COLORS, in order) and the prompts are listed at the top.
     ``trails``: {track id: (class index, (K, 2) past centres in this ego frame, oldest first)}: a line in the
     class colour behind each tracked object and its "#id" at the newest point.
+    ``heat``: None, or an (H, W) map in [0, 1] over the square of side 2 ``range_m`` about the ego, rows along y
+    and columns along x (the BEV grids' layout), drawn as the background in a colour map instead of the points.
     """
     size = int(2 * range_m * px_per_m)
     img = np.full((size, size, 3), 18, np.uint8)
+    if heat is not None:  # grid rows y, columns x -> image rows -x (forward up), columns -y (left on the left)
+        h = np.clip(np.asarray(heat, np.float32), 0, 1).T[::-1, ::-1]
+        h = cv2.resize(np.ascontiguousarray(h), (size, size), interpolation=cv2.INTER_NEAREST)
+        img = cv2.applyColorMap((255 * h).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1].copy()
+        frame = SensorFrame(stamp_ns=frame.stamp_ns, T_global_ego=frame.T_global_ego)  # no points over it
 
     def to_px(xy):
         xy = np.asarray(xy, np.float64).reshape(-1, 2)

@@ -399,3 +399,26 @@ def test_lift_config_trains_end_to_end():
         from configs._base_.model import fusion_model
 
         fusion_model((-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), (0.8, 0.8, 8.0), lift={})
+
+
+def test_pictures_of_a_lift_network_show_the_lifted_map(synthetic_root, tmp_path, capsys):
+    """`promptfusion-test --pictures` of a network with the lifted camera map also draws that map in BEV; a
+    network without it draws no such picture."""
+    import cv2
+
+    from perception.cli.test import _pictures
+    from perception.pipeline import Pipeline
+    from perception.sources.nuscenes import NuScenesSource
+
+    torch.manual_seed(0)
+    for config, drawn in (("configs/ablation/tiny_lift.py", True), ("configs/tiny.py", False)):
+        pipe = Pipeline(config, None)
+        src = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", **pipe.assembly.source_kwargs())
+        out = tmp_path / config.replace("/", "_")
+        _pictures(pipe, src, ("camera", "lidar", "radar"), out, 0, 0.3)
+        path = out / "lifted_bev_camera+lidar+radar.png"
+        assert path.is_file() == drawn and (out / "depth_CAM_FRONT.png").is_file()
+        if drawn:
+            img = cv2.imread(str(path))
+            assert img.shape[0] == img.shape[1] > 800 and img.std() > 10  # a map, not a blank square
+    assert "depth-lifted camera map" in capsys.readouterr().out

@@ -63,3 +63,20 @@ def test_box_edges_in_front_cut_at_the_near_plane_and_what_the_camera_draws():
     drawn = [draw_boxes_on_camera(img, K, np.eye(4), Boxes3D(np.c_[b[None], np.zeros((1, 2))], np.array([0])))
              for b in boxes]
     assert drawn[0].any() and not drawn[1].any() and drawn[2].any()
+
+
+def test_bev_heat_background_is_drawn_where_the_grid_says():
+    """A BEV grid's cell (rows along y, columns along x) is drawn where the BEV picture puts that ego point:
+    ahead is up, left is left; the points of the frame are left out under the map."""
+    from perception.types import SensorFrame
+    from perception.viz import bev_image
+
+    heat = np.zeros((64, 64), np.float32)
+    ix, iy = int((20.0 + 51.2) / 1.6), int((10.0 + 51.2) / 1.6)  # the cell of x = 20 m ahead, y = 10 m left
+    heat[iy, ix] = 1.0
+    img = bev_image(SensorFrame(stamp_ns=0, T_global_ego=np.eye(4)), range_m=51.2, px_per_m=5.0, heat=heat)
+    lum = img.astype(float).sum(-1)
+    lum[225:270, 245:267] = 0  # the ego's white rectangle (x -1 to 4 m, y +-0.95 m)
+    row, col = np.unravel_index(np.argmax(lum), lum.shape)
+    size = img.shape[0]
+    assert abs((size / 2 - row) / 5.0 - 20.8) <= 1.0 and abs((size / 2 - col) / 5.0 - 10.4) <= 1.0

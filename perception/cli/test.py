@@ -67,7 +67,8 @@ def main(argv=None) -> int:
                    help="tracker settings (perception.tracking.TRACKER_DEFAULTS), e.g. matcher=hungarian,max_age=4")
     p.add_argument("--pictures", default=None, metavar="DIR",
                    help="write pictures of one frame of the split (--picture-frame): the camera mosaic with the "
-                        "run's detections, and per camera the predicted depth next to the projected lidar")
+                        "run's detections, per camera the predicted depth next to the projected lidar, and for a "
+                        "network with the depth-lifted camera map (fuser lift) that map in BEV")
     p.add_argument("--picture-frame", type=int, default=None, help="index in the split (default: the middle one)")
     p.add_argument("--min-score", type=float, default=0.3, help="score threshold of the pictures' detections")
     a = p.parse_args(argv)
@@ -230,7 +231,16 @@ def _pictures(pipe, src, mods, out: Path, index, min_score: float) -> None:
         raise SystemExit(f"--picture-frame {i}: the split has {len(src)} frames")
     frame = src[i]
     pipe.modalities = mods
-    det = pipe(frame).filter(min_score)
+    lift = getattr(pipe.net.fuser, "lift", None)  # the network that runs (BatchNorm folded or not)
+    seen = []
+    hook = lift.register_forward_hook(lambda _m, _i, o: seen.append(o.detach())) if lift is not None else None
+    try:
+        det = pipe(frame).filter(min_score)
+    finally:
+        if hook is not None:
+            hook.remove()
+    if seen:  # the depth-lifted camera map (perception.models.lift): where the cameras put their features
+        _lifted_picture(out / f"lifted_bev_{'+'.join(mods)}.png", seen[-1], lift, frame, det, src, i)
     if frame.cameras:
         path = out / f"mosaic_{'+'.join(mods)}.png"
         save_rgb(path, camera_mosaic(frame, det.boxes))
@@ -242,6 +252,25 @@ def _pictures(pipe, src, mods, out: Path, index, min_score: float) -> None:
             path = out / f"depth_{ch}.png"
             save_rgb(path, depth_panel(frame.cameras[ch].image, pred, lidar, dmax=bins[1], title=ch))
         print(f"pictures: {out}/depth_<camera>.png (predicted depth and projected lidar, frame {i})")
+
+
+def _lifted_picture(path: Path, lifted, lift, frame, det, src, i: int) -> None:
+    """The lifted map's per-cell feature norm (scaled to its 99th percentile) under the frame's annotated boxes
+    (grey) and the run's detections (in colour)."""
+    import numpy as np
+
+    from perception.viz import bev_image, save_rgb
+
+    norm = lifted[0].float().norm(dim=0).cpu().numpy()
+    x0, y0, x1, y1 = lift.xy_range
+    if not (abs(x0 + x1) < 1e-6 and abs(y0 + y1) < 1e-6 and abs(x1 - y1) < 1e-6):
+        print(f"no lifted-map picture: the grid {lift.xy_range} is not a square about the ego")
+        return
+    gt = src.ground_truth(frame.sample_token) if frame.sample_token else None
+    heat = norm / max(float(np.percentile(norm, 99)), 1e-6)
+    save_rgb(path, bev_image(frame, det.boxes, range_m=x1, px_per_m=8.0, gt=gt, heat=heat,
+                             title=f"lifted camera map, frame {i}"))
+    print(f"picture: {path} (the depth-lifted camera map's feature norm; grey: annotated boxes)")
 
 
 def _print_furniture(out: Path, src, data_root, version: str) -> None:
