@@ -339,6 +339,27 @@ def test_depth_lift_puts_a_pixels_features_where_its_depth_says():
     assert float(lift.splat(f, probs, bins, e2i, (128, 224)).sum()) == 0.0
 
 
+def test_density_pooling_takes_the_rays_density_out():
+    """Uniform features and depth: sum pooling piles the near cells (many rays cross them) far above the far
+    ones; "density" pooling gives every cell the rays reach the same value, the bins' probability."""
+    from perception.models.lift import DepthLift
+
+    e2i = _front_camera().view(1, 1, 4, 4)
+    bins = (1.0, 61.0, 30)
+    f = torch.ones(1, 1, 4, 16, 28)
+    probs = torch.full((1, 1, 30, 16, 28), 1 / 30)
+    maps = {}
+    for pool in ("sum", "density"):
+        lift = DepthLift(8, xy_range=(-51.2, -51.2, 51.2, 51.2), bev_hw=(64, 64), channels=4, pool=pool)
+        maps[pool] = lift.splat(f, probs, bins, e2i, (128, 224))[0, 0]
+    reached = maps["sum"] > 0
+    near, far = maps["sum"][32, 35], maps["sum"][32, 50]  # on the axis 4 m and 28 m ahead of the camera
+    assert float(near) > 5 * float(far) > 0
+    torch.testing.assert_close(maps["density"][reached], torch.full_like(maps["density"][reached], 1 / 30))
+    with pytest.raises(ValueError, match="pool"):
+        DepthLift(8, xy_range=(-51.2, -51.2, 51.2, 51.2), bev_hw=(64, 64), pool="max")
+
+
 def test_projection_inverse_matches_torch_and_flags_blind_cameras():
     """The lift's closed-form inverse of ego -> pixel matrices (no matrix inverse in ONNX) equals torch's on
     projection matrices with image and BEV augmentation folded in; all-zero (dropped) cameras are flagged."""

@@ -42,8 +42,15 @@ class DepthLift(nn.Module):
     ego -> input-image pixels, input image (H_in, W_in)) -> (B, channels, H, W) over ``xy_range``."""
 
     def __init__(self, in_channels: int, xy_range, bev_hw: tuple[int, int], channels: int = 32,
-                 z_range: tuple[float, float] = (-5.0, 3.0)):
+                 z_range: tuple[float, float] = (-5.0, 3.0), pool: str = "sum"):
+        """``pool``: "sum" (Lift-Splat's sum pooling: a cell near the cameras, crossed by many rays, gets many
+        times the features of a far one) or "density" (each cell's sum divided by how many (pixel, bin) points
+        of the rays land in it whatever their probability: the rays' geometric density taken out, the depth's
+        confidence kept)."""
         super().__init__()
+        if pool not in ("sum", "density"):
+            raise ValueError(f"DepthLift pool={pool!r}: 'sum' or 'density'")
+        self.pool = pool
         self.channels = int(channels)
         self.xy_range = tuple(float(v) for v in xy_range)
         self.hw = tuple(int(v) for v in bev_hw)
@@ -92,6 +99,10 @@ class DepthLift(nn.Module):
         val = probs.unsqueeze(-1).to(f.dtype) * f.permute(0, 1, 3, 4, 2).unsqueeze(2)  # B, N, D, h, w, C
         idx = cell.long().reshape(-1, 1).expand(-1, C)
         acc = f.new_zeros(B * (H * W + 1), C).scatter_add(0, idx, val.reshape(-1, C))
+        if self.pool == "density":
+            flat = cell.long().reshape(-1)
+            count = f.new_zeros(B * (H * W + 1)).scatter_add(0, flat, torch.ones_like(flat, dtype=f.dtype))
+            acc = acc / count.clamp_min(1.0).unsqueeze(1)
         return acc.view(B, H * W + 1, C)[:, :H * W].transpose(1, 2).reshape(B, C, H, W)
 
     def forward(self, feats: torch.Tensor, probs: torch.Tensor, bins, ego2img: torch.Tensor, img_hw) -> torch.Tensor:
