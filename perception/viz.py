@@ -47,7 +47,6 @@ def bev_image(frame: SensorFrame, boxes: Boxes3D | None = None, range_m: float =
         h = np.clip(np.asarray(heat, np.float32), 0, 1).T[::-1, ::-1]
         h = cv2.resize(np.ascontiguousarray(h), (size, size), interpolation=cv2.INTER_NEAREST)
         img = cv2.applyColorMap((255 * h).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1].copy()
-        frame = SensorFrame(stamp_ns=frame.stamp_ns, T_global_ego=frame.T_global_ego)  # no points over it
 
     def to_px(xy):
         xy = np.asarray(xy, np.float64).reshape(-1, 2)
@@ -55,13 +54,13 @@ def bev_image(frame: SensorFrame, boxes: Boxes3D | None = None, range_m: float =
 
     for r in range(10, int(range_m) + 1, 10):
         cv2.circle(img, (size // 2, size // 2), int(r * px_per_m), (45, 45, 45), 1, cv2.LINE_AA)
-    if frame.lidar is not None and len(frame.lidar):
+    if heat is None and frame.lidar is not None and len(frame.lidar):  # no points over a heat map
         p = to_px(frame.lidar.xyz[:, :2])
         ok = (p[:, 0] >= 0) & (p[:, 0] < size) & (p[:, 1] >= 0) & (p[:, 1] < size)
         z = np.clip((frame.lidar.xyz[ok, 2] + 0.5) / 4.0, 0, 1)
         shade = (90 + 165 * z).astype(np.uint8)
         img[p[ok, 1].astype(int), p[ok, 0].astype(int)] = shade[:, None]
-    if frame.radar is not None and len(frame.radar):
+    if heat is None and frame.radar is not None and len(frame.radar):
         p = to_px(frame.radar.xyz[:, :2])
         v = np.stack([frame.radar.features.get("vx_comp", np.zeros(len(p))),
                       frame.radar.features.get("vy_comp", np.zeros(len(p)))], axis=1)

@@ -97,10 +97,9 @@ class DepthLift(nn.Module):
         cell = cell + (torch.arange(B, device=cell.device) * (H * W + 1)).view(B, 1, 1, 1, 1)
         # each (camera, bin, pixel): its pixel's features times that bin's probability
         val = probs.unsqueeze(-1).to(f.dtype) * f.permute(0, 1, 3, 4, 2).unsqueeze(2)  # B, N, D, h, w, C
-        idx = cell.long().reshape(-1, 1).expand(-1, C)
-        acc = f.new_zeros(B * (H * W + 1), C).scatter_add(0, idx, val.reshape(-1, C))
+        flat = cell.long().reshape(-1)
+        acc = f.new_zeros(B * (H * W + 1), C).scatter_add(0, flat.unsqueeze(1).expand(-1, C), val.reshape(-1, C))
         if self.pool == "density":
-            flat = cell.long().reshape(-1)
             count = f.new_zeros(B * (H * W + 1)).scatter_add(0, flat, torch.ones_like(flat, dtype=f.dtype))
             acc = acc / count.clamp_min(1.0).unsqueeze(1)
         return acc.view(B, H * W + 1, C)[:, :H * W].transpose(1, 2).reshape(B, C, H, W)
