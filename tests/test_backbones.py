@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from camera_helpers import front_camera, proxy_losses, training_item
 
 from perception.models.encoders.backbones import (
     EfficientNetLite0,
@@ -115,20 +116,10 @@ def test_camera_encoder_with_a_pretrained_backbone(lite0_file):
         CameraEncoder(weights="imagenet")
 
 
-def _front_camera(fx=100.0, W=224, H=128, t=(1.5, 0.0, 1.5)):
-    """ego -> image of a camera looking along ego +x (optical z forward, x right, y down), as nuScenes' front."""
-    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # columns: camera axes in the ego frame
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, t
-    K = np.eye(4)
-    K[:3, :3] = [[fx, 0, W / 2], [0, fx, H / 2], [0, 0, 1]]
-    return torch.tensor(K @ np.linalg.inv(T), dtype=torch.float32)
-
-
 def test_focal_length_and_lidar_depth_targets():
     from perception.models.encoders.camera import depth_targets, focal_length
 
-    e2i = torch.stack([_front_camera(fx=100.0), _front_camera(fx=250.0)]).unsqueeze(0)  # B 1, N 2
+    e2i = torch.stack([front_camera(fx=100.0), front_camera(fx=250.0)]).unsqueeze(0)  # B 1, N 2
     torch.testing.assert_close(focal_length(e2i), torch.tensor([[100.0, 250.0]]))
     bins = (1.0, 61.0, 30)  # 2 m bins
     # straight ahead of the camera at 10.2 m and, on the same ray, 30 m (the nearer wins); one behind; one left
@@ -147,7 +138,7 @@ def test_depth_prior_steers_the_camera_sampling():
     xy = torch.tensor([[10.0, 0.0], [20.0, 0.0]])  # two cells ahead: 10 m and 20 m from the ego
     q = torch.randn(1, 2, 16)
     feats = torch.randn(1, 1, 8, 16, 28)
-    e2i = _front_camera().view(1, 1, 4, 4)
+    e2i = front_camera().view(1, 1, 4, 4)
     probs = torch.full((1, 1, 30, 16, 28), 1e-3)
     probs[:, :, 3] = 1.0  # the camera sees something 7-9 m away along every ray: the 10 m cell (8.5 m deep)
     seen = probs.clone().requires_grad_(True)
@@ -161,38 +152,8 @@ def test_depth_prior_steers_the_camera_sampling():
     assert seen.grad.abs().sum() > 0  # the depth distribution learns from the detection loss too
 
 
-def _training_item(pre):
-    """One frame for a training step: a front camera (random pixels), lidar points ahead, a car 10 m ahead."""
-    from perception.types import Boxes3D, CameraView, PointCloud, SensorFrame
-
-    rng = np.random.default_rng(0)
-    pts = np.c_[rng.uniform(3, 40, 3000), rng.uniform(-10, 10, 3000), rng.uniform(-1, 2, 3000)].astype(np.float32)
-    cloud = PointCloud(pts, {"intensity": np.zeros(3000, np.float32), "time_lag": np.zeros(3000, np.float32)})
-    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, (1.5, 0.0, 1.5)
-    Kc = np.array([[100.0, 0, 112], [0, 100.0, 64], [0, 0, 1]])
-    cams = {"CAM_FRONT": CameraView(rng.integers(0, 255, (128, 224, 3), dtype=np.uint8), Kc, T, 0, "CAM_FRONT")}
-    frame = SensorFrame(stamp_ns=0, T_global_ego=np.eye(4), cameras=cams, lidar=cloud)
-    gt = Boxes3D(np.array([[10.0, 0.0, 0.0, 4.5, 1.9, 1.6, 0.0, 0.0, 0.0]]), np.array([0]))
-    return {"inputs": pre.prepare(frame), "data_samples": {"token": "t", "gt": gt, "T_global_ego": np.eye(4)}}
-
-
-def _proxy_losses(config: str):
-    """A camera-only proxy config's network and its training losses on one synthetic item."""
-    from perception.config import build, load_config
-    from perception.pipeline import Preprocessor
-    from perception.training.wrapper import FusionDetector
-
-    cfg = load_config(config)
-    net = build(cfg["model"])
-    pre = Preprocessor(cfg["preprocess"])
-    item = _training_item(pre)
-    return net, FusionDetector(net, pre.to_dict())([item["inputs"]], [item["data_samples"]], mode="loss")
-
-
 def test_depth_config_trains_end_to_end():
-    net, losses = _proxy_losses("configs/ablation/camera_lite0_depth.py")
+    net, losses = proxy_losses("configs/ablation/camera_lite0_depth.py")
     assert 0 < float(losses["loss_depth"]) < 10 and torch.isfinite(sum(losses.values()))
     sum(losses.values()).backward()
     assert net.encoders["camera"].depth_head[2].weight.grad.abs().sum() > 0
@@ -202,7 +163,7 @@ def test_box_semantic_targets_paint_the_nearer_box_and_ignore_hidden_ones():
     from perception.models.encoders.camera import box_semantic_targets
     from perception.types import DETECTION_CLASSES, Boxes3D
 
-    e2i = torch.stack([_front_camera(), torch.zeros(4, 4)]).unsqueeze(0)  # camera 2 has no view (dropped)
+    e2i = torch.stack([front_camera(), torch.zeros(4, 4)]).unsqueeze(0)  # camera 2 has no view (dropped)
     car, ped = DETECTION_CLASSES.index("car"), DETECTION_CLASSES.index("pedestrian")
     # listed nearest first (painting in list order would let the car cover the pedestrian): a pedestrian 10 m
     # ahead, a car 20 m ahead behind it, a car behind the ego, a car 40 m ahead annotated as hidden
@@ -231,7 +192,7 @@ def test_box_semantic_targets_cut_a_box_half_behind_the_camera_at_the_near_plane
     from perception.models.encoders.camera import box_semantic_targets
     from perception.types import Boxes3D
 
-    e2i = _front_camera().view(1, 1, 4, 4)  # the camera at x = 1.5 m
+    e2i = front_camera().view(1, 1, 4, 4)  # the camera at x = 1.5 m
     gt = Boxes3D(np.array([[1.5, 2.5, 1.0, 4.5, 1.9, 1.6, 0.0, 0, 0]]), np.array([0]))
     tgt = box_semantic_targets([gt], e2i, (16, 28), (128, 224))[0, 0]
     assert (tgt[:, 0] == 1).any()  # reaches the left edge
@@ -250,7 +211,7 @@ def test_semantic_head_trains_and_stays_out_of_the_deploy_checkpoint(tmp_path):
     net = build(cfg["model"]).train()
     pre = Preprocessor(cfg["preprocess"])
     det = FusionDetector(net, pre.to_dict())
-    item = _training_item(pre)
+    item = training_item(pre)
     losses = det([item["inputs"]], [item["data_samples"]], mode="loss")
     assert 0.5 < float(losses["loss_semantic"]) < 10  # about log(11) from random weights
     losses["loss_semantic"].backward()  # alone: the detection and depth losses reach the backbone anyway
@@ -304,142 +265,9 @@ def test_context_config_trains_end_to_end():
         net.context.up[1].weight.fill_(1.0)
     pre = Preprocessor(cfg["preprocess"])
     det = FusionDetector(net, pre.to_dict())
-    item = _training_item(pre)
+    item = training_item(pre)
     losses = det([item["inputs"]], [item["data_samples"]], mode="loss")
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
     assert net.context.stage[0][0].weight.grad.abs().sum() > 0
-
-
-def test_depth_lift_puts_a_pixels_features_where_its_depth_says():
-    """Lift-Splat: a feature pixel with all its depth probability in one bin lands in the BEV cell of the point
-    at that depth along its ray; split over two bins, half in each; off the grid or above it, nowhere."""
-    from perception.models.lift import DepthLift
-
-    lift = DepthLift(8, xy_range=(-51.2, -51.2, 51.2, 51.2), bev_hw=(64, 64), channels=4)
-    e2i = _front_camera().view(1, 1, 4, 4)
-    bins = (1.0, 61.0, 30)  # 2 m bins: centres 2, 4, ..., 60
-    f = torch.zeros(1, 1, 4, 16, 28)
-    f[0, 0, :, 8, 14] = 1.0  # the pixel at the image centre (its centre 116, 68: 4 px right of and below the axis)
-    probs = torch.zeros(1, 1, 30, 16, 28)
-    probs[0, 0, 9, 8, 14] = 1.0  # 20 m along the optical axis
-    bev = lift.splat(f, probs, bins, e2i, (128, 224))
-    assert bev.shape == (1, 4, 64, 64) and float(bev.sum()) == 4.0
-    iy, ix = [int(v) for v in (bev[0, 0] > 0).nonzero()[0]]
-    x, y = -51.2 + (ix + 0.5) * 1.6, -51.2 + (iy + 0.5) * 1.6
-    # the ego point: camera at x = 1.5 m, 20 m ahead, 20 * 4 / 100 = 0.8 m to the right (y < 0)
-    assert abs(x - 21.5) <= 0.8 and abs(y + 0.8) <= 0.8
-    probs[0, 0, 9, 8, 14], probs[0, 0, 19, 8, 14] = 0.5, 0.5  # half at 20 m, half at 40 m
-    bev = lift.splat(f, probs, bins, e2i, (128, 224))
-    assert sorted(bev[0, 0][bev[0, 0] > 0].tolist()) == [0.5, 0.5]
-    probs.zero_()
-    probs[0, 0, 29, 0, 14] = 1.0  # the top row at 60 m: 60 * 60 / 100 = 36 m up, above the grid's 3 m
-    f[0, 0, :, 0, 14] = 1.0
-    assert float(lift.splat(f, probs, bins, e2i, (128, 224)).sum()) == 0.0
-
-
-def test_density_pooling_takes_the_rays_density_out():
-    """Uniform features and depth: sum pooling piles the near cells (many rays cross them) far above the far
-    ones; "density" pooling gives every cell the rays reach the same value, the bins' probability."""
-    from perception.models.lift import DepthLift
-
-    e2i = _front_camera().view(1, 1, 4, 4)
-    bins = (1.0, 61.0, 30)
-    f = torch.ones(1, 1, 4, 16, 28)
-    probs = torch.full((1, 1, 30, 16, 28), 1 / 30)
-    maps = {}
-    for pool in ("sum", "density"):
-        lift = DepthLift(8, xy_range=(-51.2, -51.2, 51.2, 51.2), bev_hw=(64, 64), channels=4, pool=pool)
-        maps[pool] = lift.splat(f, probs, bins, e2i, (128, 224))[0, 0]
-    reached = maps["sum"] > 0
-    near, far = maps["sum"][32, 35], maps["sum"][32, 50]  # on the axis 4 m and 28 m ahead of the camera
-    assert float(near) > 5 * float(far) > 0
-    torch.testing.assert_close(maps["density"][reached], torch.full_like(maps["density"][reached], 1 / 30))
-    with pytest.raises(ValueError, match="pool"):
-        DepthLift(8, xy_range=(-51.2, -51.2, 51.2, 51.2), bev_hw=(64, 64), pool="max")
-
-
-def test_projection_inverse_matches_torch_and_flags_blind_cameras():
-    """The lift's closed-form inverse of ego -> pixel matrices (no matrix inverse in ONNX) equals torch's on
-    projection matrices with image and BEV augmentation folded in; all-zero (dropped) cameras are flagged."""
-    from perception.models.lift import invert_projection
-
-    g = torch.Generator().manual_seed(0)
-    Ms = []
-    for fx in (100.0, 250.0, 1266.0):
-        a = float(torch.rand((), generator=g)) * 6.28
-        bev = torch.eye(4)  # a BEV rotation, scale and flip, as the augmentation folds into ego2img
-        bev[:2, :2] = 1.05 * torch.tensor([[np.cos(a), -np.sin(a)], [-np.sin(a), -np.cos(a)]])
-        pix = torch.eye(4)  # an image resize / crop / flip
-        pix[0, 0], pix[0, 3], pix[1, 1], pix[1, 3] = -0.9, 200.0, 0.9, -5.0
-        Ms.append(pix @ _front_camera(fx=fx) @ bev)
-    M = torch.stack([*Ms, torch.zeros(4, 4)]).view(1, 4, 4, 4)
-    inv, blind = invert_projection(M)
-    assert blind.tolist() == [[False, False, False, True]]
-    torch.testing.assert_close(inv[0, :3], torch.linalg.inv(M[0, :3]), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(inv[0, 3], torch.eye(4))
-
-
-def test_lift_network_exports_to_onnx_and_agrees(synthetic_root, tmp_path):
-    """The full tiny network with the lifted map (configs/ablation/tiny_lift.py) traces into ONNX and onnxruntime
-    gives torch's outputs on another frame, with all sensors and with the cameras dropped."""
-    from perception.config import build, load_config
-    from perception.export import OnnxModel, export_onnx, max_abs_diff
-    from perception.pipeline import Preprocessor
-    from perception.sources.nuscenes import NuScenesSource
-
-    torch.manual_seed(0)
-    cfg = load_config("configs/ablation/tiny_lift.py")
-    net = build(cfg["model"]).eval()
-    pre = Preprocessor(cfg["preprocess"])
-    src = NuScenesSource(synthetic_root, "v1.0-mini", None, lidar_sweeps=4)
-    export_onnx(net, pre.collate([pre.prepare(src[0])]), pre.spec, tmp_path / "lift.onnx")
-    import onnx
-
-    ops = {n.op_type for n in onnx.load(str(tmp_path / "lift.onnx")).graph.node}
-    assert "ScatterElements" in ops  # the splat is in the graph, not folded away
-    ort_model = OnnxModel(tmp_path / "lift.onnx", pre.spec)
-    for mods in (None, ("lidar", "radar")):
-        batch = pre.collate([pre.prepare(src[5], mods)])
-        with torch.no_grad():
-            ref = net(batch)
-            lifted = net.fuser.lift is not None
-        diff = max_abs_diff(ref, ort_model(batch))
-        assert lifted and max(diff.values()) < 1e-3, diff
-
-
-def test_lift_config_trains_end_to_end():
-    """The camera-only proxy with the lifted map: the lift's weights and the depth head both get gradients."""
-    net, losses = _proxy_losses("configs/ablation/camera_lite0_lift.py")
-    sum(losses.values()).backward()
-    assert net.fuser.lift.reduce.weight.grad.abs().sum() > 0
-    assert net.encoders["camera"].depth_head[2].weight.grad.abs().sum() > 0
-    assert net.fuser.layers[0].lift_sampler.value.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="depth head"):
-        from configs._base_.model import fusion_model
-
-        fusion_model((-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), (0.8, 0.8, 8.0), lift={})
-
-
-def test_pictures_of_a_lift_network_show_the_lifted_map(synthetic_root, tmp_path, capsys):
-    """`promptfusion-test --pictures` of a network with the lifted camera map also draws that map in BEV; a
-    network without it draws no such picture."""
-    import cv2
-
-    from perception.cli.test import _pictures
-    from perception.pipeline import Pipeline
-    from perception.sources.nuscenes import NuScenesSource
-
-    torch.manual_seed(0)
-    for config, drawn in (("configs/ablation/tiny_lift.py", True), ("configs/tiny.py", False)):
-        pipe = Pipeline(config, None)
-        src = NuScenesSource(synthetic_root, "v1.0-mini", "mini_val", **pipe.assembly.source_kwargs())
-        out = tmp_path / config.replace("/", "_")
-        _pictures(pipe, src, ("camera", "lidar", "radar"), out, 0, 0.3)
-        path = out / "lifted_bev_camera+lidar+radar.png"
-        assert path.is_file() == drawn and (out / "depth_CAM_FRONT.png").is_file()
-        if drawn:
-            img = cv2.imread(str(path))
-            assert img.shape[0] == img.shape[1] > 800 and img.std() > 10  # a map, not a blank square
-    assert "depth-lifted camera map" in capsys.readouterr().out
