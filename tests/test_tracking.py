@@ -441,3 +441,36 @@ def test_centre_detection_reports_the_detections_centre_and_keeps_the_filters_ve
     assert max(np.abs(xy_f - z).max() for z, xy_f, _ in filt) > 0.1  # the filter's own centre differs
     with pytest.raises(ValueError, match="'filter', 'detection'"):
         Tracker(centre="box")
+
+
+def test_class_groups_keep_one_identity_and_vote_the_class():
+    """A rider the detector reads as a motorcycle in three frames (0.6) and as a bicycle in the other three
+    (0.4): on its own class only, the two classes' tracks take turns (every frame one of them is missed); with
+    bicycles and motorcycles grouped, one identity all along, labelled by the class its scores add up to most
+    (motorcycle); a pedestrian beside it never joins that group. Unknown classes and a class in two groups are
+    named."""
+    MOTO, BIKE = DETECTION_CLASSES.index("motorcycle"), DETECTION_CLASSES.index("bicycle")
+
+    def run(**settings):
+        trk, ids, labels = Tracker(**settings), set(), []
+        for k in range(6):
+            label, conf = (MOTO, 0.6) if k % 2 == 0 else (BIKE, 0.4)
+            objs = [(label, 10.0 + 2 * k, 0.0, 0.0, 4.0, 0.0), (PED, 10.0 + 2 * k, 1.5, 0.0, 4.0, 0.0)]
+            det = _detect(objs, _pose(), np.random.default_rng(k), noise=0.05, vel_noise=0.1)
+            det.scores[:] = [conf, 0.7]
+            cur = trk.update(det, _pose(), int(k * 0.5e9)).current()
+            rider = cur.det_index == 0
+            ids |= set(cur.ids[rider].tolist())
+            labels.append(int(cur.boxes.labels[rider][0]))
+            assert cur.boxes.labels[cur.det_index == 1].tolist() == [PED]
+        return ids, labels
+
+    ids, labels = run()
+    assert len(ids) == 2 and labels == [MOTO, BIKE] * 3
+    ids, labels = run(groups="bicycle+motorcycle;bus+truck")
+    assert len(ids) == 1 and labels == [MOTO] * 6
+    assert run(groups=[["motorcycle", "bicycle"]]) == (ids, labels)  # a config's lists, the same
+    with pytest.raises(ValueError, match="scooter"):
+        Tracker(groups="bicycle+scooter")
+    with pytest.raises(ValueError, match="two groups"):
+        Tracker(groups="bicycle+motorcycle;motorcycle+car")

@@ -32,7 +32,7 @@ TRACKING_CLASSES = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "traile
 TRACKER_DEFAULTS = {"matcher": "greedy", "min_score": 0.1, "birth_score": 0.3, "min_hits": 2, "max_age": 3,
                     "smoothing": 0.5, "displacement": 0.5, "velocity": "kalman", "pos_noise": 0.4,
                     "vel_noise": 4.0, "accel_noise": 1.0, "long_noise": 0.3, "centre": "filter", "max_gap_s": 1.5,
-                    "max_jump_m": 20.0, "classes": None, "motion_hint": True, "score": "last"}
+                    "max_jump_m": 20.0, "classes": None, "motion_hint": True, "score": "last", "groups": None}
 SCORES = ("last", "mean")
 CENTRES = ("filter", "detection")
 
@@ -100,6 +100,31 @@ class _State:
     cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 4)))  # "kalman": covariance of x y vx vy
     score_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))  # of the detections' scores ("mean")
     offset: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # filter's centre - the box's reported one
+    votes: np.ndarray = field(default_factory=lambda: np.zeros((0, len(DETECTION_CLASSES))))  # scores per class
+
+
+def class_groups(groups) -> np.ndarray:
+    """The tracker's ``groups`` setting -> (classes,) group number per detection class (each class alone when
+    None). ``groups``: classes that may continue one another's tracks, as lists of class names or as a string
+    "bicycle+motorcycle;bus+truck" (a command line's); a class in two groups or an unknown one is an error."""
+    of = np.arange(len(DETECTION_CLASSES))
+    if groups is None or groups == "" or groups == "none":
+        return of
+    if isinstance(groups, str):
+        groups = [g.split("+") for g in groups.split(";") if g.strip()]
+    seen: set = set()
+    for g in groups:
+        names = [str(c).strip() for c in g]
+        bad = [c for c in names if c not in DETECTION_CLASSES]
+        if bad:
+            raise ValueError(f"tracker.groups: unknown classes {bad}; valid: {DETECTION_CLASSES}")
+        twice = seen & set(names)
+        if twice:
+            raise ValueError(f"tracker.groups: {sorted(twice)} in two groups")
+        seen |= set(names)
+        idx = [DETECTION_CLASSES.index(c) for c in names]
+        of[idx] = min(idx)
+    return of
 
 
 def _assign(cost: np.ndarray, order: np.ndarray, matcher: str) -> list[tuple[int, int]]:
@@ -142,7 +167,11 @@ class Tracker:
     names tracked (None: all detection classes); ``motion_hint``: the grounding head reads each object's
     velocity from its track (``motion_source``); ``score``: a track's score, the one a tracking benchmark ranks
     its boxes by: "last" (its latest detection's, CenterPoint) or "mean" (the mean of its detections' scores
-    so far: one confident frame of a flickering false track weighs less, a steady object's dip does too).
+    so far: one confident frame of a flickering false track weighs less, a steady object's dip does too);
+    ``groups``: classes whose detections may continue one another's tracks (``class_groups``; e.g. bicycles and
+    motorcycles, which a detector confuses from frame to frame): a track's class is then the one its
+    detections' scores add up to most, so an object read as one class in some frames and as the other in the
+    rest keeps one identity and one class; None: a class only continues its own tracks.
     """
 
     def __init__(self, **settings):
@@ -172,6 +201,7 @@ class Tracker:
             raise ValueError(f"tracker.classes: unknown {sorted(unknown)}; valid: {DETECTION_CLASSES}")
         self.tracked = np.array([c in classes for c in DETECTION_CLASSES])
         self.gates = np.array([GATES[c] for c in DETECTION_CLASSES])
+        self.group = class_groups(self.cfg["groups"])
         self.reset()
 
     def reset(self) -> None:
@@ -256,6 +286,10 @@ class Tracker:
         misses[ti] = 0
         score_sum = s.score_sum.copy()
         score_sum[ti] += dscore[di]
+        votes = s.votes.copy()
+        np.add.at(votes, (ti, det.labels[di]), dscore[di])
+        # a track's class: the one its detections' scores say most (its own class unless ``groups`` is set)
+        labels = np.where(votes.max(1, initial=0.0) > 0, np.argmax(votes, 1), s.labels) if len(votes) else s.labels
         scores[ti] = dscore[di] if c["score"] == "last" else score_sum[ti] / hits[ti]
         det_index = np.full(len(s.ids), -1, np.int64)
         det_index[ti] = keep[di]
@@ -266,7 +300,7 @@ class Tracker:
         ids = np.arange(self.next_id, self.next_id + len(born), dtype=np.int64)
         self.next_id += len(born)
         self.state = _State(
-            np.concatenate([new[alive], det.data[born]]), np.concatenate([s.labels[alive], det.labels[born]]),
+            np.concatenate([new[alive], det.data[born]]), np.concatenate([labels[alive], det.labels[born]]),
             np.concatenate([s.ids[alive], ids]), np.concatenate([scores[alive], dscore[born]]),
             np.concatenate([hits[alive], np.ones(len(born), np.int64)]),
             np.concatenate([misses[alive], np.zeros(len(born), np.int64)]),
@@ -282,6 +316,9 @@ class Tracker:
             self.state.cov = np.concatenate([cov[alive], kalman_birth(born_data, noise, float(c["vel_noise"]))])
             born_data[:, 7:9] = np.nan_to_num(born_data[:, 7:9])  # the filter's mean: unknown starts at 0
         self.state.score_sum = np.concatenate([score_sum[alive], dscore[born]])
+        born_votes = np.zeros((len(born), len(DETECTION_CLASSES)))
+        born_votes[np.arange(len(born)), det.labels[born]] = dscore[born]
+        self.state.votes = np.concatenate([votes[alive], born_votes])
         self.state.offset = np.concatenate([offset[alive], np.zeros((len(born), 2))])
         self.state.g_sum = np.concatenate([g_sum[alive], born_sum])
         self.state.g_n = np.concatenate([g_n[alive], born_n])
@@ -300,8 +337,8 @@ class Tracker:
         return np.flatnonzero((detections.scores >= self.cfg["min_score"]) & self.tracked[detections.labels])
 
     def _associate(self, det: Boxes3D, dscore: np.ndarray, dt: float):
-        """The tracks moved on by ``dt`` (predicted state) and the (detection, track) pairs: same class, within
-        the class's gate, by the matcher. ``det``: global-frame boxes."""
+        """The tracks moved on by ``dt`` (predicted state) and the (detection, track) pairs: same class (or class
+        group), within the detection class's gate, by the matcher. ``det``: global-frame boxes."""
         s = self.state
         # predict: every track moves on by its velocity (unknown velocity: stays)
         pred = s.data.copy()
@@ -315,7 +352,7 @@ class Tracker:
         # the gates are for keyframes 0.5 s apart; between 20 Hz sweeps an object moves a tenth as far, so a
         # gate that wide would let a track jump to the next car in a queue: halved at high frame rates
         gate = self.gates[det.labels][:, None] * float(np.clip(dt / 0.5, 0.5, 1.0))
-        ok = (det.labels[:, None] == s.labels[None, :]) & (dist <= gate)
+        ok = (self.group[det.labels][:, None] == self.group[s.labels][None, :]) & (dist <= gate)
         cost = np.where(ok, dist, np.inf)
         return pred, _assign(cost, np.argsort(-dscore, kind="stable"), self.cfg["matcher"])
 
