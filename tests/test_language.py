@@ -17,6 +17,7 @@ from perception.language import prompts as P
 from perception.language.prompts import PromptSpec
 from perception.types import ATTRIBUTES, DETECTION_CLASSES, Boxes3D
 
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 C = DETECTION_CLASSES.index
 A = ATTRIBUTES.index
 
@@ -369,8 +370,18 @@ def test_paraphrase_contrast_trains_the_tuner(encoder):
         paraphrase_contrast(tuner, specs[:1], np.random.default_rng(0))
 
 
-def test_grounding_head_learns_a_frame(encoder):
-    """The head alone, on one frame's objects and six prompts, learns to rank every referent first."""
+def test_grounding_head_learns_a_frame():
+    """The head alone, on one frame's objects and six prompts, learns to rank every referent first.
+    In a process of its own: after the rest of the default suite it fails in the same process (a pedestrian
+    ranked under a non-pedestrian), alone and after this module's other tests it passes, for 8 seeds; what
+    earlier state changes it is not found yet."""
+    code = ("import sys; sys.path.insert(0, 'tests'); import test_language as T; "
+            "from perception.language.text_encoder import TextEncoder; T.learn_a_frame(TextEncoder())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT_DIR, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def learn_a_frame(encoder):
     from perception.language.text_encoder import pad
     from perception.models.heads import GroundingHead
 
