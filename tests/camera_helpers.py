@@ -5,14 +5,19 @@ import numpy as np
 import torch
 
 
-def front_camera(fx=100.0, W=224, H=128, t=(1.5, 0.0, 1.5)):
-    """ego -> image of a camera looking along ego +x (optical z forward, x right, y down), as nuScenes' front."""
-    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # columns: camera axes in the ego frame
+def front_extrinsics(t=(1.5, 0.0, 1.5)) -> np.ndarray:
+    """camera -> ego of a camera looking along ego +x (optical z forward, x right, y down), as nuScenes' front."""
     T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, t
+    T[:3, :3] = [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]  # columns: camera axes in the ego frame
+    T[:3, 3] = t
+    return T
+
+
+def front_camera(fx=100.0, W=224, H=128, t=(1.5, 0.0, 1.5)):
+    """ego -> image of ``front_extrinsics``' camera with focal length ``fx`` and a W x H image."""
     K = np.eye(4)
     K[:3, :3] = [[fx, 0, W / 2], [0, fx, H / 2], [0, 0, 1]]
-    return torch.tensor(K @ np.linalg.inv(T), dtype=torch.float32)
+    return torch.tensor(K @ np.linalg.inv(front_extrinsics(t)), dtype=torch.float32)
 
 
 def training_item(pre):
@@ -22,11 +27,9 @@ def training_item(pre):
     rng = np.random.default_rng(0)
     pts = np.c_[rng.uniform(3, 40, 3000), rng.uniform(-10, 10, 3000), rng.uniform(-1, 2, 3000)].astype(np.float32)
     cloud = PointCloud(pts, {"intensity": np.zeros(3000, np.float32), "time_lag": np.zeros(3000, np.float32)})
-    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, (1.5, 0.0, 1.5)
     Kc = np.array([[100.0, 0, 112], [0, 100.0, 64], [0, 0, 1]])
-    cams = {"CAM_FRONT": CameraView(rng.integers(0, 255, (128, 224, 3), dtype=np.uint8), Kc, T, 0, "CAM_FRONT")}
+    cams = {"CAM_FRONT": CameraView(rng.integers(0, 255, (128, 224, 3), dtype=np.uint8), Kc, front_extrinsics(), 0,
+                                    "CAM_FRONT")}
     frame = SensorFrame(stamp_ns=0, T_global_ego=np.eye(4), cameras=cams, lidar=cloud)
     gt = Boxes3D(np.array([[10.0, 0.0, 0.0, 4.5, 1.9, 1.6, 0.0, 0.0, 0.0]]), np.array([0]))
     return {"inputs": pre.prepare(frame), "data_samples": {"token": "t", "gt": gt, "T_global_ego": np.eye(4)}}

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from perception.language import prompts as P
 from perception.language.prompts import PromptSpec
 from perception.types import ATTRIBUTES, DETECTION_CLASSES, Boxes3D
 
-ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = Path(__file__).resolve().parents[1]
 C = DETECTION_CLASSES.index
 A = ATTRIBUTES.index
 
@@ -377,7 +378,7 @@ def test_grounding_head_learns_a_frame():
     earlier state changes it is not found yet."""
     code = ("import sys; sys.path.insert(0, 'tests'); import test_language as T; "
             "from perception.language.text_encoder import TextEncoder; T.learn_a_frame(TextEncoder())")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT_DIR, timeout=600)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 
 

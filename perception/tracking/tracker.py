@@ -289,7 +289,7 @@ class Tracker:
         votes = s.votes.copy()
         np.add.at(votes, (ti, det.labels[di]), dscore[di])
         # a track's class: the one its detections' scores say most (its own class unless ``groups`` is set)
-        labels = np.where(votes.max(1, initial=0.0) > 0, np.argmax(votes, 1), s.labels) if len(votes) else s.labels
+        labels = np.where(votes.max(1, initial=0.0) > 0, np.argmax(votes, 1), s.labels)
         scores[ti] = dscore[di] if c["score"] == "last" else score_sum[ti] / hits[ti]
         det_index = np.full(len(s.ids), -1, np.int64)
         det_index[ti] = keep[di]
