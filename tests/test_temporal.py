@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from perception.models.temporal import History, TemporalFusion
+from perception.models.temporal import History, TemporalFusion, correlation
 from perception.pipeline import Pipeline
 
 TEMPORAL = "configs/tiny.py"
@@ -185,3 +185,48 @@ def test_wide_temporal_config_builds_the_dilated_mixing():
     assert [c.dilation for c in net.temporal.mix if isinstance(c, torch.nn.Conv2d)] == [(2, 2), (2, 2)]
     assert [c.dilation for c in shipped.temporal.mix if isinstance(c, torch.nn.Conv2d)] == [(1, 1), (1, 1)]
     assert set(net.state_dict()) == set(shipped.state_dict())  # the same weights: only the reach differs
+
+
+def test_cost_volume_peaks_at_the_offset_an_object_moved_by():
+    """The correlation channel of offset (dy, dx) is largest at an object's current cell when the earlier map
+    held the object dy rows and dx columns away; the other cells and offsets stay lower."""
+    torch.manual_seed(0)
+    feat = torch.randn(8)
+    cur, earlier = torch.zeros(1, 8, 12, 12), torch.zeros(1, 8, 12, 12)
+    cur[0, :, 6, 6] = feat
+    earlier[0, :, 4, 9] = feat                                       # was 2 rows up, 3 columns right
+    c = correlation(cur, earlier, 3)
+    assert c.shape == (1, 49, 12, 12)
+    k = int(c[0, :, 6, 6].argmax())
+    assert divmod(k, 7) == (-2 + 3, 3 + 3)
+    torch.testing.assert_close(c[0, k, 6, 6], (feat * feat).mean())
+    assert int(c[0, k].flatten().argmax()) == 6 * 12 + 6
+    assert correlation(cur, earlier, 1)[0, :, 6, 6].abs().max() == 0  # beyond a radius of 1
+
+
+def test_cost_volume_temporal_fusion_starts_as_one_frame_and_exports(tmp_path):
+    """With the cost volume the mix still starts as the identity, reads the history once trained, and the
+    corr config builds it with the shipped network's other weights; the module exports to ONNX and matches."""
+    from perception.config import build, load_config
+
+    torch.manual_seed(0)
+    t = TemporalFusion(8, (-10.0, -10.0, 10.0, 10.0), (16, 16), corr=2).eval()
+    cur, earlier = torch.randn(1, 8, 16, 16), torch.randn(1, 8, 16, 16)
+    T, valid = torch.eye(4)[None], torch.tensor([True])
+    torch.testing.assert_close(t(cur, earlier, T, valid), cur)
+    torch.nn.init.normal_(t.mix[-1].weight, std=0.1)
+    assert not torch.allclose(t(cur, earlier, T, valid), t(cur))
+    with pytest.raises(ValueError, match="corr"):
+        TemporalFusion(8, (-10.0, -10.0, 10.0, 10.0), (16, 16), corr=-1)
+    import onnxruntime as ort
+
+    path = tmp_path / "t.onnx"
+    torch.onnx.export(t, (cur, earlier, T, valid.float()), str(path), input_names=["c", "e", "T", "v"],
+                      dynamo=False)
+    got = ort.InferenceSession(str(path)).run(None, {"c": cur.numpy(), "e": earlier.numpy(), "T": T.numpy(),
+                                                      "v": valid.float().numpy()})[0]
+    np.testing.assert_allclose(got, t(cur, earlier, T, valid).detach().numpy(), atol=1e-4)
+    net = build(load_config("configs/ablation/tiny_temporal_corr.py")["model"])
+    shipped = build(load_config("configs/tiny.py")["model"])
+    assert net.temporal.corr == 4 and net.temporal.mix[0].in_channels == shipped.temporal.mix[0].in_channels + 81
+    assert set(net.state_dict()) == set(shipped.state_dict())
