@@ -8,7 +8,8 @@ velocity for up to ``max_age`` frames and then dies; an unpaired detection above
 track, confirmed after ``min_hits`` detections. The state resets on a time gap, time going backwards or a
 jump of the ego pose (a new scene or log), so tracks never span two drives.
 
-The Kalman filter itself is perception.tracking.kalman. Everything is vectorized numpy: a frame of 100 objects
+The Kalman filter is perception.tracking.kalman, the pairing (gates, class groups, greedy or optimal
+assignment) perception.tracking.association. Everything is vectorized numpy: a frame of 100 objects
 costs well under a millisecond (``make bench``).
 """
 
@@ -19,13 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perception.geometry import invert_transform, wrap_angle
+from perception.tracking.association import GATES, assign, class_groups
 from perception.tracking.kalman import centre_noise, kalman_birth, kalman_predict, kalman_update
 from perception.types import DETECTION_CLASSES, Boxes3D, Detections
 
-# Association gates on the centre distance (metres) after the prediction, per class: CenterPoint's nuScenes
-# values for the tracked classes; barriers and cones (static, not in the tracking benchmark) get small ones.
-GATES = {"car": 4.0, "truck": 4.0, "bus": 5.5, "trailer": 3.0, "pedestrian": 1.0, "motorcycle": 13.0,
-         "bicycle": 3.0, "construction_vehicle": 4.0, "barrier": 1.0, "traffic_cone": 1.0}
 # The seven classes of the nuScenes tracking benchmark.
 TRACKING_CLASSES = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "trailer", "truck")
 
@@ -101,51 +99,6 @@ class _State:
     score_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))  # of the detections' scores ("mean")
     offset: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # filter's centre - the box's reported one
     votes: np.ndarray = field(default_factory=lambda: np.zeros((0, len(DETECTION_CLASSES))))  # scores per class
-
-
-def class_groups(groups) -> np.ndarray:
-    """The tracker's ``groups`` setting -> (classes,) group number per detection class (each class alone when
-    None). ``groups``: classes that may continue one another's tracks, as lists of class names or as a string
-    "bicycle+motorcycle;bus+truck" (a command line's); a class in two groups or an unknown one is an error."""
-    of = np.arange(len(DETECTION_CLASSES))
-    if groups is None or groups == "" or groups == "none":
-        return of
-    if isinstance(groups, str):
-        groups = [g.split("+") for g in groups.split(";") if g.strip()]
-    seen: set = set()
-    for g in groups:
-        names = [str(c).strip() for c in g]
-        bad = [c for c in names if c not in DETECTION_CLASSES]
-        if bad:
-            raise ValueError(f"tracker.groups: unknown classes {bad}; valid: {DETECTION_CLASSES}")
-        twice = seen & set(names)
-        if twice:
-            raise ValueError(f"tracker.groups: {sorted(twice)} in two groups")
-        seen |= set(names)
-        idx = [DETECTION_CLASSES.index(c) for c in names]
-        of[idx] = min(idx)
-    return of
-
-
-def _assign(cost: np.ndarray, order: np.ndarray, matcher: str) -> list[tuple[int, int]]:
-    """Pairs (detection, track) with finite cost. Greedy: detections in ``order`` (score, high first) each
-    take their nearest free track; hungarian: the assignment of least total cost."""
-    if not cost.size:
-        return []
-    if matcher == "hungarian":
-        from scipy.optimize import linear_sum_assignment
-
-        big = 1e6
-        r, c = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
-        return [(int(i), int(j)) for i, j in zip(r, c) if np.isfinite(cost[i, j])]
-    pairs, taken = [], np.zeros(cost.shape[1], bool)
-    for i in order:
-        row = np.where(taken, np.inf, cost[i])
-        j = int(np.argmin(row))
-        if np.isfinite(row[j]):
-            pairs.append((int(i), j))
-            taken[j] = True
-    return pairs
 
 
 class Tracker:
@@ -354,7 +307,7 @@ class Tracker:
         gate = self.gates[det.labels][:, None] * float(np.clip(dt / 0.5, 0.5, 1.0))
         ok = (self.group[det.labels][:, None] == self.group[s.labels][None, :]) & (dist <= gate)
         cost = np.where(ok, dist, np.inf)
-        return pred, _assign(cost, np.argsort(-dscore, kind="stable"), self.cfg["matcher"])
+        return pred, assign(cost, np.argsort(-dscore, kind="stable"), self.cfg["matcher"])
 
     def motion_hint(self, detections: Detections, T_global_ego, stamp_ns: int) -> np.ndarray:
         """(N, 2) ego-frame velocity of each detection as its confirmed track would carry it after this frame
