@@ -415,3 +415,41 @@ def test_velocity_by_heading_tells_measured_motion_from_a_guess(nusc, synthetic_
     assert other and all(r["pred_speed"] == 0.0 and r["ave"] > 1.0 for r in other)
     text = format_velocity_by_heading(full)
     assert "vehicles" in text and ("oncoming" in text or "crossing" in text)
+
+
+def test_heading_by_orientation_shows_a_detector_that_lays_every_vehicle_along_the_road():
+    """The devkit's own box types: vehicles lying along the ego (driving with it, oncoming) and across it (parked
+    in a lot, crossing), a pedestrian across; the detections put every box where it is but turned to the ego's
+    axis. The table finds the along ones nearly right, the across ones off by their whole turn, and leaves the
+    pedestrian out; a right detector is 0 both ways."""
+    from nuscenes.eval.common.data_classes import EvalBoxes
+    from nuscenes.eval.detection.data_classes import DetectionBox
+
+    from perception.evaluation.detection import format_heading_by_orientation, heading_by_orientation
+    from perception.geometry import yaw_to_quat
+
+    ego = 0.7  # the ego's heading in the global frame
+    lying = [("car", 0.05), ("truck", np.pi - 0.1), ("car", np.pi / 2 + 0.05), ("bus", -np.pi / 2 + 0.2),
+             ("car", np.pi / 2 - 0.1), ("pedestrian", np.pi / 2)]
+
+    def box(k, name, yaw, score=-1.0):
+        return DetectionBox(sample_token="s", translation=(10.0 * k, 5.0, 1.0), size=(2.0, 4.5, 1.6),
+                            rotation=tuple(yaw_to_quat(ego + yaw)), detection_name=name, detection_score=score)
+
+    gt, guess, right = EvalBoxes(), EvalBoxes(), EvalBoxes()
+    gt.add_boxes("s", [box(k, n, y) for k, (n, y) in enumerate(lying)])
+    guess.add_boxes("s", [box(k, n, 0.0 if np.cos(y) >= 0 else np.pi, 0.9) for k, (n, y) in enumerate(lying)])
+    right.add_boxes("s", [box(k, n, y, 0.9) for k, (n, y) in enumerate(lying)])
+    t = heading_by_orientation(gt, guess, {"s": ego})
+    assert t["along"]["n"] == 2 and t["across"]["n"] == 3
+    assert t["along"]["median_deg"] == pytest.approx(np.degrees(0.075), abs=0.01)
+    assert t["across"]["median_deg"] == pytest.approx(np.degrees(np.pi / 2 - 0.1), abs=0.01)
+    assert t["across"]["axis_deg"] == pytest.approx(t["across"]["median_deg"])
+    assert t["along"]["flipped"] == 0.0 and t["across"]["flipped"] == 0.0
+    back = EvalBoxes()  # every heading read back to front
+    back.add_boxes("s", [box(k, n, y + np.pi, 0.9) for k, (n, y) in enumerate(lying)])
+    assert heading_by_orientation(gt, back, {"s": ego})["across"]["flipped"] == 1.0
+    r = heading_by_orientation(gt, right, {"s": ego})
+    assert r["along"]["median_deg"] < 1e-3 and r["across"]["median_deg"] < 1e-3
+    lines = format_heading_by_orientation(t).splitlines()
+    assert len(lines) == 3 and lines[2].startswith("across the ego")

@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     from perception.evaluation.detection import (
         TRACK_VELOCITY_TITLE,
         format_confusion,
+        format_heading_by_orientation,
         format_table,
         format_velocity_by_heading,
     )
@@ -159,6 +160,9 @@ def main(argv=None) -> int:
                 print("velocity error by heading relative to the ego (matched to the nearest detection of the same "
                       "class with score >= 0.3 within 2 m)")
                 print(format_velocity_by_heading(summary["velocity_by_heading"]))
+            if summary.get("heading_by_orientation"):
+                print("heading error of vehicles by how they lie relative to the ego (median, matched as above)")
+                print(format_heading_by_orientation(summary["heading_by_orientation"]))
             print(format_table(summary))
             if a.furniture:
                 _print_furniture(out, src, a.data_root, version)
