@@ -119,7 +119,7 @@ def test_lift_config_trains_end_to_end():
 
 def test_pictures_of_a_lift_network_show_the_lifted_map(synthetic_root, tmp_path, capsys):
     """`promptfusion-test --pictures` of a network with the lifted camera map also draws that map in BEV; a
-    network without it draws no such picture."""
+    network without it draws no such picture; both draw their detections over the annotated boxes in BEV."""
     import cv2
 
     from perception.cli.test import _pictures
@@ -134,6 +134,8 @@ def test_pictures_of_a_lift_network_show_the_lifted_map(synthetic_root, tmp_path
         _pictures(pipe, src, ("camera", "lidar", "radar"), out, 0, 0.3)
         path = out / "lifted_bev_camera+lidar+radar.png"
         assert path.is_file() == drawn and (out / "depth_CAM_FRONT.png").is_file()
+        bev = cv2.imread(str(out / "bev_camera+lidar+radar.png"))  # every network: detections over the truth
+        assert bev.shape == (800, 800, 3) and bev.std() > 10
         if drawn:
             img = cv2.imread(str(path))
             assert img.shape[0] == img.shape[1] > 800 and img.std() > 10  # a map, not a blank square

@@ -227,7 +227,7 @@ def _print_prompt_tracking(pt: dict) -> None:
 
 def _pictures(pipe, src, mods, out: Path, index, min_score: float) -> None:
     from perception.evaluation.run import depth_maps
-    from perception.viz import camera_mosaic, depth_panel, save_rgb
+    from perception.viz import bev_image, camera_mosaic, depth_panel, save_rgb
 
     out.mkdir(parents=True, exist_ok=True)
     i = len(src) // 2 if index is None else index
@@ -245,6 +245,10 @@ def _pictures(pipe, src, mods, out: Path, index, min_score: float) -> None:
             hook.remove()
     if seen:  # the depth-lifted camera map (perception.models.lift): where the cameras put their features
         _lifted_picture(out / f"lifted_bev_{'+'.join(mods)}.png", seen[-1], lift, frame, det, src, i)
+    path = out / f"bev_{'+'.join(mods)}.png"  # detections (heading ticks) over the annotated footprints (grey)
+    save_rgb(path, bev_image(frame, det.boxes, range_m=40.0, gt=frame.gt,
+                             title=f"frame {i}: {'+'.join(mods)}, score >= {min_score}"))
+    print(f"picture: {path} (detections over the annotated boxes, bird's-eye view)")
     if frame.cameras:
         path = out / f"mosaic_{'+'.join(mods)}.png"
         save_rgb(path, camera_mosaic(frame, det.boxes))
