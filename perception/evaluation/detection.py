@@ -203,7 +203,7 @@ def heading_by_orientation(gt_boxes, pred_boxes, ego_yaw: dict, max_dist: float 
     90 degrees)}}. A detector that takes every vehicle to lie along the road it drives on scores well on the
     devkit's mean orientation error in a world whose vehicles mostly do, and shows it here: across, its error
     is that of a guess."""
-    from perception.geometry import quat_to_yaw
+    from perception.geometry import quat_to_yaw, wrap_angle
 
     vehicles = set(MOVERS["vehicles"])
     rows = {o: [] for o in ORIENTATIONS}
@@ -217,7 +217,7 @@ def heading_by_orientation(gt_boxes, pred_boxes, ego_yaw: dict, max_dist: float 
             if match is None:
                 continue
             gy, py = float(quat_to_yaw(g.rotation)), float(quat_to_yaw(match.rotation))
-            err = abs((py - gy + np.pi) % (2 * np.pi) - np.pi)
+            err = abs(float(wrap_angle(py - gy)))
             o = "along" if abs(np.cos(gy - ego)) >= np.sqrt(0.5) else "across"
             rows[o].append((err, min(err, np.pi - err)))
     out = {}

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.geometry import invert_transform, make_transform, quat_to_yaw, rotate_vectors, transform_points
+from perception.geometry import (
+    invert_transform,
+    make_transform,
+    quat_to_yaw,
+    rotate_vectors,
+    transform_points,
+    wrap_angle,
+)
 from perception.sources.assembly import DEFAULT_RADAR_FILTERS
 from perception.sources.files import RADAR_FIELDS, SourceDataError, read_lidar_bin, read_radar_pcd
 from perception.sources.images import ImageDecodeError, decode_images, scale_intrinsics
@@ -191,7 +198,7 @@ class NuScenesSource:
             yaw = quat_to_yaw(ann["rotation"]) + np.arctan2(T_ego_global[1, 0], T_ego_global[0, 0])
             v = rotate_vectors(T_ego_global, vel[None])[0]
             w, length, h = ann["size"]
-            boxes.append([*center.tolist(), length, w, h, float((yaw + np.pi) % (2 * np.pi) - np.pi),
+            boxes.append([*center.tolist(), length, w, h, float(wrap_angle(yaw)),
                           float(v[0]), float(v[1])])
             labels.append(DETECTION_CLASSES.index(cls))
             names = [nusc.get("attribute", a)["name"] for a in ann["attribute_tokens"]]

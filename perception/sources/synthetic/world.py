@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perception.geometry import make_transform, yaw_to_quat
+from perception.geometry import make_transform, wrap_angle, yaw_to_quat
 
 # ------------------------------------------------------------------------------------------------------
 # Classes: nuScenes category, mean size (l, w, h) in m and its spread (std, m). Means are the per-class anchor
@@ -317,7 +317,7 @@ class Scene:
         out[:, 0:2] = p[:, :2]
         out[:, 2] = self.ground_z(p[:, 0], p[:, 1]) + self.base + self.lwh[:, 2] / 2.0
         out[:, 3:6] = self.lwh
-        out[:, 6] = (p[:, 2] + np.pi) % (2 * np.pi) - np.pi
+        out[:, 6] = wrap_angle(p[:, 2])
         out[:, 7:9] = vel
         return out, np.hypot(vel[:, 0], vel[:, 1]) > 0.3
 
